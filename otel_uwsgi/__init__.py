@@ -1,0 +1,52 @@
+"""otel-uwsgi: OpenTelemetry tracing that just works under uWSGI.
+
+Usage
+-----
+In the wsgi file, first line::
+
+    import otel_uwsgi.auto
+
+and in ``uwsgi.ini``::
+
+    [uwsgi]
+    master = true
+    processes = 4
+    otel-service-name = shop
+    otel-exporter-otlp-endpoint = https://collector.example.com
+
+A plain WSGI app (no Django) also needs ``application = otel_uwsgi.wrap_wsgi(application)``.
+
+Importing ``otel_uwsgi`` or any submodule other than ``otel_uwsgi.auto`` has no side effects.
+
+Configuration
+-------------
+Every standard ``OTEL_*`` variable has a uWSGI option of the same name in lower case with
+dashes (``OTEL_SERVICE_NAME`` -> ``otel-service-name``); the ini wins over the environment.
+See the README's option table, generated from :mod:`otel_uwsgi.options`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Callable, Optional
+
+__version__ = "0.1.0"
+__all__ = ["setup", "wrap_wsgi", "__version__"]
+
+
+def setup(*, environ: Optional[Mapping[str, str]] = None, instrumentations: Optional[tuple[str, ...]] = None) -> bool:
+    """Trace a process that is not a uWSGI worker (``manage.py``, scripts, tests).
+
+    Reads the ``OTEL_*`` environment, instruments the installed libraries and starts exporting;
+    queued spans are flushed (bounded) at exit.  Returns True when tracing started.
+    """
+    from otel_uwsgi.lifecycle import setup as _setup
+
+    return _setup(environ=environ, instrumentations=instrumentations)
+
+
+def wrap_wsgi(application: Callable[..., Any]) -> Callable[..., Any]:
+    """Trace a plain WSGI application (server spans, ``traceparent`` honoured)."""
+    from otel_uwsgi.instrumentation import wrap_wsgi as _wrap
+
+    return _wrap(application)

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from otel_uwsgi.demo import views
+
+urlpatterns = [
+    path("", views.index),
+    path("db", views.one_query),
+    path("db10", views.ten_queries),
+    path("slow", views.slow),
+    path("error", views.error),
+    path("whoami", views.whoami),
+]

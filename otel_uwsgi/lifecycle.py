@@ -1,0 +1,249 @@
+"""When things happen: settings and instrumentation at import, the tracer after fork, the
+bounded flush at exit.
+
+uWSGI forks in C, so Python's fork hooks do not run; everything that owns a thread, a socket or
+a per-process identity (provider, batch processor, exporter, Resource) is built in the process
+that uses it: from uWSGI's post-fork hook, or directly when the import already happens in a
+worker (``lazy-apps``, where the hook has run before the app is loaded).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from otel_uwsgi import _uwsgi
+from otel_uwsgi.options import ConfigError, Settings, load
+
+logger = logging.getLogger("otel_uwsgi")
+
+
+@dataclass
+class _State:
+    settings: Optional[Settings] = None
+    installed: bool = False
+    provider: Any = None
+    pid: int = 0  # the process that owns ``provider``
+    flushed: bool = False
+    exit_callback: Any = None  # keeps the ctypes callback alive
+
+
+_state = _State()
+
+
+def _apply_process_settings(settings: Settings) -> None:
+    """Settings that act on the whole process: log level, pass-through variables, propagators."""
+    from otel_uwsgi.options import OPTIONS
+
+    level = settings["otel-log-level"]
+    if level:
+        for name in ("otel_uwsgi", "opentelemetry"):
+            logging.getLogger(name).setLevel(level.upper())
+        if not logger.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+            logger.addHandler(handler)
+    for option in OPTIONS:
+        if option.passthrough and settings.source(option.name) == "uwsgi":
+            os.environ[option.env] = settings[option.name]  # type: ignore[index]
+    if settings.source("otel-propagators") == "uwsgi":
+        _set_propagators(settings["otel-propagators"])
+
+
+def _set_propagators(names: tuple[str, ...]) -> None:
+    from importlib.metadata import entry_points
+
+    from opentelemetry.propagate import set_global_textmap
+    from opentelemetry.propagators.composite import CompositePropagator
+
+    found = {ep.name: ep for ep in entry_points(group="opentelemetry_propagator")}
+    propagators = []
+    for name in names:
+        if name == "none":
+            continue
+        if name not in found:
+            raise ConfigError(
+                f"otel-uwsgi: invalid value for otel-propagators: {name!r} is not installed; "
+                f"accepted: {', '.join(sorted(found))} (others need their opentelemetry-propagator-* package)"
+            )
+        propagators.append(found[name].load()())
+    set_global_textmap(CompositePropagator(propagators))
+
+
+def _provider_already_set() -> Optional[str]:
+    from opentelemetry import trace
+
+    current = trace.get_tracer_provider()
+    if isinstance(current, trace.ProxyTracerProvider):
+        return None
+    return f"{type(current).__module__}.{type(current).__qualname__}"
+
+
+def init_process(settings: Optional[Settings] = None) -> bool:
+    """Build this process's Resource, provider, processor and exporter; register exit flush.
+
+    Safe to call more than once: a second call in the same process does nothing.  Never raises:
+    a tracing problem is logged and the process keeps serving.
+    """
+    settings = settings or _state.settings
+    if settings is None or settings["otel-sdk-disabled"]:
+        return False
+    pid = os.getpid()
+    if _state.provider is not None and _state.pid == pid:
+        return True
+    try:
+        from opentelemetry import trace
+
+        from otel_uwsgi.resource import build_resource
+        from otel_uwsgi.tracing import build_provider
+
+        other = _provider_already_set()
+        if other is not None:
+            logger.warning(
+                "otel-uwsgi: a TracerProvider (%s) was set before otel-uwsgi in pid %d; keeping it, so "
+                "spans carry its resource (not this worker's pid and instance id). Remove the other "
+                "setup (e.g. opentelemetry-instrument, or a provider made at import time).",
+                other,
+                pid,
+            )
+            return False
+        kind, worker_id, mule_id = _uwsgi.identity()
+        resource = build_resource(
+            settings,
+            process_type=kind,
+            worker_id=worker_id,
+            mule_id=mule_id,
+            parent_pid=_uwsgi.master_pid() or None,
+        )
+        provider = build_provider(settings, resource)
+        trace.set_tracer_provider(provider)
+        _state.provider, _state.pid, _state.flushed = provider, pid, False
+        _register_exit(settings)
+        logger.debug("otel-uwsgi: tracing started in %s pid %d", kind, pid)
+        return True
+    except Exception:  # noqa: BLE001 - never break a worker over telemetry
+        logger.exception("otel-uwsgi: could not start tracing in pid %d", pid)
+        return False
+
+
+def flush_at_exit() -> None:
+    """Flush and shut down this process's provider once, within ``otel-exit-flush-timeout``."""
+    if _state.provider is None or _state.pid != os.getpid() or _state.flushed:
+        return
+    _state.flushed = True
+    from otel_uwsgi.tracing import shutdown_bounded
+
+    timeout_ms = _state.settings["otel-exit-flush-timeout"] if _state.settings else 5000
+    shutdown_bounded(_state.provider, timeout_ms / 1000.0)
+
+
+def _register_exit(settings: Settings) -> None:
+    """Hook process exit where uWSGI cannot skip it.
+
+    ``uwsgi.atexit`` and Python's ``atexit`` are skipped when a worker is stopped while busy (a
+    shutdown under load with ``die-on-term``), losing the queue silently.  A C exit handler
+    (glibc ``on_exit``) runs in every ``exit()``, and before uWSGI's own exit handler finalises
+    Python, since handlers run in reverse order of registration.  ``uwsgi.atexit`` (and Python's
+    ``atexit`` outside uWSGI) stay as fallbacks where ``on_exit`` is missing (musl).
+    """
+    if _state.exit_callback is None:
+        try:
+            callback = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p)(_c_exit_handler)
+            ctypes.CDLL(None).on_exit(callback, None)
+            _state.exit_callback = callback
+        except (AttributeError, OSError):
+            logger.debug("otel-uwsgi: no on_exit in this libc; relying on atexit hooks")
+    if _uwsgi.available():
+        _uwsgi.register_atexit(flush_at_exit)
+    else:
+        import atexit
+
+        atexit.register(flush_at_exit)
+
+
+def _c_exit_handler(status: int, arg: Any) -> None:
+    try:
+        flush_at_exit()
+    except BaseException:  # noqa: BLE001 - nothing may escape into C
+        pass
+
+
+def install(*, environ: Optional[Mapping[str, str]] = None) -> bool:
+    """What ``import otel_uwsgi.auto`` does. Returns True when tracing is (or will be) set up.
+
+    Outside uWSGI it does nothing but log one line: call :func:`otel_uwsgi.setup` there.
+    """
+    if _state.installed:
+        logger.debug("otel-uwsgi: already installed in pid %d", os.getpid())
+        return True
+    if not _uwsgi.available():
+        logger.info(
+            "otel-uwsgi: not running under uWSGI, so `import otel_uwsgi.auto` does nothing here; "
+            "call otel_uwsgi.setup() to trace this process"
+        )
+        return False
+    environ = os.environ if environ is None else environ
+    opt = _uwsgi.options()
+    where = _uwsgi.config_file(opt)
+    try:
+        settings = load(opt, environ, where=where)
+        fatal, warnings = _uwsgi.check(settings)
+        if fatal:
+            raise ConfigError(fatal[0])
+        for line in settings.warnings + warnings:
+            logger.warning("%s", line)
+        _state.settings, _state.installed = settings, True
+        if settings["otel-sdk-disabled"]:
+            logger.info("otel-uwsgi: otel-sdk-disabled is set: nothing is traced")
+            return False
+        _apply_process_settings(settings)
+    except ConfigError as exc:
+        _uwsgi.stop_startup(str(exc))
+    from otel_uwsgi.instrumentation import instrument
+
+    instrument(settings["otel-instrumentations"])
+    kind = _uwsgi.identity()[0]
+    if kind == "master":
+        other = _provider_already_set()
+        if other is not None:
+            logger.warning(
+                "otel-uwsgi: a TracerProvider (%s) was already set in the uWSGI master; workers "
+                "would all export with the master's pid and instance id, so otel-uwsgi leaves it "
+                "in place and builds none. Remove the other setup.",
+                other,
+            )
+            return False
+        _uwsgi.register_postfork(init_process)
+    else:
+        # lazy-apps (or a mule / spooler importing us): the post-fork hook has already run.
+        init_process(settings)
+    return True
+
+
+def setup(*, environ: Optional[Mapping[str, str]] = None, instrumentations: Optional[tuple[str, ...]] = None) -> bool:
+    """Trace a process that is not a uWSGI worker (``manage.py`` commands, scripts, tests).
+
+    Reads the ``OTEL_*`` environment only, instruments, and builds the provider right away; the
+    queue is flushed (bounded) when the process exits.  Under uWSGI this is ``install()``.
+    """
+    if _uwsgi.available():
+        return install(environ=environ)
+    environ = os.environ if environ is None else environ
+    settings = load({}, environ)
+    for line in settings.warnings:
+        logger.warning("%s", line)
+    _state.settings = settings
+    if settings["otel-sdk-disabled"]:
+        return False
+    _apply_process_settings(settings)
+    from otel_uwsgi.instrumentation import instrument
+
+    instrument(instrumentations or settings["otel-instrumentations"])
+    return init_process(settings)
+
+

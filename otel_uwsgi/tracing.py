@@ -1,0 +1,164 @@
+"""TracerProvider, batch processor and OTLP/HTTP exporter for one process, and its bounded flush.
+
+Everything here is built from resolved :class:`~otel_uwsgi.options.Settings` and passed to the
+SDK as explicit arguments, so the SDK's own environment look-ups cannot override the ini.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Optional
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider, sampling
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+from otel_uwsgi.options import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def build_sampler(settings: Settings) -> sampling.Sampler:
+    """The sampler named by ``otel-traces-sampler`` with its ratio argument."""
+    name = settings["otel-traces-sampler"]
+    ratio = settings["otel-traces-sampler-arg"]
+    ratio = 1.0 if ratio is None else ratio
+    return {
+        "always_on": lambda: sampling.ALWAYS_ON,
+        "always_off": lambda: sampling.ALWAYS_OFF,
+        "traceidratio": lambda: sampling.TraceIdRatioBased(ratio),
+        "parentbased_always_on": lambda: sampling.ParentBased(sampling.ALWAYS_ON),
+        "parentbased_always_off": lambda: sampling.ParentBased(sampling.ALWAYS_OFF),
+        "parentbased_traceidratio": lambda: sampling.ParentBased(sampling.TraceIdRatioBased(ratio)),
+    }[name]()
+
+
+def build_span_limits(settings: Settings) -> SpanLimits:
+    """Span limits with the span-specific options winning over the generic ones."""
+
+    def either(specific: str, generic: str, unset: Optional[int]) -> Optional[int]:
+        value = settings.pick(specific, generic)[1]
+        return unset if value is None else value
+
+    return SpanLimits(
+        max_span_attributes=either("otel-span-attribute-count-limit", "otel-attribute-count-limit", 128),
+        max_events=settings["otel-span-event-count-limit"],
+        max_links=settings["otel-span-link-count-limit"],
+        max_event_attributes=either("otel-event-attribute-count-limit", "otel-attribute-count-limit", 128),
+        max_link_attributes=either("otel-link-attribute-count-limit", "otel-attribute-count-limit", 128),
+        max_span_attribute_length=either(
+            "otel-span-attribute-value-length-limit", "otel-attribute-value-length-limit", SpanLimits.UNSET
+        ),
+        max_attribute_length=settings["otel-attribute-value-length-limit"]
+        if settings["otel-attribute-value-length-limit"] is not None
+        else SpanLimits.UNSET,
+    )
+
+
+def traces_endpoint(settings: Settings) -> str:
+    """The traces URL: a traces-specific endpoint as is, a base endpoint plus ``/v1/traces``."""
+    name, value = settings.pick("otel-exporter-otlp-traces-endpoint", "otel-exporter-otlp-endpoint")
+    if name == "otel-exporter-otlp-traces-endpoint":
+        return value
+    return value.rstrip("/") + "/v1/traces"
+
+
+@contextlib.contextmanager
+def _without_otlp_environment() -> Iterator[None]:
+    """Hide ``OTEL_EXPORTER_OTLP_*`` while the exporter is built.
+
+    The exporter merges environment headers into explicit ones; every value is passed
+    explicitly here, so the environment must not add to (or override) what the ini says.
+    Runs in the post-fork hook, before any request thread exists.
+    """
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("OTEL_EXPORTER_OTLP_")}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def build_exporter(settings: Settings) -> Optional[SpanExporter]:
+    """The span exporter named by ``otel-traces-exporter`` (None for ``none``)."""
+    kind = settings["otel-traces-exporter"]
+    if kind == "none":
+        return None
+    if kind == "console":
+        return ConsoleSpanExporter()
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    pick = settings.pick
+    headers = pick("otel-exporter-otlp-traces-headers", "otel-exporter-otlp-headers")[1] or {}
+    compression = pick("otel-exporter-otlp-traces-compression", "otel-exporter-otlp-compression")[1]
+    with _without_otlp_environment():
+        return OTLPSpanExporter(
+            endpoint=traces_endpoint(settings),
+            certificate_file=pick("otel-exporter-otlp-traces-certificate", "otel-exporter-otlp-certificate")[1],
+            client_key_file=pick("otel-exporter-otlp-traces-client-key", "otel-exporter-otlp-client-key")[1],
+            client_certificate_file=pick(
+                "otel-exporter-otlp-traces-client-certificate", "otel-exporter-otlp-client-certificate"
+            )[1],
+            headers=dict(headers),
+            timeout=pick("otel-exporter-otlp-traces-timeout", "otel-exporter-otlp-timeout")[1],
+            compression=Compression.Gzip if compression == "gzip" else Compression.NoCompression,
+        )
+
+
+def build_provider(settings: Settings, resource: Resource) -> TracerProvider:
+    """A TracerProvider with one BatchSpanProcessor; no SDK atexit hook (we flush with a bound)."""
+    provider = TracerProvider(
+        resource=resource,
+        sampler=build_sampler(settings),
+        span_limits=build_span_limits(settings),
+        shutdown_on_exit=False,
+    )
+    exporter = build_exporter(settings)
+    if exporter is not None:
+        provider.add_span_processor(
+            BatchSpanProcessor(
+                exporter,
+                max_queue_size=settings["otel-bsp-max-queue-size"],
+                schedule_delay_millis=settings["otel-bsp-schedule-delay"],
+                max_export_batch_size=settings["otel-bsp-max-export-batch-size"],
+                export_timeout_millis=settings["otel-bsp-export-timeout"],
+            )
+        )
+    return provider
+
+
+def shutdown_bounded(provider: TracerProvider, timeout_s: float) -> bool:
+    """Export what is queued and shut down, giving up after ``timeout_s`` seconds.
+
+    The SDK's ``force_flush`` ignores its timeout and one export to a dead collector can block
+    for the exporter timeout, so the work runs in a helper thread that is joined with a deadline.
+    Returns True when everything finished in time.  Safe to call from a signal handler's exit
+    path: it takes no lock of its own.
+    """
+    started = time.monotonic()
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            provider.shutdown()
+        except Exception:  # noqa: BLE001 - never raise into uWSGI's exit path
+            logger.exception("otel-uwsgi: error while flushing spans at exit")
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=work, name="otel-uwsgi-exit-flush", daemon=True)
+    thread.start()
+    finished = done.wait(timeout_s)
+    if not finished:
+        logger.warning(
+            "otel-uwsgi: pid %d gave up flushing spans after %.1f s (collector slow or unreachable); "
+            "spans still queued were dropped (raise otel-exit-flush-timeout to wait longer)",
+            os.getpid(),
+            time.monotonic() - started,
+        )
+    return finished
