@@ -12,7 +12,7 @@
 #
 # Environment:
 #   OTEL_UWSGI_DOCKER_STATE    state dir: dockerd log/pids, rootfs tarball  [/var/tmp/otel-uwsgi-docker]
-#   OTEL_UWSGI_DOCKER_REBUILD  1 = rebuild every image (the rootfs tarball is kept;
+#   OTEL_UWSGI_DOCKER_REBUILD  1 = rebuild every image, without layer cache (the rootfs tarball is kept;
 #                              delete it to re-run debootstrap)
 #   DOCKER                     docker client                               [/usr/bin/docker]
 set -euo pipefail
@@ -110,13 +110,20 @@ build() {
         echo "present: $tag (inputs unchanged)"
         return 0
     fi
-    local t
+    local t old_id
+    old_id=$("$DOCKER" image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
+    local extra=()
+    [ "$REBUILD" != 1 ] || extra=(--no-cache)
     t=$(date +%s.%N)
-    DOCKER_BUILDKIT=1 BUILDKIT_PROGRESS=plain "$DOCKER" build \
+    DOCKER_BUILDKIT=1 BUILDKIT_PROGRESS=plain "$DOCKER" build "${extra[@]}" \
         --build-arg "BASE_IMAGE=$DEBIAN_IMAGE" \
         --label "$HASH_LABEL=$hash" \
         -f "$BASE_DIR/$dockerfile" -t "$tag" "$BASE_DIR"
     echo "built $tag in $(since "$t")"
+    # Drop the image this build replaced (now untagged), unless a container uses it.
+    if [ -n "$old_id" ] && [ "$old_id" != "$("$DOCKER" image inspect --format '{{.Id}}' "$tag")" ]; then
+        "$DOCKER" rmi "$old_id" >/dev/null 2>&1 || true
+    fi
 }
 
 build local/python:3.11 python.Dockerfile

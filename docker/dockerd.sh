@@ -32,11 +32,18 @@ fi
 log() { printf '[dockerd.sh] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
+# alive PID: running and not a zombie (PID 1 may reap our orphans late).
+alive() {
+    local state
+    [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 1
+    state=$(sed -e 's/^.*) //' -e 's/ .*//' "/proc/$1/stat" 2>/dev/null) || return 1
+    [ "$state" != Z ] && [ "$state" != X ]
+}
 # pid_is PID NAME: true if PID is alive and its command name is NAME.
 pid_is() {
-    [ -n "$1" ] && kill -0 "$1" 2>/dev/null && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ]
+    alive "$1" && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ]
 }
-read_pid() { [ -f "$1" ] && tr -dc '0-9' <"$1" || true; }
+read_pid() { if [ -f "$1" ]; then tr -dc '0-9' <"$1"; fi; }
 engine_answers() { [ -n "$DOCKER" ] && "$DOCKER" info >/dev/null 2>&1; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -44,7 +51,7 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 # wait_gone PID TIMEOUT: true once PID has exited, false at the deadline.
 wait_gone() {
     local pid=$1 deadline=$((SECONDS + $2))
-    while kill -0 "$pid" 2>/dev/null; do
+    while alive "$pid"; do
         [ "$SECONDS" -ge "$deadline" ] && return 1
         sleep 0.2
     done
@@ -84,17 +91,20 @@ cmd_start() {
         wait_ready "$pid" "$(now)"
         return 0
     fi
+    # A containerd left behind by a dockerd of ours that died.
+    terminate "$(read_pid "$CTRD_PIDFILE")" containerd 15
     rm -f "$PIDFILE" "$CTRD_PIDFILE"
     if engine_answers; then
         log "a Docker engine not started by this script already answers; using it (stop will leave it alone)"
         return 0
     fi
-    if pgrep -x dockerd >/dev/null; then
-        die "a dockerd not started by this script runs but does not answer: $(pgrep -a -x dockerd | tr '\n' ' ')"
-    fi
+    local other
+    for other in $(pgrep -x dockerd || true); do
+        alive "$other" && die "a dockerd not started by this script runs (pid $other) but does not answer"
+    done
 
     local own_containerd=1
-    [ -S /run/containerd/containerd.sock ] && pgrep -x containerd >/dev/null && own_containerd=0
+    [ -S /run/containerd/containerd.sock ] && own_containerd=0
 
     log "starting dockerd (log: $LOG)"
     local t0
@@ -118,7 +128,7 @@ cmd_start() {
 wait_ready() {
     local pid=$1 t0=$2 deadline=$((SECONDS + START_TIMEOUT))
     until engine_answers; do
-        if ! kill -0 "$pid" 2>/dev/null; then
+        if ! alive "$pid"; then
             log "dockerd (pid $pid) exited; last log lines:"
             tail -n 30 "$LOG" >&2 || true
             rm -f "$PIDFILE" "$CTRD_PIDFILE"

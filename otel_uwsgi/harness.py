@@ -36,7 +36,7 @@ OWNED_KEYS = SOCKET_KEYS | {
 REQUEST_LOG = "otel-uwsgi-req pid=%(pid) wid=%(wid) status=%(status) uri=%(uri)"
 _REQ_RE = re.compile(r"otel-uwsgi-req pid=(\d+) wid=(\d+) status=(\d+)")
 _SPAWN_RE = re.compile(r"(?:spawned uWSGI worker (\d+) \(pid: (\d+)|Respawned uWSGI worker (\d+) \(new pid: (\d+))")
-_MAGIC_RE = re.compile(r"%([dpsncx])")
+_MAGIC_RE = re.compile(r"%([dpsncx%])")
 _KEY_RE = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=")
 
 Overrides = Mapping[str, Union[str, Sequence[str]]]
@@ -81,7 +81,7 @@ def prepare_ini(source: Union[str, Path], overrides: Overrides, *, drop: Iterabl
         match = _KEY_RE.match(line)
         if match and match.group(1) in dropped:
             continue
-        out.append(_MAGIC_RE.sub(lambda m: magic[m.group(1)], raw))
+        out.append(_MAGIC_RE.sub(lambda m: "%%" if m.group(1) == "%" else magic[m.group(1)], raw))
     for key, value in overrides.items():
         for item in [value] if isinstance(value, str) else value:
             out.append(f"{key} = {item}")
@@ -135,6 +135,7 @@ class UwsgiServer:
         uwsgi: str = "uwsgi",
     ) -> None:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="otel-uwsgi-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.ini_path = self.workdir / "uwsgi.ini"
         self.ini_path.write_text(ini_text)
         self.log_path = self.workdir / "uwsgi.log"

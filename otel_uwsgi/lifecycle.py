@@ -205,8 +205,10 @@ def install(*, environ: Optional[Mapping[str, str]] = None) -> bool:
     except ConfigError as exc:
         _uwsgi.stop_startup(str(exc))
     from otel_uwsgi.instrumentation import instrument
+    from otel_uwsgi.tracing import preload
 
     instrument(settings["otel-instrumentations"])
+    preload(settings)
     kind = _uwsgi.identity()[0]
     if kind == "master":
         other = _provider_already_set()

@@ -83,6 +83,22 @@ def _without_otlp_environment() -> Iterator[None]:
         os.environ.update(saved)
 
 
+def preload(settings: Settings) -> None:
+    """Import the export path in the master, before fork.
+
+    Building the exporter imports ``requests`` and friends (~100 ms); done after fork, every
+    worker pays it again and a signal arriving meanwhile interrupts a half-done import.  Imported
+    before fork, the modules are shared copy-on-write and a worker's init takes milliseconds.
+    """
+    if settings["otel-traces-exporter"] != "otlp":
+        return
+    import netrc  # noqa: F401 - requests reads it lazily at the first export
+    import shlex  # noqa: F401
+
+    import requests  # noqa: F401
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # noqa: F401
+
+
 def build_exporter(settings: Settings) -> Optional[SpanExporter]:
     """The span exporter named by ``otel-traces-exporter`` (None for ``none``)."""
     kind = settings["otel-traces-exporter"]

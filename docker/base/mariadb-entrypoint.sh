@@ -13,6 +13,7 @@ set -euo pipefail
 
 log() { printf '%s [entrypoint] %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
 sql_str() { local s=${1//\\/\\\\}; printf "'%s'" "${s//\'/\\\'}"; }
+# shellcheck disable=SC2016  # literal backticks
 sql_ident() { printf '`%s`' "${1//\`/\`\`}"; }
 
 if [ "${1:0:1}" = '-' ]; then set -- mariadbd "$@"; fi
@@ -76,7 +77,11 @@ if [ ! -e "$MARKER" ]; then
     for f in /docker-entrypoint-initdb.d/*; do
         case "$f" in
             *.sql) log "running $f"; mariadb --socket="$INIT_SOCK" -uroot ${database:+"$database"} <"$f" ;;
-            *.sh) log "running $f"; . "$f" ;;
+            *.sh)
+                log "running $f"
+                # shellcheck disable=SC1090
+                . "$f"
+                ;;
             *) [ ! -e "$f" ] || log "ignoring $f" ;;
         esac
     done

@@ -1,0 +1,140 @@
+"""Shared fixtures: a real OTLP/HTTP receiver, real uWSGI from the sample inis, real MariaDB."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import pytest
+
+from otel_uwsgi.harness import UwsgiServer, free_port, owned_overrides, prepare_ini
+from otel_uwsgi.receiver import Receiver
+
+ROOT = Path(__file__).resolve().parent.parent
+INI = ROOT / "ini"
+MYSQL = ("127.0.0.1", 3306)
+
+
+def mysql_available() -> bool:
+    try:
+        with socket.create_connection(MYSQL, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def mysql() -> None:
+    """The MariaDB/MySQL server the Django + MySQL tests need."""
+    if not mysql_available():
+        message = (
+            "no MySQL/MariaDB server answers on 127.0.0.1:3306 (root, empty password, database `test`); "
+            "start one (e.g. `start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd`)"
+        )
+        if os.environ.get("OTEL_UWSGI_TESTS_ALLOW_NO_MYSQL"):
+            pytest.skip(message)
+        pytest.fail(message)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as r:
+        yield r
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+class Server:
+    """A started uWSGI from a sample ini plus helpers to talk to it."""
+
+    def __init__(self, uwsgi: UwsgiServer, port: int, workers: int) -> None:
+        self.uwsgi, self.port, self.workers = uwsgi, port, workers
+
+    def get(self, path: str = "/", headers: Optional[dict[str, str]] = None, timeout: float = 30) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("GET", path, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def get_json(self, path: str, headers: Optional[dict[str, str]] = None) -> dict:
+        status, body = self.get(path, headers)
+        assert status == 200, body[:500]
+        return json.loads(body)
+
+    def hammer(self, path: str, count: int, concurrency: int = 8) -> list[tuple[int, bytes]]:
+        with ThreadPoolExecutor(concurrency) as pool:
+            return list(pool.map(lambda _: self.get(path), range(count)))
+
+    def until_every_worker_served(self, path: str, timeout: float = 30) -> None:
+        """Send concurrent batches until uWSGI's log shows every worker id served a request."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.hammer(path, self.workers * 4, concurrency=self.workers * 2)
+            served = self.uwsgi.served()
+            wids = {served.spawned.get(pid) for pid, n in served.requests.items() if n}
+            if len(wids) >= self.workers:
+                return
+        raise AssertionError(f"not every worker served a request in {timeout}s:\n{self.uwsgi.log()[-3000:]}")
+
+    def stop(self, signum: int = signal.SIGINT, kill_after: float = 30) -> Optional[int]:
+        return self.uwsgi.stop(signum, kill_after)
+
+
+@pytest.fixture
+def start_uwsgi(receiver: Receiver, tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start uWSGI from ``ini/<name>`` with the socket and endpoint replaced; stopped by pid at teardown."""
+    started: list[UwsgiServer] = []
+
+    def start(
+        name: str,
+        workers: int = 4,
+        extra: Optional[dict[str, str]] = None,
+        env: Optional[dict[str, str]] = None,
+        wait: bool = True,
+        ready_path: str = "/",
+        endpoint_in_env: bool = False,
+    ) -> Server:
+        port = free_port()
+        overrides = owned_overrides(port, receiver.endpoint)
+        if endpoint_in_env:  # for `strict = true`, where otel-* ini keys are rejected
+            del overrides["otel-exporter-otlp-endpoint"]
+            env = {**(env or {}), "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
+        overrides.update({"processes": str(workers), **(extra or {})})
+        text = prepare_ini(INI / name, overrides)
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        environ.update(env or {})
+        uwsgi = UwsgiServer(text, env=environ, cwd=str(ROOT), workdir=str(tmp_path / f"uwsgi-{len(started)}"))
+        started.append(uwsgi.start())
+        server = Server(uwsgi, port, workers)
+        if wait:
+            assert uwsgi.wait_workers(workers, 30), uwsgi.log()[-3000:]
+
+            def ready() -> bool:
+                try:
+                    return server.get(ready_path, timeout=5)[0] < 500
+                except OSError:
+                    return False
+
+            assert wait_until(ready, 30), uwsgi.log()[-3000:]
+        return server
+
+    yield start
+    for uwsgi in started:
+        uwsgi.stop(signal.SIGINT, kill_after=15)
