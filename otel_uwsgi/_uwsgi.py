@@ -173,4 +173,4 @@ def stop_startup(message: str) -> NoReturn:
             os.kill(master_pid(), signal.SIGINT)
         except OSError:
             pass
-    raise SystemExit(1)
+    raise SystemExit(1) from None

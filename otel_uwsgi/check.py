@@ -96,7 +96,8 @@ def evaluate(served: Served, spans: list[ReceivedSpan], expected_workers: int) -
     if lost:
         problems.append(f"{lost} of {requests} requests have no server span (spans lost)")
     if silent and not never:
-        problems.append(f"worker pids {', '.join(str(r.pid) for r in rows if r.requests and not r.spans)} sent no spans")
+        quiet = ", ".join(str(r.pid) for r in rows if r.requests and not r.spans)
+        problems.append(f"worker pids {quiet} sent no spans")
     return Report(
         rows=rows,
         expected_workers=expected_workers,
@@ -206,7 +207,7 @@ def run_check(
             if on_server:
                 on_server(server)
             server.wait_workers(expected, max(1.0, deadline - time.monotonic()))
-            with _Load(port, path, concurrency=max(2, expected * 2)) as load:
+            with _Load(port, path, concurrency=max(2, expected * 2)):
                 last = 0.0
                 while time.monotonic() < deadline and server.alive():
                     served = server.served()

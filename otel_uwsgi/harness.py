@@ -64,11 +64,14 @@ def prepare_ini(source: Union[str, Path], overrides: Overrides, *, drop: Iterabl
     """The ``[uwsgi]`` section of ``source`` minus ``drop``ped keys, plus ``overrides``.
 
     uWSGI's magic variables (``%d`` ...) are resolved against the original file, so the copy can
-    live anywhere.  Keys in ``overrides`` are always dropped from the original first.
+    live anywhere.  Keys in ``overrides`` are always dropped from the original first.  Under
+    ``strict = true`` (where uWSGI rejects otel-* keys) an otel-* override is written as
+    ``set-ph = key=value``, and the original's ``set-ph`` for that key is dropped.
     """
     source = Path(source)
     magic = _magic(source)
     dropped = set(drop) | set(overrides)
+    strict = is_strict(source)
     out = ["[uwsgi]"]
     section = None
     for raw in source.read_text().splitlines():
@@ -81,11 +84,24 @@ def prepare_ini(source: Union[str, Path], overrides: Overrides, *, drop: Iterabl
         match = _KEY_RE.match(line)
         if match and match.group(1) in dropped:
             continue
+        if match and match.group(1) == "set-ph":
+            placeholder = line.split("=", 1)[1].split("=", 1)[0].strip()
+            if placeholder in dropped:
+                continue
         out.append(_MAGIC_RE.sub(lambda m: "%%" if m.group(1) == "%" else magic[m.group(1)], raw))
     for key, value in overrides.items():
         for item in [value] if isinstance(value, str) else value:
-            out.append(f"{key} = {item}")
+            out.append(f"set-ph = {key}={item}" if strict and key.startswith("otel-") else f"{key} = {item}")
     return "\n".join(out) + "\n"
+
+
+def is_strict(source: Union[str, Path]) -> bool:
+    """Whether the ini turns on uWSGI's ``strict`` mode."""
+    for raw in Path(source).read_text().splitlines():
+        match = _KEY_RE.match(raw)
+        if match and match.group(1) == "strict":
+            return raw.split("=", 1)[1].strip().lower() in ("true", "1", "yes", "on", "")
+    return False
 
 
 @dataclass

@@ -203,7 +203,11 @@ def install(*, environ: Optional[Mapping[str, str]] = None) -> bool:
             return False
         _apply_process_settings(settings)
     except ConfigError as exc:
-        _uwsgi.stop_startup(str(exc))
+        error = str(exc)
+    else:
+        error = None
+    if error is not None:  # outside the except block: no chained traceback in uWSGI's log
+        _uwsgi.stop_startup(error)
     from otel_uwsgi.instrumentation import instrument
     from otel_uwsgi.tracing import preload
 
