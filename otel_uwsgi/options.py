@@ -369,8 +369,9 @@ def load(
         name = key.decode() if isinstance(key, bytes) else str(key)
         if name.startswith(PREFIX) and name not in BY_NAME:
             hint = suggest(name)
+            shown = name if name.isprintable() else repr(name)
             raise ConfigError(
-                f"otel-uwsgi: unknown option {name} in {where}"
+                f"otel-uwsgi: unknown option {shown} in {where}"
                 + (f"; did you mean {hint}?" if hint else "; see the option table in otel-uwsgi's README")
             )
     for option in OPTIONS:
