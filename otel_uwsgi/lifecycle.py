@@ -151,6 +151,13 @@ def _register_exit(settings: Settings) -> None:
     Python, since handlers run in reverse order of registration.  ``uwsgi.atexit`` (and Python's
     ``atexit`` outside uWSGI) stay as fallbacks where ``on_exit`` is missing (musl).
     """
+    if not _uwsgi.available():
+        # A plain Python process finalises the interpreter *before* C exit handlers run: a
+        # ctypes callback there would crash.  Python's atexit is the right hook outside uWSGI.
+        import atexit
+
+        atexit.register(flush_at_exit)
+        return
     if _state.exit_callback is None:
         try:
             callback = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p)(_c_exit_handler)
@@ -158,12 +165,7 @@ def _register_exit(settings: Settings) -> None:
             _state.exit_callback = callback
         except (AttributeError, OSError):
             logger.debug("otel-uwsgi: no on_exit in this libc; relying on atexit hooks")
-    if _uwsgi.available():
-        _uwsgi.register_atexit(flush_at_exit)
-    else:
-        import atexit
-
-        atexit.register(flush_at_exit)
+    _uwsgi.register_atexit(flush_at_exit)
 
 
 def _c_exit_handler(status: int, arg: Any) -> None:
