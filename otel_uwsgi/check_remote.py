@@ -214,9 +214,7 @@ class Load:
         self.errors = 0
         self.last_error = ""
         self._lock = threading.Lock()
-        self.threads = [
-            threading.Thread(target=self._run, name=f"load-{i}", daemon=True) for i in range(concurrency)
-        ]
+        self.threads = [threading.Thread(target=self._run, name=f"load-{i}", daemon=True) for i in range(concurrency)]
 
     @property
     def completed(self) -> int:
@@ -379,13 +377,18 @@ def _run(
 
     remaining = max(5.0, opts.startup_timeout - (time.monotonic() - started))
     if not _wait(app_answers, remaining, lambda: say(f"waiting for {opts.url} ({last_error})"), step=0.5):
-        raise SystemExit(f"checker: FAIL: {opts.url} did not answer 2xx within the startup timeout (last: {last_error})")
+        raise SystemExit(
+            f"checker: FAIL: {opts.url} did not answer 2xx within the startup timeout (last: {last_error})"
+        )
     info["warmup_statuses"] = warmup
 
     # -- 2. load until every worker served and enough requests
     concurrency = opts.concurrency or max(2, expected * 2)
-    say(f"sending requests to {opts.url} ({concurrency} concurrent) until all {expected} workers "
-        f"served and >= {opts.requests} requests", force=True)
+    say(
+        f"sending requests to {opts.url} ({concurrency} concurrent) until all {expected} workers "
+        f"served and >= {opts.requests} requests",
+        force=True,
+    )
     t0 = time.monotonic()
     with Load(app_host, app_port, path, concurrency) as load:
         done = False
@@ -519,10 +522,18 @@ def parse_args(argv: Optional[list[str]]) -> Options:
     p.add_argument("--load-timeout", type=float, default=d.load_timeout, help="seconds of load at most")
     p.add_argument("--stop-timeout", type=float, default=d.stop_timeout, help="seconds for uWSGI to exit after 'q'")
     p.add_argument("--span-timeout", type=float, default=d.span_timeout, help="seconds to wait for the spans")
-    p.add_argument("--settle", type=float, default=d.settle,
-                   help="after uWSGI exited, stop waiting once no span arrived for this long")
-    p.add_argument("--expect-db", metavar="SYSTEM", default=None,
-                   help="also require DB client spans of this db.system (e.g. mysql)")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=d.settle,
+        help="after uWSGI exited, stop waiting once no span arrived for this long",
+    )
+    p.add_argument(
+        "--expect-db",
+        metavar="SYSTEM",
+        default=None,
+        help="also require DB client spans of this db.system (e.g. mysql)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON (progress stays on stderr)")
     args = p.parse_args(argv)
     return Options(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Options)})

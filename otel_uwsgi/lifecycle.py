@@ -84,7 +84,7 @@ def _provider_already_set() -> Optional[str]:
     return f"{type(current).__module__}.{type(current).__qualname__}"
 
 
-def init_process(settings: Optional[Settings] = None) -> bool:
+def init_process(settings: Optional[Settings] = None, *, c_exit_handler: bool = True) -> bool:
     """Build this process's Resource, provider, processor and exporter; register exit flush.
 
     Safe to call more than once: a second call in the same process does nothing.  Never raises:
@@ -123,7 +123,7 @@ def init_process(settings: Optional[Settings] = None) -> bool:
         provider = build_provider(settings, resource)
         trace.set_tracer_provider(provider)
         _state.provider, _state.pid, _state.flushed = provider, pid, False
-        _register_exit(settings)
+        _register_exit(settings, c_exit_handler=c_exit_handler)
         logger.debug("otel-uwsgi: tracing started in %s pid %d", kind, pid)
         return True
     except Exception:  # noqa: BLE001 - never break a worker over telemetry
@@ -142,7 +142,7 @@ def flush_at_exit() -> None:
     shutdown_bounded(_state.provider, timeout_ms / 1000.0)
 
 
-def _register_exit(settings: Settings) -> None:
+def _register_exit(settings: Settings, *, c_exit_handler: bool = True) -> None:
     """Hook process exit where uWSGI cannot skip it.
 
     ``uwsgi.atexit`` and Python's ``atexit`` are skipped when a worker is stopped while busy (a
@@ -158,7 +158,7 @@ def _register_exit(settings: Settings) -> None:
 
         atexit.register(flush_at_exit)
         return
-    if _state.exit_callback is None:
+    if _state.exit_callback is None and c_exit_handler:
         try:
             callback = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p)(_c_exit_handler)
             ctypes.CDLL(None).on_exit(callback, None)
@@ -229,7 +229,9 @@ def install(*, environ: Optional[Mapping[str, str]] = None) -> bool:
         _uwsgi.register_postfork(init_process)
     else:
         # lazy-apps (or a mule / spooler importing us): the post-fork hook has already run.
-        init_process(settings)
+        # No C exit handler here: registered this late it runs *after* uWSGI's own handler has
+        # finalised Python, and the ctypes callback would crash the exiting worker.
+        init_process(settings, c_exit_handler=False)
     return True
 
 

@@ -71,6 +71,7 @@ def test_plain_wsgi_with_lazy_apps_and_threads(start_uwsgi, receiver):
     assert {s.pid for s in spans} == set(served.spawned)
     assert len(spans) == served.total
     assert len({s.resource["service.instance.id"] for s in spans}) == 4
+    assert "Segmentation Fault" not in server.uwsgi.log() and "DAMN" not in server.uwsgi.log()
 
 
 def test_headers_reach_the_collector_and_never_the_log(start_uwsgi, receiver):
