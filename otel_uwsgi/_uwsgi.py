@@ -32,36 +32,33 @@ def options() -> dict[str, Any]:
     return dict(uwsgi.opt) if uwsgi is not None else {}
 
 
+def _last_text(value: Any) -> Any:
+    """A uwsgi.opt value with a repeated key's list reduced to its last item and bytes decoded."""
+    if isinstance(value, list):
+        value = value[-1] if value else None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value
+
+
 def config_file(opt: dict[str, Any]) -> str:
     """Name the configuration for messages: the ini file when there is one."""
     for key in ("ini", "yaml", "json", "xml"):
-        value = opt.get(key)
-        if isinstance(value, list):
-            value = value[-1] if value else None
-        if isinstance(value, bytes):
-            return value.decode("utf-8", "replace")
+        value = _last_text(opt.get(key))
         if isinstance(value, str):
             return value
     return "the uWSGI options"
 
 
 def _opt_flag(opt: dict[str, Any], key: str) -> bool:
-    value = opt.get(key)
-    if isinstance(value, list):
-        value = value[-1] if value else None
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
+    value = _last_text(opt.get(key))
     if value is True:
         return True
     return isinstance(value, str) and value.strip().lower() in ("", "true", "1", "yes", "on")
 
 
 def _opt_int(opt: dict[str, Any], key: str, default: int) -> int:
-    value = opt.get(key)
-    if isinstance(value, list):
-        value = value[-1] if value else None
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
+    value = _last_text(opt.get(key))
     try:
         return int(value) if isinstance(value, str) else default
     except ValueError:
