@@ -10,7 +10,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: otel-uwsgi check path/to/uwsgi.ini [--requests N] [--path URL] [--timeout S] [--json]")
-        print("       otel-uwsgi options   (print the option table as markdown)")
+        print("       otel-uwsgi options [--write README.md]   (the option table as markdown)")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "check":
@@ -18,8 +18,12 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         return check_main(rest)
     if command == "options":
-        from otel_uwsgi.docs import option_table
+        from otel_uwsgi.docs import option_table, write_readme
 
+        if rest[:1] == ["--write"]:
+            path = rest[1] if len(rest) > 1 else "README.md"
+            print(f"{path}: {'updated' if write_readme(path) else 'already current'}")
+            return 0
         print(option_table())
         return 0
     print(f"otel-uwsgi: unknown command {command!r}; try: check, options", file=sys.stderr)

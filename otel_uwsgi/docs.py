@@ -31,3 +31,17 @@ def option_table() -> str:
         env = f"`{option.env}`" if option.env else "-"
         lines.append(f"| `{option.name}` | {env} | `{_default(option.default)}` | {option.help} |")
     return "\n".join(lines).strip() + "\n"
+
+
+def write_readme(path: str = "README.md") -> bool:
+    """Replace the table between the markers in ``path``; True when the file changed."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    new = head + BEGIN + "\n" + option_table() + END + tail
+    if new == text:
+        return False
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(new)
+    return True
