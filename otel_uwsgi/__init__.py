@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
 __version__ = "0.1.0"
-__all__ = ["setup", "wrap_wsgi", "__version__"]
+__all__ = ["delivery_counts", "setup", "wrap_wsgi", "__version__"]
 
 
 def setup(*, environ: Optional[Mapping[str, str]] = None, instrumentations: Optional[tuple[str, ...]] = None) -> bool:
@@ -50,3 +50,14 @@ def wrap_wsgi(application: Callable[..., Any]) -> Callable[..., Any]:
     from otel_uwsgi.instrumentation import wrap_wsgi as _wrap
 
     return _wrap(application)
+
+
+def delivery_counts() -> dict[str, int]:
+    """This process's span accounting: ``ended``, ``exported``, ``dropped`` and its reasons
+    (``queue_full``, ``export_failed``, ``exit_timeout``) and ``pending``; empty if not tracing.
+
+    Drops are also logged (one rate-limited warning, and a summary when the process exits).
+    """
+    from otel_uwsgi.lifecycle import delivery_counts as _counts
+
+    return _counts()

@@ -13,6 +13,7 @@ import ctypes
 import logging
 import os
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -31,6 +32,8 @@ class _State:
     pid: int = 0  # the process that owns ``provider``
     flushed: bool = False
     exit_callback: Any = None  # keeps the ctypes callback alive
+    ledger: Any = None  # otel_uwsgi.delivery.Ledger of ``provider``
+    init_ms: float = 0.0  # time init_process took in this process
 
 
 _state = _State()
@@ -96,9 +99,11 @@ def init_process(settings: Optional[Settings] = None, *, c_exit_handler: bool = 
     pid = os.getpid()
     if _state.provider is not None and _state.pid == pid:
         return True
+    started = time.perf_counter()
     try:
         from opentelemetry import trace
 
+        from otel_uwsgi.delivery import Ledger
         from otel_uwsgi.resource import build_resource
         from otel_uwsgi.tracing import build_provider
 
@@ -120,11 +125,13 @@ def init_process(settings: Optional[Settings] = None, *, c_exit_handler: bool = 
             mule_id=mule_id,
             parent_pid=_uwsgi.master_pid() or None,
         )
-        provider = build_provider(settings, resource)
+        ledger = Ledger()
+        provider = build_provider(settings, resource, ledger)
         trace.set_tracer_provider(provider)
-        _state.provider, _state.pid, _state.flushed = provider, pid, False
+        _state.provider, _state.pid, _state.flushed, _state.ledger = provider, pid, False, ledger
         _register_exit(settings, c_exit_handler=c_exit_handler)
-        logger.debug("otel-uwsgi: tracing started in %s pid %d", kind, pid)
+        _state.init_ms = (time.perf_counter() - started) * 1000
+        logger.debug("otel-uwsgi: tracing started in %s pid %d in %.1f ms", kind, pid, _state.init_ms)
         return True
     except Exception:  # noqa: BLE001 - never break a worker over telemetry
         logger.exception("otel-uwsgi: could not start tracing in pid %d", pid)
@@ -139,7 +146,17 @@ def flush_at_exit() -> None:
     from otel_uwsgi.tracing import shutdown_bounded
 
     timeout_ms = _state.settings["otel-exit-flush-timeout"] if _state.settings else 5000
-    shutdown_bounded(_state.provider, timeout_ms / 1000.0)
+    shutdown_bounded(_state.provider, timeout_ms / 1000.0, _state.ledger)
+
+
+def delivery_counts() -> dict[str, int]:
+    """What became of this process's spans: ended, exported, dropped (by reason), pending.
+
+    Empty when tracing is not running in this process.
+    """
+    if _state.ledger is None or _state.pid != os.getpid():
+        return {}
+    return _state.ledger.counts().as_dict()
 
 
 def _register_exit(settings: Settings, *, c_exit_handler: bool = True) -> None:

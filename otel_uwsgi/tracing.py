@@ -16,8 +16,9 @@ from typing import Optional
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider, sampling
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
+from otel_uwsgi.delivery import CountingBatchSpanProcessor, Ledger, mute_sdk_queue_full_warning
 from otel_uwsgi.options import Settings
 
 logger = logging.getLogger(__name__)
@@ -126,8 +127,8 @@ def build_exporter(settings: Settings) -> Optional[SpanExporter]:
         )
 
 
-def build_provider(settings: Settings, resource: Resource) -> TracerProvider:
-    """A TracerProvider with one BatchSpanProcessor; no SDK atexit hook (we flush with a bound)."""
+def build_provider(settings: Settings, resource: Resource, ledger: Optional[Ledger] = None) -> TracerProvider:
+    """A TracerProvider with one (counting) BatchSpanProcessor; no SDK atexit hook (we flush with a bound)."""
     provider = TracerProvider(
         resource=resource,
         sampler=build_sampler(settings),
@@ -136,9 +137,11 @@ def build_provider(settings: Settings, resource: Resource) -> TracerProvider:
     )
     exporter = build_exporter(settings)
     if exporter is not None:
+        mute_sdk_queue_full_warning()
         provider.add_span_processor(
-            BatchSpanProcessor(
+            CountingBatchSpanProcessor(
                 exporter,
+                ledger or Ledger(),
                 max_queue_size=settings["otel-bsp-max-queue-size"],
                 schedule_delay_millis=settings["otel-bsp-schedule-delay"],
                 max_export_batch_size=settings["otel-bsp-max-export-batch-size"],
@@ -148,13 +151,14 @@ def build_provider(settings: Settings, resource: Resource) -> TracerProvider:
     return provider
 
 
-def shutdown_bounded(provider: TracerProvider, timeout_s: float) -> bool:
+def shutdown_bounded(provider: TracerProvider, timeout_s: float, ledger: Optional[Ledger] = None) -> bool:
     """Export what is queued and shut down, giving up after ``timeout_s`` seconds.
 
     The SDK's ``force_flush`` ignores its timeout and one export to a dead collector can block
     for the exporter timeout, so the work runs in a helper thread that is joined with a deadline.
-    Returns True when everything finished in time.  Safe to call from a signal handler's exit
-    path: it takes no lock of its own.
+    Spans still queued when the deadline passes are counted as dropped in ``ledger``.  Returns
+    True when everything finished in time.  Safe to call from a signal handler's exit path: it
+    takes no lock of its own.
     """
     started = time.monotonic()
     done = threading.Event()
@@ -167,14 +171,36 @@ def shutdown_bounded(provider: TracerProvider, timeout_s: float) -> bool:
         finally:
             done.set()
 
+    pending_before = ledger.unfinished() if ledger else 0
     thread = threading.Thread(target=work, name="otel-uwsgi-exit-flush", daemon=True)
     thread.start()
     finished = done.wait(timeout_s)
+    elapsed_ms = (time.monotonic() - started) * 1000
+    pid = os.getpid()
     if not finished:
+        lost = ledger.unfinished() if ledger else 0
         logger.warning(
             "otel-uwsgi: pid %d gave up flushing spans after %.1f s (collector slow or unreachable); "
-            "spans still queued were dropped (raise otel-exit-flush-timeout to wait longer)",
-            os.getpid(),
-            time.monotonic() - started,
+            "%d span(s) still queued were dropped (raise otel-exit-flush-timeout to wait longer)",
+            pid,
+            elapsed_ms / 1000,
+            lost,
         )
+        if ledger:
+            ledger.exit_timeout(lost)
+    else:
+        logger.debug("otel-uwsgi: pid %d flushed %d spans in %.1f ms", pid, pending_before, elapsed_ms)
+    if ledger:
+        counts = ledger.counts()
+        if counts.dropped:
+            logger.warning(
+                "otel-uwsgi: pid %d exiting: %d of %d span(s) were not delivered (queue full: %d, "
+                "export failed: %d, still queued at exit: %d)",
+                pid,
+                counts.dropped,
+                counts.ended,
+                counts.queue_full,
+                counts.export_failed,
+                counts.exit_timeout,
+            )
     return finished

@@ -9,6 +9,8 @@ import time
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+import otel_uwsgi
+
 
 def _worker_id() -> int:
     try:
@@ -57,6 +59,7 @@ def whoami(request: HttpRequest) -> HttpResponse:
                 "worker": _worker_id(),
                 "traceparent": request.META.get("HTTP_TRACEPARENT"),
                 "vendor": connection.vendor,
+                "delivery": otel_uwsgi.delivery_counts(),
             }
         ),
         content_type="application/json",

@@ -1,0 +1,233 @@
+"""Counting what happens to every ended span: exported, or dropped and why.
+
+The SDK drops spans in three places without telling the user how many: the batch queue is full
+(one log line *per span*, a flood at saturation), the exporter gave up (collector down, 4xx/5xx
+after retries), or the process exited with spans still queued.  This module counts each case per
+process, replaces the per-span flood with one rate-limited warning that carries the numbers, and
+lets the user read the counts (:func:`otel_uwsgi.delivery_counts`, the exit summary line).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from opentelemetry.sdk.trace import ReadableSpan, Span
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+logger = logging.getLogger("otel_uwsgi")
+
+#: At most one "spans dropped" warning per process per this many seconds (the first one at once).
+WARNING_INTERVAL_S = 60.0
+
+REASONS = ("queue_full", "export_failed", "exit_timeout")
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Spans handed to the batch processor in this process, and what became of them."""
+
+    ended: int
+    exported: int
+    queue_full: int
+    export_failed: int
+    exit_timeout: int
+
+    @property
+    def dropped(self) -> int:
+        return self.queue_full + self.export_failed + self.exit_timeout
+
+    @property
+    def pending(self) -> int:
+        """Ended spans neither exported nor dropped yet: queued or in an export in flight."""
+        return max(0, self.ended - self.exported - self.queue_full - self.export_failed - self.exit_timeout)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "ended": self.ended,
+            "exported": self.exported,
+            "dropped": self.dropped,
+            "queue_full": self.queue_full,
+            "export_failed": self.export_failed,
+            "exit_timeout": self.exit_timeout,
+            "pending": self.pending,
+        }
+
+
+def _value(counter: itertools.count[int]) -> int:
+    """Read an ``itertools.count`` without advancing it (its pickle state is the next value)."""
+    return counter.__reduce__()[1][0]  # type: ignore[index]
+
+
+class Ledger:
+    """Per-process counters.
+
+    Counted directly: spans ``ended`` into the queue (every span, so an ``itertools.count``:
+    atomic under the GIL, ~50 ns), spans ``handed`` to the exporter, and the exporter's answers.
+    Spans a full queue pushed out are *derived*: ``ended - handed - still queued``; predicting
+    the eviction in ``on_end`` races with the export thread taking a batch.  Read in that order
+    (ended, queued, handed) a snapshot can undercount for a moment but never overcounts, and is
+    exact once the process is quiet.
+    """
+
+    def __init__(self, interval_s: float = WARNING_INTERVAL_S) -> None:
+        self.pid = os.getpid()
+        self._ended = itertools.count()
+        self._lock = threading.Lock()
+        self._handed = 0
+        self._exported = 0
+        self._failed = 0
+        self._exit_timeout = 0
+        self._interval = interval_s
+        self._last_warning = -float("inf")
+        self._reported = 0  # drops already announced in a warning
+        #: Length of the processor's queue (set by the processor that owns the queue).
+        self.queue_len: Callable[[], int] = lambda: 0
+
+    def ended(self) -> None:
+        next(self._ended)
+
+    def handed(self, n: int) -> None:
+        with self._lock:
+            self._handed += n
+
+    def exported(self, n: int) -> None:
+        with self._lock:
+            self._exported += n
+
+    def failed(self, n: int) -> None:
+        with self._lock:
+            self._failed += n
+        self.warn("export_failed")
+
+    def exit_timeout(self, n: int) -> None:
+        """Spans still queued or in flight when the exit flush gave up, or ended after shutdown."""
+        self._exit_timeout += n  # exit path: single thread, and it must not wait on a lock
+        if n:
+            self.warn("exit_timeout")
+
+    def warn(self, reason: str) -> None:
+        """Log the drop numbers, at most once per interval (the first time at once)."""
+        now = time.monotonic()
+        if now - self._last_warning < self._interval:
+            return
+        self._last_warning = now
+        counts = self.counts()
+        fresh, self._reported = counts.dropped - self._reported, counts.dropped
+        logger.warning(
+            "otel-uwsgi: pid %d dropped %d span(s) since the last report, %d in all "
+            "(queue full: %d, export failed: %d, still queued at exit: %d). %s",
+            self.pid,
+            fresh,
+            counts.dropped,
+            counts.queue_full,
+            counts.export_failed,
+            counts.exit_timeout,
+            _advice(reason),
+        )
+
+    def counts(self) -> Counts:
+        """A snapshot, read without the lock: the exit path may run on a thread that a signal
+        interrupted while it held the lock, and must not deadlock there."""
+        ended = _value(self._ended)
+        queued = self.queue_len()
+        handed = self._handed
+        exported, failed = self._exported, self._failed
+        return Counts(
+            ended=ended,
+            exported=exported,
+            queue_full=max(0, ended - handed - queued),
+            export_failed=failed,
+            exit_timeout=self._exit_timeout,
+        )
+
+    def unfinished(self) -> int:
+        """Spans queued or handed to an export that has not answered yet."""
+        return max(0, self.queue_len() + self._handed - self._exported - self._failed)
+
+
+def _advice(reason: str) -> str:
+    if reason == "queue_full":
+        return (
+            "The batch queue was full: the collector is slower than the traffic; raise "
+            "otel-bsp-max-queue-size or lower otel-bsp-schedule-delay."
+        )
+    if reason == "export_failed":
+        return "The collector refused or did not answer; check otel-exporter-otlp-endpoint and the collector."
+    return "The exit flush ran out of time; raise otel-exit-flush-timeout or check the collector."
+
+
+class CountingExporter(SpanExporter):
+    """Wraps the real exporter: a batch is counted exported on SUCCESS, dropped otherwise."""
+
+    def __init__(self, inner: SpanExporter, ledger: Ledger) -> None:
+        self.inner, self.ledger = inner, ledger
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.ledger.handed(len(spans))
+        try:
+            result = self.inner.export(spans)
+        except Exception:
+            self.ledger.failed(len(spans))
+            raise
+        if result is SpanExportResult.SUCCESS:
+            self.ledger.exported(len(spans))
+        else:
+            self.ledger.failed(len(spans))
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+class CountingBatchSpanProcessor(BatchSpanProcessor):
+    """The SDK's BatchSpanProcessor, counting each span that a full queue pushes out."""
+
+    def __init__(self, exporter: SpanExporter, ledger: Ledger, **kwargs: Any) -> None:
+        super().__init__(CountingExporter(exporter, ledger), **kwargs)
+        self.ledger = ledger
+        self._max_queue = kwargs.get("max_queue_size") or 2048
+        # The SDK keeps its queue on an internal object; without it queue-full drops read as
+        # pending (a smaller truth, never a crash).
+        self._inner = getattr(self, "_batch_processor", None)
+        queue = getattr(self._inner, "_queue", None)
+        self._queue: Optional[Any] = queue
+        if queue is not None:
+            ledger.queue_len = queue.__len__
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.context is not None and span.context.trace_flags.sampled:
+            if getattr(self._inner, "_shutdown", False):
+                self.ledger.exit_timeout(1)  # ended after the exit flush began: the SDK drops it
+                return
+            self.ledger.ended()
+            queue = self._queue
+            if queue is not None and len(queue) >= self._max_queue:
+                self.ledger.warn("queue_full")
+        super().on_end(span)
+
+    def on_start(self, span: Span, parent_context: Any = None) -> None:  # pragma: no cover - no-op
+        pass
+
+
+class _QueueFullFilter(logging.Filter):
+    """Mute the SDK's one-line-per-span "Queue full" warning: the ledger reports it, rate-limited."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Queue full")
+
+
+def mute_sdk_queue_full_warning() -> None:
+    for name in ("opentelemetry.sdk._shared_internal", "opentelemetry.sdk.trace.export"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _QueueFullFilter) for f in log.filters):
+            log.addFilter(_QueueFullFilter())
