@@ -99,6 +99,9 @@ def preload(settings: Settings) -> None:
     import requests  # noqa: F401
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # noqa: F401
 
+    import otel_uwsgi.encoder  # noqa: F401
+    import otel_uwsgi.exporter  # noqa: F401
+
 
 def build_exporter(settings: Settings) -> Optional[SpanExporter]:
     """The span exporter named by ``otel-traces-exporter`` (None for ``none``)."""
@@ -113,8 +116,13 @@ def build_exporter(settings: Settings) -> Optional[SpanExporter]:
     pick = settings.pick
     headers = pick("otel-exporter-otlp-traces-headers", "otel-exporter-otlp-headers")[1] or {}
     compression = pick("otel-exporter-otlp-traces-compression", "otel-exporter-otlp-compression")[1]
+    exporter_class, extra = OTLPSpanExporter, {}
+    if settings["otel-fast-export"]:  # same bytes, less CPU (otel_uwsgi.encoder), gzip at otel-gzip-level
+        from otel_uwsgi.exporter import FastOTLPSpanExporter
+
+        exporter_class, extra = FastOTLPSpanExporter, {"gzip_level": settings["otel-gzip-level"]}
     with _without_otlp_environment():
-        return OTLPSpanExporter(
+        return exporter_class(
             endpoint=traces_endpoint(settings),
             certificate_file=pick("otel-exporter-otlp-traces-certificate", "otel-exporter-otlp-certificate")[1],
             client_key_file=pick("otel-exporter-otlp-traces-client-key", "otel-exporter-otlp-client-key")[1],
@@ -124,6 +132,7 @@ def build_exporter(settings: Settings) -> Optional[SpanExporter]:
             headers=dict(headers),
             timeout=pick("otel-exporter-otlp-traces-timeout", "otel-exporter-otlp-timeout")[1],
             compression=Compression.Gzip if compression == "gzip" else Compression.NoCompression,
+            **extra,
         )
 
 

@@ -1,0 +1,319 @@
+"""Direct OTLP protobuf wire-format encoding of a batch of SDK spans.
+
+The SDK's ``encode_spans`` builds a tree of protobuf message objects (~57 µs per span, 5.7 µs of
+it hashing the Resource through ``json.dumps`` for every span) only to serialise it at once.
+:func:`encode_spans` writes the same ``ExportTraceServiceRequest`` bytes straight from the spans:
+same grouping of resources and scopes (same first-seen order, same equality), same fields in the
+same order, same quirks (span and link ``flags`` carry only the is-remote bits, links have no
+``trace_state``, an attribute the SDK cannot encode is logged and skipped).  Each Resource's and
+InstrumentationScope's encoding is cached by object identity, so the worker's one Resource is
+encoded and hashed once, not per span.  Anything unexpected falls back to the SDK's encoder for
+that batch, so the output always decodes to the message the SDK would have sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Optional
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind
+
+logger = logging.getLogger(__name__)
+
+_pack_double = struct.Struct("<d").pack
+_pack_fixed64 = struct.Struct("<Q").pack
+_pack_fixed32 = struct.Struct("<I").pack
+_pack_times = struct.Struct("<BQBQ").pack  # start_time_unix_nano and end_time_unix_nano with their tags
+
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+_UINT64 = (1 << 64) - 1
+_SMALL_VARINT = [bytes((i,)) for i in range(128)]
+
+# OTLP Span.SpanKind numbers (the SDK's SpanKind values are one lower).
+_KIND = {
+    SpanKind.INTERNAL: b"\x30\x01",
+    SpanKind.SERVER: b"\x30\x02",
+    SpanKind.CLIENT: b"\x30\x03",
+    SpanKind.PRODUCER: b"\x30\x04",
+    SpanKind.CONSUMER: b"\x30\x05",
+}
+# Span.flags / Link.flags (fixed32): SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK, plus _IS_REMOTE_MASK.
+_FLAGS_LOCAL_SPAN = b"\x85\x01" + _pack_fixed32(0x100)
+_FLAGS_REMOTE_SPAN = b"\x85\x01" + _pack_fixed32(0x300)
+_FLAGS_LOCAL_LINK = b"\x35" + _pack_fixed32(0x100)
+_FLAGS_REMOTE_LINK = b"\x35" + _pack_fixed32(0x300)
+# Span.status without a description, by code (UNSET still sends an empty Status, as the SDK does)
+_STATUS = {0: b"\x7a\x00", 1: b"\x7a\x02\x18\x01", 2: b"\x7a\x02\x18\x02"}
+
+_CACHE_LIMIT = 4096  # entries per attribute cache before it starts over
+_CACHED_FIELD_MAX = 1024  # bytes: long values (SQL with inlined literals...) are encoded each time
+
+
+class _Unencodable(ValueError):
+    """An attribute value the SDK's encoder would reject (it logs and skips the attribute)."""
+
+
+def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _SMALL_VARINT[n]
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field: tag, length, payload."""
+    n = len(payload)
+    return tag + (_SMALL_VARINT[n] if n < 0x80 else _varint(n)) + payload
+
+
+def _text(tag: bytes, value: Optional[str]) -> bytes:
+    """A proto3 string field outside a oneof: absent when empty or None."""
+    if not value:
+        return b""
+    return _field(tag, value.encode())
+
+
+def _uint(tag: bytes, value: Optional[int]) -> bytes:
+    """A proto3 uint32 field: absent when 0 or None."""
+    if not value:
+        return b""
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise ValueError(f"uint32 out of range: {value}")
+    return tag + _varint(value)
+
+
+def _any_value(value: Any) -> bytes:
+    """The body of an AnyValue, checking types in the order the SDK's encoder does."""
+    t = type(value)
+    if t is str:
+        return _field(b"\x0a", value.encode())
+    if t is bool:
+        return b"\x10\x01" if value else b"\x10\x00"
+    if t is int:
+        return b"\x18" + _int64(value)
+    if t is float:
+        return b"\x21" + _pack_double(value)
+    if value is None:
+        return b""
+    if isinstance(value, bool):
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, str):
+        return _field(b"\x0a", str.encode(value))
+    if isinstance(value, int):
+        return b"\x18" + _int64(int(value))
+    if isinstance(value, float):
+        return b"\x21" + _pack_double(value)
+    if isinstance(value, bytes):
+        return _field(b"\x3a", bytes(value))
+    if isinstance(value, Sequence):
+        return _field(b"\x2a", b"".join([_field(b"\x0a", _any_value(v)) for v in value]))
+    if isinstance(value, Mapping):
+        return _field(b"\x32", b"".join([_field(b"\x0a", _key_value(str(k), v)) for k, v in value.items()]))
+    raise _Unencodable(f"Invalid type {type(value)} of value {value}")
+
+
+def _int64(value: int) -> bytes:
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise _Unencodable(f"Value out of range: {value}")
+    return _varint(value & _UINT64)
+
+
+def _key_value(key: str, value: Any) -> bytes:
+    return _text(b"\x0a", key) + _field(b"\x12", _any_value(value))
+
+
+# Encoded attribute fields of (key, value) pairs seen before, per field tag and value type (the
+# type keeps 1, True and 1.0 apart): most attributes repeat (http.method=GET, db.system=mysql...).
+_field_cache: dict[tuple[bytes, type], dict[tuple[str, Any], bytes]] = {}
+
+
+def _attributes(out: list[bytes], tag: bytes, attributes: Optional[Mapping[str, Any]]) -> list[bytes]:
+    """Append each attribute as a repeated KeyValue field; one the SDK cannot encode is logged and skipped."""
+    if not attributes:
+        return out
+    if type(attributes) is MappingProxyType or type(attributes) is BoundedAttributes:
+        attributes = attributes.copy()  # a plain dict: iterating the SDK's mapping is 2x slower
+    str_cache = _field_cache.get((tag, str))
+    if str_cache is None:
+        str_cache = _field_cache[(tag, str)] = {}
+        _field_cache[(tag, int)] = {}
+    int_cache = _field_cache[(tag, int)]
+    for key, value in attributes.items():
+        t = type(value)
+        cache = str_cache if t is str else int_cache if t is int else None
+        if cache is not None:
+            field = cache.get((key, value))
+            if field is not None:
+                out.append(field)
+                continue
+        try:
+            field = _field(tag, _key_value(key, value))
+        except (_Unencodable, UnicodeEncodeError) as error:
+            logger.error("Failed to encode key %s: %s", key, error)
+            continue
+        if cache is not None and len(field) <= _CACHED_FIELD_MAX:
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            cache[(key, value)] = field
+        out.append(field)
+    return out
+
+
+def _trace_state(trace_state: Any) -> bytes:
+    if not trace_state:
+        return b""
+    return _text(b"\x1a", ",".join([f"{key}={value}" for key, value in trace_state.items()]))
+
+
+def _span(span: ReadableSpan) -> bytes:
+    """One ``Span`` message (without its ScopeSpans.spans tag and length)."""
+    context = span.get_span_context()
+    parent = span.parent
+    head = b"\x0a\x10" + context.trace_id.to_bytes(16, "big") + b"\x12\x08" + context.span_id.to_bytes(8, "big")
+    if context.trace_state:
+        head += _trace_state(context.trace_state)
+    if parent:
+        head += b"\x22\x08" + parent.span_id.to_bytes(8, "big")
+    name = span.name
+    if name:
+        head += _field(b"\x2a", name.encode())
+    parts = [head + _KIND[span.kind]]
+    start, end = span.start_time, span.end_time
+    if start and end:
+        parts.append(_pack_times(0x39, start, 0x41, end))
+    elif start:
+        parts.append(b"\x39" + _pack_fixed64(start))
+    elif end:
+        parts.append(b"\x41" + _pack_fixed64(end))
+    _attributes(parts, b"\x4a", span.attributes)
+    if span.dropped_attributes:
+        parts.append(_uint(b"\x50", span.dropped_attributes))
+    events = span.events
+    if events:
+        for event in events:
+            body = [b"\x09" + _pack_fixed64(event.timestamp)] if event.timestamp else []
+            body.append(_text(b"\x12", event.name))
+            _attributes(body, b"\x1a", event.attributes)
+            body.append(_uint(b"\x20", event.dropped_attributes))
+            parts.append(_field(b"\x5a", b"".join(body)))
+    if span.dropped_events:
+        parts.append(_uint(b"\x60", span.dropped_events))
+    links = span.links
+    if links:
+        for link in links:
+            linked = link.context
+            body = [b"\x0a\x10" + linked.trace_id.to_bytes(16, "big") + b"\x12\x08" + linked.span_id.to_bytes(8, "big")]
+            _attributes(body, b"\x22", link.attributes)
+            body.append(_uint(b"\x28", link.dropped_attributes))
+            body.append(_FLAGS_REMOTE_LINK if linked.is_remote else _FLAGS_LOCAL_LINK)
+            parts.append(_field(b"\x6a", b"".join(body)))
+    if span.dropped_links:
+        parts.append(_uint(b"\x70", span.dropped_links))
+    status = span.status
+    if status is not None:
+        code, description = status.status_code.value, status.description
+        if description:
+            parts.append(_field(b"\x7a", _text(b"\x12", description) + (b"\x18" + _varint(code) if code else b"")))
+        else:
+            parts.append(_STATUS[code] if code in _STATUS else _field(b"\x7a", b"\x18" + _varint(code)))
+    parts.append(_FLAGS_REMOTE_SPAN if parent and parent.is_remote else _FLAGS_LOCAL_SPAN)
+    return b"".join(parts)
+
+
+class _Keyed:
+    """A Resource or scope as a dict key, with its hash computed once (Resource hashes via json)."""
+
+    __slots__ = ("obj", "hash")
+
+    def __init__(self, obj: Any, hash_: int) -> None:
+        self.obj, self.hash = obj, hash_
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Keyed) and (self.obj is other.obj or self.obj == other.obj)
+
+
+# id(object) -> (object, its _Keyed, its encoded field); the object is held so its id stays unique.
+_resources: dict[int, tuple[Any, _Keyed, bytes]] = {}
+_scopes: dict[int, tuple[Any, _Keyed, bytes]] = {}
+
+
+def _resource_entry(resource: Any) -> tuple[Any, _Keyed, bytes]:
+    entry = _resources.get(id(resource))
+    if entry is None or entry[0] is not resource:
+        encoded = b"".join(_attributes([], b"\x0a", resource.attributes))
+        entry = (resource, _Keyed(resource, hash(resource)), _field(b"\x0a", encoded))
+        if len(_resources) >= 64:
+            _resources.clear()
+        _resources[id(resource)] = entry
+    return entry
+
+
+def _scope_entry(scope: Any) -> tuple[Any, _Keyed, bytes]:
+    entry = _scopes.get(id(scope))
+    if entry is None or entry[0] is not scope:
+        if scope is None:
+            encoded = b""
+        else:
+            encoded = (
+                _text(b"\x0a", scope.name)
+                + _text(b"\x12", scope.version)
+                + b"".join(_attributes([], b"\x1a", scope.attributes))
+            )
+        entry = (scope, _Keyed(scope, hash(scope)), _field(b"\x0a", encoded))
+        if len(_scopes) >= 256:
+            _scopes.clear()
+        _scopes[id(scope)] = entry
+    return entry
+
+
+def _encode(spans: Sequence[ReadableSpan]) -> bytes:
+    # resource -> scope -> encoded spans, keyed with the SDK's equality, in first-seen order
+    groups: dict[_Keyed, tuple[bytes, Optional[str], dict[_Keyed, tuple[bytes, Optional[str], list[bytes]]]]] = {}
+    by_identity: dict[tuple[int, int], list[bytes]] = {}
+    for span in spans:
+        resource = span.resource
+        scope = span.instrumentation_scope or None
+        spans_of = by_identity.get((id(resource), id(scope)))
+        if spans_of is None:
+            _, rkey, rfield = _resource_entry(resource)
+            group = groups.get(rkey)
+            if group is None:
+                group = groups[rkey] = (rfield, resource.schema_url, {})
+            _, skey, sfield = _scope_entry(scope)
+            scope_group = group[2].get(skey)
+            if scope_group is None:
+                schema_url = scope.schema_url if scope else None
+                scope_group = group[2][skey] = (sfield, schema_url, [])
+            spans_of = by_identity[(id(resource), id(scope))] = scope_group[2]
+        spans_of.append(_field(b"\x12", _span(span)))
+    out = []
+    for rfield, rschema, scopes in groups.values():
+        scope_spans = [
+            _field(b"\x12", b"".join([sfield, *encoded, _text(b"\x1a", sschema)]))
+            for sfield, sschema, encoded in scopes.values()
+        ]
+        out.append(_field(b"\x0a", b"".join([rfield, *scope_spans, _text(b"\x1a", rschema)])))
+    return b"".join(out)
+
+
+def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
+    """The serialised ``ExportTraceServiceRequest`` for ``spans``, as the SDK's encoder makes it."""
+    try:
+        return _encode(spans)
+    except Exception as error:  # noqa: BLE001 - the SDK's encoder decides what an odd span becomes
+        logger.debug("otel-uwsgi: direct span encoding failed (%r); using the SDK's encoder for this batch", error)
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
+
+        return sdk_encode_spans(spans).SerializePartialToString()
