@@ -1,0 +1,401 @@
+#!/usr/bin/env python
+"""What tracing costs under uWSGI: the demo Django site on MariaDB, with and without otel-uwsgi.
+
+Usage (from the repository root; MariaDB on 127.0.0.1:3306, ``wrk`` on PATH)::
+
+    python bench/run.py --quick                 # smoke run: 1 round, short windows, / and /db
+    python bench/run.py --rounds 3 --json out.json
+    python bench/run.py --configs plain,defaults,fast --paths /db
+
+Each round starts one uWSGI (4 workers, ``http-socket`` on a free 127.0.0.1 port) per path and
+configuration, alternating configurations (A B C … then … C B A), loads it with wrk (warm-up,
+then a measure window), samples the CPU of uWSGI's process group right before and after the
+window, stops it with SIGINT so the workers flush, and counts the spans that reached an
+OTLP/HTTP receiver.  A last
+phase per traced configuration reads worker start-up and exit-flush times from otel-uwsgi's
+debug log.  Prints markdown tables on stdout (progress on stderr) and writes ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Optional
+
+import lifecycle_log
+import load
+import procstat
+import report
+from spans import SPANS_PER_REQUEST, StoringReceiver
+
+from otel_uwsgi.harness import UwsgiServer, free_port, owned_overrides, prepare_ini
+from otel_uwsgi.receiver import Receiver
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+CONFIGS = ("plain", "stock-export", "defaults", "fast", "dead", "hanging")
+TRACED_HEALTHY = ("stock-export", "defaults", "fast")
+PATHS = ("/", "/db", "/db10")
+MYSQL = ("127.0.0.1", 3306)
+
+_running: list[UwsgiServer] = []  # stopped by pid on the way out, whatever happens
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def config_overrides(config: str, *, dead_port: int, hanging: Optional[Receiver]) -> dict[str, str]:
+    """The ini keys that make ``config`` out of the base ini (django-mysql.ini)."""
+    if config == "plain":  # same app, no `import otel_uwsgi.auto`
+        return {"module": "plain_wsgi:application", "pythonpath": str(BENCH)}
+    if config == "stock-export":
+        return {"otel-fast-export": "false"}
+    if config == "defaults":
+        return {}
+    if config == "fast":
+        return {"otel-fast-instrumentation": "true"}
+    if config == "dead":
+        return {"otel-exporter-otlp-endpoint": f"http://127.0.0.1:{dead_port}"}
+    if config == "hanging":
+        assert hanging is not None
+        return {"otel-exporter-otlp-endpoint": hanging.endpoint}
+    raise ValueError(config)
+
+
+class Instance:
+    """One uWSGI from the base ini plus overrides, with a stats socket; registered for cleanup."""
+
+    def __init__(self, args: argparse.Namespace, endpoint: str, extra: dict[str, str], name: str) -> None:
+        self.port, self.stats_port = free_port(), free_port()
+        overrides: dict[str, str] = dict(owned_overrides(self.port, endpoint))
+        overrides.update(
+            {
+                "processes": str(args.workers),
+                "stats": f"127.0.0.1:{self.stats_port}",
+                "disable-logging": "true",  # no request log: a constant cost we need not measure
+                **extra,
+            }
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=args.workdir))
+        self.server = UwsgiServer(prepare_ini(args.ini, overrides), env=env, cwd=str(ROOT), workdir=str(workdir))
+        self.workers = args.workers
+
+    def start(self, ready_path: str, timeout: float = 60.0) -> None:
+        _running.append(self.server)
+        self.server.start()
+        if not self.server.wait_workers(self.workers, timeout):
+            raise RuntimeError(f"uWSGI did not spawn {self.workers} workers:\n{self.server.log()[-2000:]}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.get(ready_path) == 200:
+                    return
+            except OSError:
+                pass
+            if not self.server.alive():
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"uWSGI did not answer 200 on {ready_path}:\n{self.server.log()[-2000:]}")
+
+    def get(self, path: str, timeout: float = 10.0) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        finally:
+            conn.close()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stats(self) -> dict:
+        return procstat.uwsgi_stats(self.stats_port)
+
+    def settled_stats(self, timeout: float = 10.0) -> dict:
+        """Stats once the request counters stopped moving (requests in flight have finished)."""
+        previous = self.stats()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            current = self.stats()
+            if procstat.served(current) == procstat.served(previous):
+                return current
+            previous = current
+        return previous
+
+    def stop(self, kill_after: float = 60.0) -> float:
+        """SIGINT, wait for the master to exit; returns the seconds it took."""
+        started = time.monotonic()
+        self.server.stop(signal.SIGINT, kill_after=kill_after)
+        if self.server in _running:
+            _running.remove(self.server)
+        return time.monotonic() - started
+
+
+def measure(args: argparse.Namespace, config: str, path: str, round_no: int) -> dict[str, Any]:
+    """One uWSGI of ``config`` loaded on ``path``: warm-up, measure window, stop, count spans."""
+    result: dict[str, Any] = {"round": round_no, "config": config, "path": path}
+    receiver = StoringReceiver().start()
+    hanging = None
+    if config == "hanging":
+        hanging = Receiver().start()
+        hanging.fault.hang = True
+    instance = None
+    try:
+        extra = config_overrides(config, dead_port=free_port(), hanging=hanging)
+        instance = Instance(args, receiver.endpoint, extra, f"{config}-{path.strip('/') or 'root'}-r{round_no}")
+        instance.start(path)
+        load.run(instance.url(path), args.warmup, connections=args.connections, threads=args.threads, wrk=args.wrk)
+        pgrp = instance.server.pid
+        cpu0, served0 = procstat.group_cpu(pgrp), procstat.served(instance.stats())
+        wrk = load.run(
+            instance.url(path), args.duration, connections=args.connections, threads=args.threads, wrk=args.wrk
+        )
+        cpu1, stats1 = procstat.group_cpu(pgrp), instance.stats()
+        window_requests = procstat.served(stats1) - served0
+        rss = [procstat.rss_kib(pid) for pid in procstat.worker_pids(stats1)]
+        total = procstat.served(instance.settled_stats())
+        result.update(
+            rps=wrk.rps,
+            p50_ms=wrk.latency_ms.get("50"),
+            p99_ms=wrk.latency_ms.get("99"),
+            wrk_requests=wrk.requests,
+            http_errors=wrk.errors,
+            window_requests=window_requests,
+            cpu_s=cpu1 - cpu0,
+            cpu_us_per_request=(cpu1 - cpu0) * 1e6 / window_requests if window_requests else None,
+            worker_rss_mib=report.median(r / 1024 for r in rss if r),
+            requests_total=total,
+        )
+        result["stop_s"] = instance.stop()
+        result["uwsgi_exit"] = instance.server.returncode
+        counted = receiver.count()
+        per_request = SPANS_PER_REQUEST.get(path)
+        result.update(
+            spans_total=counted.spans,
+            spans_received=counted.per_request if per_request else counted.server,
+            spans_expected=total * per_request if per_request else total,
+            export_requests=counted.requests,
+            export_bytes=counted.bytes,
+            undecodable=counted.bad,
+        )
+        lost = lifecycle_log.parse(instance.server.log()).not_delivered
+        result["logged_not_delivered"] = sum(n for n, _ in lost.values())
+        result["log"] = str(instance.server.log_path)
+    except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
+        result["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        say(f"  {config} {path}: FAILED: {exc}")
+        if instance is not None:
+            result["log"] = str(instance.server.log_path)
+    finally:
+        if instance is not None:
+            instance.stop(kill_after=15)
+        receiver.stop()
+        if hanging is not None:
+            hanging.stop()
+    return result
+
+
+def fill_queues(instance: Instance, queue: int, deadline_s: float) -> dict[int, int]:
+    """Send ``/`` requests (one span each) until every worker holds nearly ``queue`` spans.
+
+    A worker cannot be chosen, so each batch is no larger than the room left in the fullest
+    worker: none reaches ``queue`` (where the batch processor would export it).
+    """
+
+    def per_worker() -> dict[int, int]:
+        return {int(w["pid"]): int(w["requests"]) for w in instance.stats()["workers"]}
+
+    deadline = time.monotonic() + deadline_s
+    with ThreadPoolExecutor(instance.workers * 2) as pool:
+        while time.monotonic() < deadline:
+            counts = per_worker()
+            room = queue - 1 - max(counts.values())
+            if min(counts.values()) >= queue * 0.9 or room < 1:
+                break
+            list(pool.map(lambda _: instance.get("/"), range(room)))
+    return per_worker()
+
+
+def lifecycle(args: argparse.Namespace, config: str) -> dict[str, Any]:
+    """Worker start-up and exit-flush times from the debug log, with a nearly full queue at exit."""
+    phase: dict[str, Any] = {"config": config, "queue_size": args.flush_queue}
+    receiver = StoringReceiver().start()
+    instance = None
+    try:
+        extra = config_overrides(config, dead_port=0, hanging=None)
+        extra.update(
+            {
+                "otel-log-level": "debug",
+                "otel-bsp-schedule-delay": "3600000",  # no timed export: the queue builds up
+                "otel-bsp-max-queue-size": str(args.flush_queue),
+                "otel-bsp-max-export-batch-size": str(args.flush_queue),
+            }
+        )
+        instance = Instance(args, receiver.endpoint, extra, f"lifecycle-{config}")
+        instance.start("/")
+        phase["queued"] = fill_queues(instance, args.flush_queue, deadline_s=120)
+        phase["stop_s"] = instance.stop()
+        found = lifecycle_log.parse(instance.server.log())
+        phase.update(init_ms=found.init_ms, flushed=found.flushed, gave_up=found.gave_up)
+        phase["spans_received"] = receiver.count().spans
+        phase["log"] = str(instance.server.log_path)
+    except (RuntimeError, OSError, ValueError) as exc:
+        phase["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        say(f"  lifecycle {config}: FAILED: {exc}")
+    finally:
+        if instance is not None:
+            instance.stop(kill_after=15)
+        receiver.stop()
+    return phase
+
+
+def _csv(text: str, allowed: Optional[tuple[str, ...]] = None) -> list[str]:
+    items = [i.strip() for i in text.split(",") if i.strip()]
+    unknown = [i for i in items if allowed is not None and i not in allowed]
+    if unknown:
+        raise SystemExit(f"bench: unknown configuration {', '.join(unknown)}; choose from {', '.join(allowed or ())}")
+    return items
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds; configurations alternate within each (default 3)"
+    )
+    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {','.join(CONFIGS)}")
+    parser.add_argument("--paths", default=None, help="comma-separated paths (default /,/db,/db10; --quick: /,/db)")
+    parser.add_argument("--warmup", type=float, default=None, help="seconds of wrk before measuring (default 3)")
+    parser.add_argument("--duration", type=float, default=None, help="seconds of the measure window (default 10)")
+    parser.add_argument("--connections", type=int, default=8, help="wrk connections (default 8)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument("--workers", type=int, default=4, help="uWSGI processes (default 4)")
+    parser.add_argument("--flush-queue", type=int, default=2048, help="otel-bsp-max-queue-size of the flush phase")
+    parser.add_argument("--no-lifecycle", action="store_true", help="skip the start-up/exit-flush phase")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 1 s warm-up, 3 s window, / and /db")
+    parser.add_argument("--json", type=Path, help="write every run, the summary and the targets here")
+    parser.add_argument("--ini", type=Path, default=ROOT / "ini" / "django-mysql.ini", help="base ini")
+    parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk", help="wrk binary")
+    parser.add_argument("--workdir", default=None, help="where uWSGI logs go (default: a new temporary directory)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds = 1
+    args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 3.0)
+    args.duration = args.duration if args.duration is not None else (3.0 if args.quick else 10.0)
+    args.configs = _csv(args.configs, CONFIGS)
+    args.paths = _csv(args.paths or ("/,/db" if args.quick else ",".join(PATHS)))
+    args.workdir = args.workdir or tempfile.mkdtemp(prefix="otel-uwsgi-bench-")
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    return args
+
+
+def preflight(args: argparse.Namespace) -> None:
+    if not Path(args.wrk).exists():
+        raise SystemExit(f"bench: wrk not found at {args.wrk}; install it (apt-get install wrk) or pass --wrk")
+    if shutil.which("uwsgi") is None:
+        raise SystemExit("bench: no `uwsgi` on PATH; `pip install -e .` installs it")
+    try:
+        socket.create_connection(MYSQL, timeout=2).close()
+    except OSError:
+        raise SystemExit("bench: no MariaDB/MySQL on 127.0.0.1:3306 (root, empty password, database `test`)") from None
+
+
+def _meta(args: argparse.Namespace) -> dict[str, Any]:
+    def git(*cmd: str) -> str:
+        done = subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "cpus": os.cpu_count(),
+        "loadavg_start": os.getloadavg(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM ends the bench like Ctrl-C: every uWSGI it started is stopped by pid."""
+    raise KeyboardInterrupt
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    preflight(args)
+    signal.signal(signal.SIGTERM, _interrupt)
+    meta = _meta(args)
+    runs: list[dict[str, Any]] = []
+    phases: list[dict[str, Any]] = []
+    say(
+        f"bench: {args.rounds} round(s) of {', '.join(args.configs)} on {', '.join(args.paths)}; logs in {args.workdir}"
+    )
+    try:
+        for round_no in range(1, args.rounds + 1):
+            for path in args.paths:
+                # A B C … in odd rounds, … C B A in even ones: a steady drift of the machine
+                # then favours no configuration over the rounds.
+                order = args.configs if round_no % 2 else list(reversed(args.configs))
+                for config in order:
+                    run = measure(args, config, path, round_no)
+                    runs.append(run)
+                    if not run.get("error"):
+                        say(report.progress(run))
+        if not args.no_lifecycle:
+            for config in (c for c in args.configs if c in TRACED_HEALTHY):
+                say(f"  lifecycle phase: {config}")
+                phases.append(lifecycle(args, config))
+    except KeyboardInterrupt:
+        say("bench: interrupted; stopping uWSGI and reporting what was measured")
+    finally:
+        for server in list(_running):
+            server.stop(signal.SIGINT, kill_after=15)
+    report.add_ratios(runs)
+    rows = report.summarize(runs, args.configs, args.paths)
+    found = report.targets(rows, phases)
+    meta["loadavg_end"] = os.getloadavg()
+    print(
+        f"## uWSGI + Django + MariaDB, {args.workers} workers, wrk -t{args.threads} -c{args.connections}, "
+        f"{args.rounds} round(s) × {args.duration:g} s (medians over rounds)\n"
+    )
+    print(report.table(rows))
+    if phases:
+        print("\n## Worker start-up and exit flush (otel-log-level = debug)\n")
+        print(report.lifecycle_table(phases))
+    print("\n## Targets (printed, not asserted)\n")
+    print(report.targets_table(found))
+    print(
+        f"\nload average {meta['loadavg_start'][0]:.2f} at start, {meta['loadavg_end'][0]:.2f} at end; "
+        f"commit {meta['commit'][:12]}{' (dirty tree)' if meta['dirty'] else ''}"
+    )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {"meta": meta, "runs": runs, "summary": rows, "lifecycle": phases, "targets": found},
+                indent=2,
+                default=str,
+            )
+        )
+        say(f"bench: wrote {args.json}")
+    return 0 if runs and not any(r.get("error") for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
