@@ -27,7 +27,7 @@ def _missing(name: str, explicit: bool, package: str, exc: BaseException) -> Non
     log("otel-uwsgi: %s not instrumented: %s (install %s)", name, exc, package)
 
 
-def _django(explicit: bool) -> bool:
+def _django(explicit: bool, fast: bool = False) -> bool:
     try:
         from django.core.handlers import base
         from opentelemetry.instrumentation.django import DjangoInstrumentor
@@ -36,6 +36,11 @@ def _django(explicit: bool) -> bool:
         return False
 
     def instrument_now() -> None:
+        if fast:  # otel-fast-instrumentation: otel-uwsgi's own middleware instead of the stock one
+            from otel_uwsgi.fast import add_middleware
+
+            add_middleware()
+            return
         instrumentor = DjangoInstrumentor()
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument()
@@ -71,21 +76,26 @@ def _django(explicit: bool) -> bool:
     return True
 
 
-def _dbapi(module_name: str, system: str, attributes: dict[str, str], package: str) -> Callable[[bool], bool]:
-    def instrument(explicit: bool) -> bool:
+def _dbapi(module_name: str, system: str, attributes: dict[str, str], package: str) -> Callable[[bool, bool], bool]:
+    def instrument(explicit: bool, fast: bool = False) -> bool:
         try:
             module = importlib.import_module(module_name)
             from opentelemetry.instrumentation.dbapi import trace_integration
         except ImportError as exc:
             _missing(system, explicit, package, exc)
             return False
+        if fast:  # Django's queries through connection.execute_wrapper; without Django, the stock way
+            from otel_uwsgi.fast import install_db
+
+            if install_db(system, attributes):
+                return True
         trace_integration(module, "connect", system, connection_attributes=attributes)
         return True
 
     return instrument
 
 
-_INTEGRATIONS: dict[str, Callable[[bool], bool]] = {
+_INTEGRATIONS: dict[str, Callable[[bool, bool], bool]] = {
     "django": _django,
     # mysqlclient through the generic DB-API integration; Django's MySQL backend calls
     # MySQLdb.connect, so its queries become children of the request span.
@@ -96,10 +106,12 @@ _INTEGRATIONS: dict[str, Callable[[bool], bool]] = {
 }
 
 
-def instrument(names: Iterable[str]) -> list[str]:
+def instrument(names: Iterable[str], *, fast: bool = False) -> list[str]:
     """Instrument the named libraries (``auto``: every supported one that is installed).
 
-    Idempotent per library.  Returns the names instrumented by this or an earlier call.
+    ``fast`` (``otel-fast-instrumentation``) uses :mod:`otel_uwsgi.fast` for Django and its
+    queries instead of the stock instrumentations.  Idempotent per library.  Returns the names
+    instrumented by this or an earlier call.
     """
     names = tuple(names)
     explicit = names not in (("auto",),)
@@ -110,12 +122,12 @@ def instrument(names: Iterable[str]) -> list[str]:
         if name in _done:
             continue
         try:
-            if _INTEGRATIONS[name](explicit):
+            if _INTEGRATIONS[name](explicit, fast):
                 _done.add(name)
         except Exception:  # noqa: BLE001 - a broken library is logged, never fatal
             logger.exception("otel-uwsgi: could not instrument %s", name)
     if _done:
-        logger.info("otel-uwsgi: instrumented %s", ", ".join(sorted(_done)))
+        logger.info("otel-uwsgi: instrumented %s%s", ", ".join(sorted(_done)), " (fast path)" if fast else "")
     return sorted(_done)
 
 

@@ -230,7 +230,7 @@ def install(*, environ: Optional[Mapping[str, str]] = None) -> bool:
     from otel_uwsgi.instrumentation import instrument
     from otel_uwsgi.tracing import preload
 
-    instrument(settings["otel-instrumentations"])
+    instrument(settings["otel-instrumentations"], fast=settings["otel-fast-instrumentation"])
     preload(settings)
     kind = _uwsgi.identity()[0]
     if kind == "master":
@@ -270,7 +270,7 @@ def setup(*, environ: Optional[Mapping[str, str]] = None, instrumentations: Opti
     _apply_process_settings(settings)
     from otel_uwsgi.instrumentation import instrument
 
-    instrument(instrumentations or settings["otel-instrumentations"])
+    instrument(instrumentations or settings["otel-instrumentations"], fast=settings["otel-fast-instrumentation"])
     return init_process(settings)
 
 

@@ -1,0 +1,31 @@
+"""The tracer of this process, looked up once the worker's provider exists.
+
+Middleware and DB hooks are created in the uWSGI master, before fork, when only the API's proxy
+provider exists; the SDK tracer is fetched on first use in each worker and kept, which saves the
+proxy's indirection on every span.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import trace
+
+from otel_uwsgi import __version__
+
+
+class LazyTracer:
+    """``get()`` returns the real tracer once a provider is set, the no-op proxy before."""
+
+    def __init__(self, name: str, schema_url: str) -> None:
+        self._name, self._schema_url = name, schema_url
+        self._tracer: Any = None
+
+    def get(self) -> Any:
+        tracer = self._tracer
+        if tracer is None:
+            provider = trace.get_tracer_provider()
+            tracer = provider.get_tracer(self._name, __version__, schema_url=self._schema_url)
+            if not isinstance(provider, trace.ProxyTracerProvider):
+                self._tracer = tracer
+        return tracer

@@ -1,0 +1,237 @@
+"""``otel-fast-instrumentation = true`` under real uWSGI (4 workers) and MariaDB emits the spans
+the stock instrumentations emit: the same requests go through the Django + MySQL demo twice,
+stock then fast, and every trace the real receiver decodes is compared structurally."""
+
+from __future__ import annotations
+
+import gzip
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from otel_uwsgi import receiver as receiver_module
+from otel_uwsgi.receiver import attributes as kv_attributes
+
+pytestmark = pytest.mark.integration
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+
+#: The instrumentation settings users rely on, set as ini options (passed on as OTEL_* variables).
+SETTINGS = {
+    "otel-python-django-excluded-urls": "whoami",
+    "otel-instrumentation-http-capture-headers-server-request": "x-custom-.*,user-agent",
+    "otel-instrumentation-http-capture-headers-server-response": "content-type",
+    "otel-instrumentation-http-capture-headers-sanitize-fields": ".*secret",
+    "otel-python-django-traced-request-attrs": "path,method",
+}
+
+#: case -> (path, headers); each request carries ``case=<name>`` in its query string.
+CASES: dict[str, tuple[str, dict[str, str]]] = {
+    "trivial": ("/", {}),
+    "one-query": ("/db", {}),
+    "ten-queries": ("/db10", {}),
+    "not-found": ("/no/such/page", {}),
+    "error": ("/error", {}),
+    "traceparent": ("/db", {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01", "tracestate": "vendor=1"}),
+    "headers": ("/", {"x-custom-a": "1", "x-custom-secret": "hunter2", "x-other": "no", "user-agent": "Googlebot/2.1"}),
+}
+
+
+def _decode(body: bytes, encoding: str) -> list[dict[str, Any]]:
+    """Everything the comparison needs from one OTLP request, including what ReceivedSpan omits
+    (status message, event attributes, scope schema URL)."""
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(gzip.decompress(body) if encoding == "gzip" else body)
+    spans = []
+    for rs in request.resource_spans:
+        resource = kv_attributes(rs.resource.attributes)
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                events = []
+                for event in span.events:
+                    attrs = kv_attributes(event.attributes)
+                    stack = attrs.pop("exception.stacktrace", "")
+                    events.append((event.name, attrs, stack.strip().splitlines()[-1:]))
+                spans.append(
+                    {
+                        "service": resource.get("service.name"),
+                        "trace_id": span.trace_id.hex(),
+                        "span_id": span.span_id.hex(),
+                        "parent_span_id": span.parent_span_id.hex(),
+                        "start": span.start_time_unix_nano,
+                        "name": span.name,
+                        "kind": span.kind,
+                        "status": (span.status.code, span.status.message),
+                        "events": events,
+                        "attributes": kv_attributes(span.attributes),
+                        "scope": ss.scope.name,
+                        "schema_url": ss.schema_url,
+                    }
+                )
+    return spans
+
+
+@pytest.fixture
+def bodies(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, str]]:
+    """Raw request bodies the receiver accepted, decoded again in full by the test."""
+    seen: list[tuple[bytes, str]] = []
+    original = receiver_module.decode_traces
+
+    def keep(body: bytes, encoding: str = "") -> Any:
+        spans = original(body, encoding)
+        seen.append((body, encoding))
+        return spans
+
+    monkeypatch.setattr(receiver_module, "decode_traces", keep)
+    return seen
+
+
+def _run(start_uwsgi: Any, receiver: Any, service: str, fast: bool) -> dict[str, int]:
+    extra = {**SETTINGS, "otel-service-name": service, "otel-fast-instrumentation": "true" if fast else "false"}
+    server = start_uwsgi("django-mysql.ini", extra=extra)
+    # Every worker opens its MySQL connection (and runs Django's connection set-up queries) in a
+    # warm-up request, so each compared request below finds an open connection in any worker.
+    server.until_every_worker_served("/db?case=warm")
+    statuses = {}
+    for case, (path, headers) in CASES.items():
+        statuses[case] = server.get(f"{path}?case={case}", headers=headers)[0]
+    statuses["excluded"] = server.get("/whoami?case=excluded")[0]
+    server.stop()
+
+    def arrived(spans: list[Any]) -> bool:
+        cases = {
+            s.attributes.get("http.target", "").partition("case=")[2]
+            for s in spans
+            if s.kind == "SERVER" and s.resource.get("service.name") == service
+        }
+        return cases >= set(CASES)
+
+    assert receiver.wait_for(arrived, 15), f"{service}: not every case arrived"
+    return statuses
+
+
+def _traces(spans: list[dict[str, Any]], service: str) -> dict[str, list[list[dict[str, Any]]]]:
+    """Traces of one run by case: spans in start order, parents as positions, per-run values masked."""
+    by_trace: dict[str, list[dict[str, Any]]] = {}
+    for span in spans:
+        if span["service"] == service:
+            by_trace.setdefault(span["trace_id"], []).append(span)
+    out: dict[str, list[list[dict[str, Any]]]] = {}
+    for trace in by_trace.values():
+        trace.sort(key=lambda s: s["start"])
+        root = [s for s in trace if s["kind"] == 2]  # SERVER
+        assert len(root) == 1, trace
+        case = root[0]["attributes"]["http.target"].partition("case=")[2]
+        position = {s["span_id"]: i for i, s in enumerate(trace)}
+        shaped = []
+        for span in trace:
+            attrs = dict(span["attributes"])
+            if span["kind"] == 2:
+                for key in ("net.peer.port", "net.host.port", "http.host", "net.host.name"):  # ephemeral ports
+                    attrs.pop(key, None)
+            parent = span["parent_span_id"]
+            shaped.append(
+                {
+                    "name": span["name"],
+                    "kind": span["kind"],
+                    "parent": position.get(parent, f"remote:{parent}" if parent else None),
+                    "trace": span["trace_id"] if case == "traceparent" else None,
+                    "status": span["status"],
+                    "events": span["events"],
+                    "attributes": attrs,
+                    "schema_url": span["schema_url"],
+                    "scope": span["scope"],
+                }
+            )
+        out.setdefault(case, []).append(shaped)
+    return out
+
+
+def _without_scope(trace: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in span.items() if k != "scope"} for span in trace]
+
+
+def test_fast_path_emits_the_stock_spans(start_uwsgi, receiver, mysql, bodies):
+    """Trivial view, one and ten MySQL queries, a 404, an exception, an incoming traceparent,
+    captured/redacted headers and an excluded URL: same span names, kinds, parents, status,
+    exception events and attributes with the fast path as with the stock instrumentations."""
+    stock_status = _run(start_uwsgi, receiver, "stock", fast=False)
+    fast_status = _run(start_uwsgi, receiver, "fast", fast=True)
+    assert stock_status == fast_status
+    assert fast_status["not-found"] == 404 and fast_status["error"] == 500 and fast_status["excluded"] == 200
+
+    spans = [span for body, encoding in bodies for span in _decode(body, encoding)]
+    stock, fast = _traces(spans, "stock"), _traces(spans, "fast")
+
+    assert "excluded" not in stock and "excluded" not in fast
+    for case in CASES:
+        assert len(stock[case]) == len(fast[case]) == 1, case
+        assert _without_scope(stock[case][0]) == _without_scope(fast[case][0]), case
+    # The warm-up traces also carry the queries Django runs when it opens a connection.
+    warm_stock = {
+        (s["name"], tuple(sorted(s["attributes"].items()))) for t in stock["warm"] for s in t if s["kind"] == 3
+    }
+    warm_fast = {(s["name"], tuple(sorted(s["attributes"].items()))) for t in fast["warm"] for s in t if s["kind"] == 3}
+    assert warm_stock == warm_fast
+    assert any(name == "SET" for name, _ in warm_fast), "no connection set-up query traced"
+
+    # The fast run really was the fast path, and the spans are what they should be.
+    assert {s["scope"] for t in fast.values() for trace in t for s in trace} == {
+        "otel_uwsgi.fast.django",
+        "otel_uwsgi.fast.db",
+    }
+    one = fast["one-query"][0]
+    assert [s["name"] for s in one] == ["GET db", "SELECT"] and one[1]["parent"] == 0 and one[1]["kind"] == 3
+    assert one[1]["attributes"] == {
+        "db.system": "mysql",
+        "db.name": "test",
+        "db.statement": "SELECT %s",
+        "db.user": "root",
+        "net.peer.name": "127.0.0.1",
+        "net.peer.port": 3306,
+    }
+    assert [s["name"] for s in fast["ten-queries"][0]].count("SELECT") == 10
+    not_found = fast["not-found"][0][0]
+    assert (
+        not_found["name"] == "GET"
+        and not_found["status"][0] == 0
+        and not_found["attributes"]["http.status_code"] == 404
+    )
+    error = fast["error"][0][0]
+    assert error["status"] == (2, "RuntimeError: demo error") and error["attributes"]["http.status_code"] == 500
+    assert [e[0] for e in error["events"]] == ["exception"] and error["events"][0][1][
+        "exception.type"
+    ] == "RuntimeError"
+    joined = fast["traceparent"][0]
+    assert joined[0]["trace"] == TRACE_ID and joined[0]["parent"] == f"remote:{PARENT_ID}"
+    captured = fast["headers"][0][0]["attributes"]
+    assert captured["http.request.header.x_custom_a"] == ["1"]
+    assert captured["http.request.header.x_custom_secret"] == ["[REDACTED]"]
+    assert "http.request.header.x_other" not in captured
+    assert captured["http.response.header.content_type"] == ["text/plain"]
+    assert captured["user_agent.synthetic.type"] == "bot" and captured["path"] == "/" and captured["method"] == "GET"
+
+
+def test_fast_path_with_sqlite_under_uwsgi(start_uwsgi, receiver):
+    """With SQLite (the demo's fallback database) the fast path traces the query as a child of
+    the request span, with the stock attributes."""
+    server = start_uwsgi(
+        "demo.ini",
+        extra={"otel-fast-instrumentation": "true"},
+        env={"OTEL_UWSGI_DEMO_DB": "sqlite", "OTEL_UWSGI_DEMO_SQLITE": ":memory:"},
+    )
+    assert server.get("/db?case=sqlite")[0] == 200
+    server.stop()
+
+    def request_span(spans: list[Any]) -> list[Any]:
+        return [s for s in spans if s.kind == "SERVER" and s.attributes.get("http.target") == "/db?case=sqlite"]
+
+    assert receiver.wait_for(lambda spans: bool(request_span(spans)), 15)
+    spans = receiver.snapshot()
+    root = request_span(spans)[0]
+    assert root.name == "GET db" and root.scope == "otel_uwsgi.fast.django"
+    db = [s for s in spans if s.parent_span_id == root.span_id]
+    assert len(db) == 1 and db[0].name == "SELECT" and db[0].kind == "CLIENT" and db[0].scope == "otel_uwsgi.fast.db"
+    assert db[0].attributes == {"db.system": "sqlite", "db.statement": "SELECT %s"}
