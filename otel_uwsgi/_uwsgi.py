@@ -171,3 +171,42 @@ def stop_startup(message: str) -> NoReturn:
         except OSError:
             pass
     raise SystemExit(1) from None
+
+
+# --------------------------------------------------------------------------- server state (for server_metrics)
+
+
+def started_on() -> int:
+    """When this uWSGI instance (re)started, epoch seconds; a graceful reload changes it."""
+    return int(getattr(uwsgi, "started_on", 0) or 0)
+
+
+def workers() -> list[dict[str, Any]]:
+    """A copy of ``uwsgi.workers()`` (uWSGI's shared-memory worker table), text values decoded.
+
+    uWSGI refills the same dicts on every call, so they are copied before anything else runs.
+    """
+    if uwsgi is None:
+        return []
+    rows = []
+    for raw in uwsgi.workers():
+        row = {k: v for k, v in raw.items() if k != "apps"}
+        if isinstance(row.get("status"), bytes):
+            row["status"] = row["status"].decode("ascii", "replace")
+        rows.append(row)
+    return rows
+
+
+def listen_fds() -> list[int]:
+    """File descriptors of the sockets uWSGI accepts on, inherited by every worker."""
+    return [int(fd) for fd in getattr(uwsgi, "sockets", ()) or ()] if uwsgi is not None else []
+
+
+def stats_server() -> tuple[Optional[str], bool]:
+    """(address of uWSGI's stats server or None, whether it speaks HTTP), from ``stats``/``stats-server``."""
+    opt = options()
+    for key in ("stats", "stats-server"):
+        value = _last_text(opt.get(key))
+        if isinstance(value, str) and value.strip():
+            return value.strip(), _opt_flag(opt, "stats-http")
+    return None, False

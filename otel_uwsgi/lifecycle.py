@@ -34,6 +34,7 @@ class _State:
     exit_callback: Any = None  # keeps the ctypes callback alive
     ledger: Any = None  # otel_uwsgi.delivery.Ledger of ``provider``
     init_ms: float = 0.0  # time init_process took in this process
+    signals: Any = None  # otel_uwsgi.signals.Signals: meter/logger providers beside ``provider``
 
 
 _state = _State()
@@ -56,6 +57,9 @@ def _apply_process_settings(settings: Settings) -> None:
             os.environ[option.env] = settings[option.name]  # type: ignore[index]
     if settings.source("otel-propagators") == "uwsgi":
         _set_propagators(settings["otel-propagators"])
+    from otel_uwsgi.logs import configure_logging
+
+    configure_logging(settings)  # trace ids on log records; the root format/level the options ask for
 
 
 def _set_propagators(names: tuple[str, ...]) -> None:
@@ -129,6 +133,9 @@ def init_process(settings: Optional[Settings] = None, *, c_exit_handler: bool = 
         provider = build_provider(settings, resource, ledger)
         trace.set_tracer_provider(provider)
         _state.provider, _state.pid, _state.flushed, _state.ledger = provider, pid, False, ledger
+        from otel_uwsgi import signals
+
+        _state.signals = signals.start(settings, resource, ledger=ledger, process_type=kind, worker_id=worker_id)
         _register_exit(settings, c_exit_handler=c_exit_handler)
         _state.init_ms = (time.perf_counter() - started) * 1000
         logger.debug("otel-uwsgi: tracing started in %s pid %d in %.1f ms", kind, pid, _state.init_ms)
@@ -146,7 +153,11 @@ def flush_at_exit() -> None:
     from otel_uwsgi.tracing import shutdown_bounded
 
     timeout_ms = _state.settings["otel-exit-flush-timeout"] if _state.settings else 5000
+    deadline = time.monotonic() + timeout_ms / 1000.0  # one deadline for traces, metrics and logs
+    others = _state.signals.begin_shutdown() if _state.signals is not None else None
     shutdown_bounded(_state.provider, timeout_ms / 1000.0, _state.ledger)
+    if others is not None:
+        others.wait(deadline)
 
 
 def delivery_counts() -> dict[str, int]:
@@ -228,8 +239,10 @@ def install(*, environ: Optional[Mapping[str, str]] = None) -> bool:
     if error is not None:  # outside the except block: no chained traceback in uWSGI's log
         _uwsgi.stop_startup(error)
     from otel_uwsgi.instrumentation import instrument
+    from otel_uwsgi.signals import preload as preload_signals
     from otel_uwsgi.tracing import preload
 
+    preload_signals(settings)
     instrument(settings["otel-instrumentations"], fast=settings["otel-fast-instrumentation"])
     preload(settings)
     kind = _uwsgi.identity()[0]

@@ -223,6 +223,25 @@ INSTRUMENTATIONS = ("django", "mysql", "sqlite3")
 _OTLP = "OTLP exporter"
 _OURS = "otel-uwsgi"
 _PASS = "Instrumentation (passed to the instrumentations as environment variables)"
+_SIGNALS = "Metrics and logs"
+
+
+def _signal_exporter_options(signal: str) -> tuple[Option, ...]:
+    """The OTLP exporter options of one more signal (``metrics``, ``logs``), twins of the generic ones."""
+    name = f"otel-exporter-otlp-{signal}"
+    variant = f"{signal.capitalize()}-only variant."
+    return (
+        _std(f"{name}-endpoint", _url, None,
+             f"Full {signal} URL, used as is (else the base URL plus `/v1/{signal}`).", group=_SIGNALS),
+        _std(f"{name}-headers", _headers, None, f"{signal.capitalize()}-only headers (replace the generic ones). "
+             "Never logged.", secret=True, group=_SIGNALS),
+        _std(f"{name}-compression", _choice("gzip", "none"), None, variant, group=_SIGNALS),
+        _std(f"{name}-timeout", _number(0, exclusive_min=True), None, f"{variant[:-1]} (seconds).", group=_SIGNALS),
+        _std(f"{name}-protocol", _choice("http/protobuf"), None, variant, group=_SIGNALS),
+        _std(f"{name}-certificate", _path, None, variant, group=_SIGNALS),
+        _std(f"{name}-client-key", _path, None, variant, group=_SIGNALS),
+        _std(f"{name}-client-certificate", _path, None, variant, group=_SIGNALS),
+    )
 
 OPTIONS: tuple[Option, ...] = (
     # -- identity and resource
@@ -320,6 +339,47 @@ OPTIONS: tuple[Option, ...] = (
          "Captured headers whose values are redacted.", group=_PASS, passthrough=True),
     _std("otel-semconv-stability-opt-in", _str, None,
          "Semantic-convention mode of the instrumentations (e.g. `http`).", group=_PASS, passthrough=True),
+    # -- metrics and logs (built per worker after fork, like the tracer; see otel_uwsgi.signals)
+    _std("otel-metrics-exporter", _choice("otlp", "console", "none"), "none",
+         "Per-worker metrics (the instrumentations' HTTP server metrics, span delivery counts) and "
+         "uWSGI server metrics: `otlp`, `console` or `none` (otel-uwsgi defaults to none; the SDK to otlp).",
+         group=_SIGNALS),
+    _std("otel-metric-export-interval", _int(100), 60000, "Milliseconds between two metric exports.",
+         group=_SIGNALS),
+    _std("otel-metric-export-timeout", _int(1), 30000, "Milliseconds one metric export may take.",
+         group=_SIGNALS),
+    _std("otel-metrics-exemplar-filter", _choice("trace_based", "always_on", "always_off"), "trace_based",
+         "Which measurements may carry an exemplar (a trace id on a histogram point).", group=_SIGNALS),
+    *_signal_exporter_options("metrics"),
+    _std("otel-exporter-otlp-metrics-temporality-preference", _choice("cumulative", "delta", "lowmemory"),
+         "cumulative", "Temporality of exported sums and histograms.", group=_SIGNALS),
+    _std("otel-exporter-otlp-metrics-default-histogram-aggregation",
+         _choice("explicit_bucket_histogram", "base2_exponential_bucket_histogram"), "explicit_bucket_histogram",
+         "Aggregation of histograms.", group=_SIGNALS),
+    Option("otel-uwsgi-server-metrics", _bool, True,
+           "With metrics on, export uWSGI's own health (`uwsgi.*`: worker status, requests, respawns, "
+           "harakiri, memory, listen queue) once per uWSGI instance, from worker 1.",
+           env="OTEL_UWSGI_SERVER_METRICS", group=_SIGNALS),
+    _std("otel-logs-exporter", _choice("otlp", "console", "none"), "none",
+         "Python log records per worker over OTLP, with their trace context: `otlp`, `console` or `none` "
+         "(otel-uwsgi defaults to none: uWSGI's log already has them; the SDK to otlp).", group=_SIGNALS),
+    *_signal_exporter_options("logs"),
+    _std("otel-blrp-schedule-delay", _int(0), 1000, "Milliseconds between two log record exports.",
+         group=_SIGNALS),
+    _std("otel-blrp-max-queue-size", _int(1), 2048,
+         "Log records queued per worker before new ones are dropped (batches are at most 512, and at "
+         "most this).", group=_SIGNALS),
+    _std("otel-python-log-correlation", _bool, False,
+         "Set the root logger's format to `otel-python-log-format` (trace and span ids in every line, "
+         "as the logging instrumentation does). The ids are on every log record either way: "
+         "`%(otelTraceID)s`, `%(otelSpanID)s`, `%(otelTraceSampled)s`, `%(otelServiceName)s`.",
+         group=_SIGNALS),
+    _std("otel-python-log-format", _str, None,
+         "Format for `otel-python-log-correlation` (unset: the logging instrumentation's, with "
+         "trace_id, span_id, service name and sampled flag).", group=_SIGNALS),
+    _std("otel-python-log-level", _choice("debug", "info", "warning", "error", "critical"), None,
+         "Root logger level, e.g. `info` to export INFO records with `otel-logs-exporter` (unset: leave "
+         "it to the app).", group=_SIGNALS),
 )
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -90,6 +92,121 @@ def decode_traces(body: bytes, encoding: str = "") -> list[ReceivedSpan]:
     return spans
 
 
+SIGNAL_PATHS = ("/v1/metrics", "/v1/logs")
+
+
+def _inflate(body: bytes, encoding: str) -> bytes:
+    if encoding == "gzip":
+        return gzip.decompress(body)
+    if encoding == "deflate":
+        return zlib.decompress(body)
+    return body
+
+
+@dataclass(frozen=True)
+class ReceivedPoint:
+    """One metric data point as received, with its metric and resource flattened in.
+
+    ``value`` is the number (sum, gauge) or the count (histograms); ``sum`` the histogram sum.
+    ``request`` numbers the /v1/metrics request that carried it (0, 1, ...).
+    """
+
+    name: str
+    kind: str
+    unit: str
+    value: float
+    attributes: dict[str, Any]
+    resource: dict[str, Any]
+    scope: str
+    time_ns: int
+    start_ns: int
+    temporality: int = 0
+    monotonic: Optional[bool] = None
+    sum: Optional[float] = None
+    request: int = 0
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.resource.get("process.pid")
+
+
+def decode_metrics(body: bytes, encoding: str = "", *, request: int = 0) -> list[ReceivedPoint]:
+    """Decode one OTLP/HTTP metrics request body into data points."""
+    message = ExportMetricsServiceRequest()
+    message.ParseFromString(_inflate(body, encoding))
+    points: list[ReceivedPoint] = []
+    for rm in message.resource_metrics:
+        resource = attributes(rm.resource.attributes)
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                kind = metric.WhichOneof("data") or "none"
+                data = getattr(metric, kind, None)
+                for dp in getattr(data, "data_points", ()):
+                    is_number = kind in ("sum", "gauge")
+                    points.append(
+                        ReceivedPoint(
+                            name=metric.name,
+                            kind=kind,
+                            unit=metric.unit,
+                            value=getattr(dp, dp.WhichOneof("value") or "as_int") if is_number else dp.count,
+                            attributes=attributes(dp.attributes),
+                            resource=resource,
+                            scope=sm.scope.name,
+                            time_ns=dp.time_unix_nano,
+                            start_ns=dp.start_time_unix_nano,
+                            temporality=getattr(data, "aggregation_temporality", 0),
+                            monotonic=data.is_monotonic if kind == "sum" else None,
+                            sum=None if is_number else dp.sum,
+                            request=request,
+                        )
+                    )
+    return points
+
+
+@dataclass(frozen=True)
+class ReceivedLog:
+    """One log record as received, with its resource flattened in."""
+
+    body: Any
+    severity_text: str
+    severity_number: int
+    trace_id: str
+    span_id: str
+    attributes: dict[str, Any]
+    resource: dict[str, Any]
+    scope: str
+    time_ns: int
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.resource.get("process.pid")
+
+
+def decode_logs(body: bytes, encoding: str = "") -> list[ReceivedLog]:
+    """Decode one OTLP/HTTP logs request body into log records."""
+    message = ExportLogsServiceRequest()
+    message.ParseFromString(_inflate(body, encoding))
+    records: list[ReceivedLog] = []
+    for rl in message.resource_logs:
+        resource = attributes(rl.resource.attributes)
+        for sl in rl.scope_logs:
+            for record in sl.log_records:
+                records.append(
+                    ReceivedLog(
+                        body=any_value(record.body),
+                        severity_text=record.severity_text,
+                        severity_number=record.severity_number,
+                        trace_id=record.trace_id.hex(),
+                        span_id=record.span_id.hex(),
+                        attributes=attributes(record.attributes),
+                        resource=resource,
+                        scope=sl.scope.name,
+                        time_ns=record.time_unix_nano,
+                    )
+                )
+    return records
+
+
 @dataclass
 class Fault:
     """How the receiver misbehaves: answer ``status`` (with ``retry_after``), wait ``delay``
@@ -109,6 +226,7 @@ class Stats:
     content_types: set[str] = field(default_factory=set)
     errors: int = 0
     other_paths: dict[str, int] = field(default_factory=dict)
+    faulted: int = 0  # requests met with a fault mode (an error status, or hanging)
 
 
 class Receiver:
@@ -117,6 +235,9 @@ class Receiver:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host, self._port = host, port
         self.spans: list[ReceivedSpan] = []
+        self.points: list[ReceivedPoint] = []  # /v1/metrics
+        self.logs: list[ReceivedLog] = []  # /v1/logs
+        self.signal_requests: dict[str, int] = {"/v1/metrics": 0, "/v1/logs": 0}
         self.stats = Stats()
         self.fault = Fault()
         self.last_headers: dict[str, str] = {}
@@ -176,6 +297,9 @@ class Receiver:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length)
         fault = self.fault
+        if fault.hang or fault.status != 200:
+            with self._lock:
+                self.stats.faulted += 1
         if fault.hang:
             self._stopping.wait()
             return
@@ -201,6 +325,8 @@ class Receiver:
                 else:
                     self.stats.errors += 1
                 self._lock.notify_all()
+        elif status == 200 and path in SIGNAL_PATHS:
+            status = self._receive_signal(path, body, (handler.headers.get("Content-Encoding") or "").lower())
         elif status == 200:
             with self._lock:
                 self.stats.other_paths[path] = self.stats.other_paths.get(path, 0) + 1
@@ -231,3 +357,40 @@ class Receiver:
 
     def server_spans(self) -> list[ReceivedSpan]:
         return [s for s in self.snapshot() if s.kind == "SERVER"]
+
+    # -- metrics and logs
+    def _receive_signal(self, path: str, body: bytes, encoding: str) -> int:
+        """Decode one /v1/metrics or /v1/logs request and keep its records; the HTTP status to answer."""
+        try:
+            if path == "/v1/metrics":
+                with self._lock:
+                    number = self.signal_requests[path]
+                records: list[Any] = decode_metrics(body, encoding, request=number)
+            else:
+                records = decode_logs(body, encoding)
+        except Exception:  # noqa: BLE001 - a bad body is a 400, as a collector answers
+            return 400
+        with self._lock:
+            self.signal_requests[path] += 1
+            (self.points if path == "/v1/metrics" else self.logs).extend(records)
+            self._lock.notify_all()
+        return 200
+
+    def metric_points(self, name: Optional[str] = None) -> list[ReceivedPoint]:
+        with self._lock:
+            return [p for p in self.points if name is None or p.name == name]
+
+    def log_records(self) -> list[ReceivedLog]:
+        with self._lock:
+            return list(self.logs)
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``predicate()`` (which may read any of the lists) holds, up to ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not predicate():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._lock.wait(min(remaining, 0.5))
+            return True
