@@ -163,11 +163,10 @@ class HeaderCapture:
 
     def _verdict(self, cache_key: str, name: str) -> Optional[tuple[str, bool]]:
         """``(attribute key, redact)`` for a header name as the stock code sees it, or None."""
-        assert self._pattern is not None
         if len(self._verdicts) >= _CACHE_LIMIT:
             self._verdicts.clear()
         verdict: Optional[tuple[str, bool]] = None
-        if self._pattern.fullmatch(name):
+        if self._pattern is not None and self._pattern.fullmatch(name):
             redact = bool(self._sanitize and self._sanitize.search(name))
             verdict = (self._prefix + name.lower().replace("-", "_"), redact)
         self._verdicts[cache_key] = verdict
@@ -176,6 +175,8 @@ class HeaderCapture:
     def from_environ(self, environ: Mapping[str, Any]) -> dict[str, list[str]]:
         """Request headers (``HTTP_*`` keys; the stock code names them ``X-CUSTOM-A``)."""
         out: dict[str, list[str]] = {}
+        if self._pattern is None:
+            return out
         verdicts = self._verdicts
         for key, value in environ.items():
             if not key.startswith("HTTP_"):
@@ -191,6 +192,8 @@ class HeaderCapture:
     def from_items(self, items: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
         """Response headers; repeated names are joined with commas first, as the stock code does."""
         out: dict[str, list[str]] = {}
+        if self._pattern is None:
+            return out
         verdicts = self._verdicts
         for name, value in items:
             name = name.lower()

@@ -8,6 +8,7 @@ that subprocess: it prints the spans of every case as JSON.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -162,6 +163,7 @@ CASES: dict[str, dict[str, Any]] = {
     "excluded": _environ("/health"),
     "no-request-uri": _environ("/items/5", REQUEST_URI="", QUERY_STRING="x=1"),
     "remote-host": _environ("/", REMOTE_HOST="client.example"),
+    "inside-span": _environ("/queries"),  # served while another span is current: INTERNAL, not SERVER
 }
 
 
@@ -229,6 +231,13 @@ def run_site(mode: str, db: str) -> dict[str, Any]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
+    if os.environ.get("FAST_TEST_RESPONSE_PROPAGATOR"):
+        from opentelemetry.instrumentation.propagators import (
+            TraceResponsePropagator,
+            set_global_response_propagator,
+        )
+
+        set_global_response_propagator(TraceResponsePropagator())
     from django.core.wsgi import get_wsgi_application
 
     app = get_wsgi_application()
@@ -239,13 +248,22 @@ def run_site(mode: str, db: str) -> dict[str, Any]:
 
         def start_response(status: str, headers: list, exc_info: Any = None, started: list = started) -> None:
             started.append(status)
+            started.append(any(name.lower() == "traceresponse" for name, _ in headers))
 
-        result = app(dict(environ), start_response)
-        body = b"".join(result)
-        result.close()  # request_finished: Django closes or recycles the connection here
+        with contextlib.ExitStack() as stack:
+            if case == "inside-span":
+                stack.enter_context(trace.get_tracer("test").start_as_current_span("outer"))
+            result = app(dict(environ), start_response)
+            body = b"".join(result)
+            result.close()  # request_finished: Django closes or recycles the connection here
         spans = exporter.get_finished_spans()
         ids = {s.context.span_id: i for i, s in enumerate(spans)}
-        out[case] = {"status": started[0], "length": len(body), "spans": [_describe(s, ids) for s in spans]}
+        out[case] = {
+            "status": started[0],
+            "traceresponse": started[1],
+            "length": len(body),
+            "spans": [_describe(s, ids) for s in spans],
+        }
     return out
 
 
@@ -260,6 +278,7 @@ CAPTURE_ENV = {
     "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE": "content-type,x-resp-.*",
     "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS": ".*secret.*",
     "OTEL_PYTHON_DJANGO_TRACED_REQUEST_ATTRS": "path,method,content_type,no_such_attr",
+    "FAST_TEST_RESPONSE_PROPAGATOR": "1",
 }
 
 
@@ -280,11 +299,14 @@ def assert_same_spans(stock: dict[str, Any], fast: dict[str, Any]) -> None:
     assert stock.keys() == fast.keys()
     for case in stock:
         s, f = stock[case], fast[case]
-        assert (s["status"], s["length"]) == (f["status"], f["length"]), case
+        assert (s["status"], s["length"], s["traceresponse"]) == (f["status"], f["length"], f["traceresponse"]), case
         assert len(s["spans"]) == len(f["spans"]), (case, s["spans"], f["spans"])
         for one, other in zip(s["spans"], f["spans"]):
-            assert one["scope"].startswith("opentelemetry.instrumentation.")
-            assert other["scope"].startswith("otel_uwsgi.fast.")
+            if one["scope"] == "test":  # the test's own outer span
+                assert other["scope"] == "test"
+            else:
+                assert one["scope"].startswith("opentelemetry.instrumentation.")
+                assert other["scope"].startswith("otel_uwsgi.fast.")
             one, other = dict(one), dict(other)
             del one["scope"], other["scope"]
             assert one == other, case
@@ -323,18 +345,24 @@ def test_the_cases_exercise_what_they_claim(default_mode):
     assert stock["disallowed-host"]["spans"] == [] and stock["disallowed-host"]["status"].startswith("400")
     assert stock["short-circuit"]["spans"][0]["name"] == "GET short/<int:n>"
     assert stock["other-method"]["spans"][0]["name"] == "HTTP"
+    inside = stock["inside-span"]["spans"]
+    assert [(s["name"], s["kind"], s["parent"]) for s in inside[-2:]] == [
+        ("GET queries", "INTERNAL", 6),
+        ("outer", "INTERNAL", None),
+    ]
 
 
 def test_same_spans_with_capture_exclusion_and_traced_attributes():
-    """Excluded URLs, captured and redacted request/response headers and traced request
-    attributes, set through the environment, give identical spans."""
+    """Excluded URLs, captured and redacted request/response headers, traced request attributes
+    and a response propagator give identical spans (and ``traceresponse`` headers)."""
     stock, fast = spans_of("stock", "sqlite", CAPTURE_ENV), spans_of("fast", "sqlite", CAPTURE_ENV)
     assert_same_spans(stock, fast)
     headers = stock["headers"]["spans"][0]["attributes"]
     assert headers["http.request.header.x_custom_secret"] == ["[REDACTED]"]
     assert headers["http.response.header.x_resp_secret"] == ["[REDACTED]"]
     assert headers["http.response.header.x_resp_plain"] == ["visible"] and headers["path"] == "/items/9"
-    assert stock["excluded"]["spans"] == []
+    assert stock["excluded"]["spans"] == [] and not stock["excluded"]["traceresponse"]
+    assert stock["trivial"]["traceresponse"]
 
 
 @pytest.mark.parametrize("opt_in", ["http,database", "http/dup,database/dup"])
