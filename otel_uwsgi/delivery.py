@@ -71,9 +71,11 @@ class Ledger:
     Counted directly: spans ``ended`` into the queue (every span, so an ``itertools.count``:
     atomic under the GIL, ~50 ns), spans ``handed`` to the exporter, and the exporter's answers.
     Spans a full queue pushed out are *derived*: ``ended - handed - still queued``; predicting
-    the eviction in ``on_end`` races with the export thread taking a batch.  Read in that order
-    (ended, queued, handed) a snapshot can undercount for a moment but never overcounts, and is
-    exact once the process is quiet.
+    the eviction in ``on_end`` races with the export thread taking a batch.  A snapshot taken
+    while the export thread is between popping a batch and handing it over reads up to one batch
+    high for that moment; once the process is quiet it is exact.  At an exit that gives up, a
+    batch in flight is counted as dropped though a slow collector may still store it: the count
+    can overstate the loss by one batch, never understate it.
     """
 
     def __init__(self, interval_s: float = WARNING_INTERVAL_S) -> None:
