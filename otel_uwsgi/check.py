@@ -16,9 +16,10 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, TextIO
+from typing import Any, Callable, Optional, TextIO
 
-from otel_uwsgi.harness import Served, UwsgiServer, free_port, owned_overrides, prepare_ini
+from otel_uwsgi import check_signals
+from otel_uwsgi.harness import OWNED_KEYS, Served, UwsgiServer, free_port, owned_overrides, prepare_ini
 from otel_uwsgi.receiver import ReceivedSpan, Receiver
 
 
@@ -45,6 +46,8 @@ class Report:
     ok: bool
     reason: str
     problems: list[str] = field(default_factory=list)
+    signals: dict[str, Any] = field(default_factory=dict)  # metrics/logs verdict (check_signals)
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -119,6 +122,7 @@ def render(report: Report) -> str:
         )
     lines.append("-" * len(header))
     lines.append(f"{'total':>6} {'':>8} {report.requests:>9} {report.spans:>6} {report.lost:>5}")
+    lines.extend(report.notes)
     lines.append(("OK: " if report.ok else "FAIL: ") + report.reason)
     lines.extend(f"  also: {p}" for p in report.problems[1:])
     return "\n".join(lines)
@@ -200,8 +204,14 @@ def run_check(
         port = free_port()
         overrides = owned_overrides(port, endpoint or receiver.endpoint)
         overrides.update(extra or {})
-        text = prepare_ini(ini, overrides)
+        drop = OWNED_KEYS | {"otel-exporter-otlp-metrics-endpoint", "otel-exporter-otlp-logs-endpoint"}
+        settings = check_signals.settings_of(prepare_ini(ini, overrides, drop=drop))
+        if settings is not None and settings["otel-metrics-exporter"] != "none":
+            overrides.setdefault("otel-metric-export-interval", str(check_signals.CHECK_INTERVAL_MS))
+            settings = check_signals.settings_of(prepare_ini(ini, overrides, drop=drop))
+        text = prepare_ini(ini, overrides, drop=drop)
         expected = count_workers(text)
+        started = time.monotonic()
         server = UwsgiServer(text)
         with server:
             if on_server:
@@ -212,7 +222,9 @@ def run_check(
                 while time.monotonic() < deadline and server.alive():
                     served = server.served()
                     covered = {served.spawned.get(p) for p, n in served.requests.items() if n}
-                    done = len(covered) >= expected and served.total >= requests
+                    done = len(covered) >= expected and served.total >= requests and _server_metrics_seen(
+                        receiver, settings
+                    )
                     if progress and (time.monotonic() - last > 0.5 or done):
                         last = time.monotonic()
                         progress.write(
@@ -229,10 +241,27 @@ def run_check(
         served = server.served()
         # Graceful exit flushed each worker's queue; allow the last requests to land.
         receiver.wait_for(lambda s: sum(1 for x in s if x.kind == "SERVER") >= served.total, 5.0)
-        return evaluate(served, receiver.snapshot(), expected), server.log()
+        report = evaluate(served, receiver.snapshot(), expected)
+        if settings is not None:
+            pids = [pid for pid, n in served.requests.items() if n]
+            if settings["otel-metrics-exporter"] != "none":  # each worker's final export arrives after it exits
+                receiver.wait_until(lambda: pids and {p.pid for p in receiver.points} >= set(pids), 5.0)
+            report = check_signals.merge_into(report, check_signals.evaluate_signals(
+                receiver.metric_points(), receiver.log_records(), pids, settings=settings,
+                window_s=time.monotonic() - started,
+            ))
+        return report, server.log()
     finally:
         if own_receiver:
             receiver.stop()
+
+
+def _server_metrics_seen(receiver: Receiver, settings: Any, exports: int = 3) -> bool:
+    """With server metrics on, keep the load up until worker 1 exported them a few times."""
+    if settings is None or settings["otel-metrics-exporter"] == "none" or not settings["otel-uwsgi-server-metrics"]:
+        return True
+    name, wid = check_signals.REFERENCE
+    return sum(1 for p in receiver.metric_points(name) if p.attributes.get("uwsgi.worker.id") == wid) >= exports
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -248,6 +277,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before giving up (default 60)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--show-log", action="store_true", help="print uWSGI's log after the report")
+    parser.add_argument("--metrics", action="store_true",
+                        help="turn metrics on for this run (otel-metrics-exporter = otlp) and verify them")
+    parser.add_argument("--logs", action="store_true", help="turn OTLP log export on for this run and count records")
     args = parser.parse_args(argv)
     if not Path(args.ini).is_file():
         print(f"otel-uwsgi check: no such ini file: {args.ini}", file=sys.stderr)
@@ -258,6 +290,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         requests=args.requests,
         timeout=args.timeout,
         progress=None if args.json else sys.stderr,
+        extra={**({"otel-metrics-exporter": "otlp"} if args.metrics else {}),
+               **({"otel-logs-exporter": "otlp"} if args.logs else {})},
     )
     print(report.to_json() if args.json else render(report))
     if args.show_log or (not report.ok and not args.json):

@@ -152,3 +152,19 @@ def _ignore_errors(fn, *args):
         fn(*args)
     except OSError:
         pass
+
+
+def test_otel_uwsgi_check_verifies_metrics():
+    """`otel-uwsgi check --metrics` passes on the sample ini and reports metrics from every worker pid
+    and server metrics exported several times without a duplicate."""
+    from otel_uwsgi.check import run_check
+
+    from ..conftest import INI
+
+    report, log = run_check(str(INI / "minimal.ini"), requests=50, timeout=60,
+                            extra={"otel-metrics-exporter": "otlp"})
+    assert report.ok, (report.problems, log[-2000:])
+    signals = report.signals
+    assert {int(pid) for pid in signals["metric_points"]} == {r.pid for r in report.rows if r.requests}
+    assert signals["server_exports"] >= 3 and signals["server_duplicates"] == 0
+    assert signals["server_instances"] == 1 and signals["interval_ms"] == 1000
