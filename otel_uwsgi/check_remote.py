@@ -263,6 +263,7 @@ class Options:
     span_timeout: float = 30.0
     settle: float = 5.0
     expect_db: Optional[str] = None
+    metric_interval: int = 0  # ms; > 0: the app exports metrics at this interval, verify them
     json: bool = False
 
 
@@ -480,6 +481,8 @@ def _run(
             served, spans, load_errors=load.errors, stopped=stopped, fifo_error=fifo_error, expect_db=opts.expect_db
         ),
     )
+    if opts.metric_interval:
+        report = _with_signals(report, receiver, served, opts, info["load_seconds"])
     info.update(
         {
             "statuses": {str(k): v for k, v in sorted(statuses.items())},
@@ -491,6 +494,23 @@ def _run(
         }
     )
     return Outcome(report=report, served=served, info=info)
+
+
+def _with_signals(report: Report, receiver: Receiver, served: Served, opts: Options, window_s: float) -> Report:
+    """Add the metrics verdict (:mod:`otel_uwsgi.check_signals`): every serving pid, server metrics once.
+
+    ``window_s`` is how long the load ran: server metrics are required only if it lasted two intervals.
+    """
+    from otel_uwsgi import check_signals
+    from otel_uwsgi.options import load
+
+    settings = load({"otel-metrics-exporter": "otlp", "otel-metric-export-interval": str(opts.metric_interval)}, {})
+    pids = {pid for pid, n in served.requests.items() if n}
+    receiver.wait_until(lambda: {p.pid for p in receiver.points} >= pids, opts.settle)
+    signals = check_signals.evaluate_signals(
+        receiver.metric_points(), receiver.log_records(), pids, settings=settings, window_s=window_s
+    )
+    return check_signals.merge_into(report, signals)
 
 
 def summary(outcome: Outcome) -> str:
@@ -533,6 +553,13 @@ def parse_args(argv: Optional[list[str]]) -> Options:
         metavar="SYSTEM",
         default=None,
         help="also require DB client spans of this db.system (e.g. mysql)",
+    )
+    p.add_argument(
+        "--metric-interval",
+        type=int,
+        default=d.metric_interval,
+        metavar="MS",
+        help="the app exports metrics every MS ms (otel-metric-export-interval): also verify them",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON (progress stays on stderr)")
     args = p.parse_args(argv)
