@@ -168,3 +168,28 @@ def test_otel_uwsgi_check_verifies_metrics():
     assert {int(pid) for pid in signals["metric_points"]} == {r.pid for r in report.rows if r.requests}
     assert signals["server_exports"] >= 3 and signals["server_duplicates"] == 0
     assert signals["server_instances"] == 1 and signals["interval_ms"] == 1000
+
+
+def test_traces_metrics_and_logs_share_one_exit_deadline(start_uwsgi, receiver):
+    """With a collector that hangs, a stop with traces, metrics and logs all on ends about when a
+    traces-only stop does (measured: timeout + 2-3 s of exit and reaping): the three flushes run
+    against one deadline; one after the other they would add two more timeouts."""
+    import signal
+    import time
+
+    from ..conftest import ROOT
+
+    extra = {**METRICS, "otel-logs-exporter": "otlp", "otel-python-log-level": "info",
+             "otel-exit-flush-timeout": "2000", "module": "tests.integration.apps.logging_app:application",
+             "pythonpath": str(ROOT)}
+    server = start_uwsgi("minimal.ini", extra=extra)
+    server.until_every_worker_served("/")
+    receiver.fault.hang = True
+    server.hammer("/", 20)
+    started = time.monotonic()
+    server.uwsgi.send(signal.SIGINT)
+    assert server.uwsgi.wait(30) is not None
+    took = time.monotonic() - started
+    assert took < 3 * 2.0, f"stop took {took:.1f}s with a hanging collector"
+    log = server.uwsgi.log()
+    assert "gave up flushing spans" in log and "gave up flushing metrics" in log
