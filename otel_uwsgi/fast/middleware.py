@@ -64,16 +64,20 @@ _setup: Optional[Setup] = None
 
 
 def configure(setup: Setup) -> None:
+    """Use ``setup`` for the requests that follow (called when Django loads its middleware)."""
     global _setup
     _setup = setup
 
 
 class _Request:
-    __slots__ = ("span", "token", "server", "named", "exception")
+    """What one traced request carries from its start to its end (``request._otel_uwsgi_span``)."""
+
+    __slots__ = ("span", "token", "server", "named", "exception", "route")
 
     def __init__(self, span: Any, token: object, server: bool, named: bool) -> None:
         self.span, self.token, self.server, self.named = span, token, server, named
         self.exception: Optional[BaseException] = None
+        self.route: Optional[str] = None  # http.route, once the view is known
 
 
 def _name(request: Any, method: str, match: Any) -> str:
@@ -211,9 +215,7 @@ class ServerSpanMiddleware:
             span = state.span
             match = request.resolver_match
             if match:
-                route = getattr(match, "route", None)
-                if route and span.is_recording():
-                    span.set_attribute("http.route", route)
+                state.route = getattr(match, "route", None)  # set with the status code, in one call
             if not state.named:
                 state.named = True
                 method = _setup.http.method(request.method.strip())  # type: ignore[union-attr]
@@ -242,13 +244,17 @@ class ServerSpanMiddleware:
                 name = _name_from_path(request, setup.http.method(request.method.strip()), settings.ROOT_URLCONF)
                 if name != request.method:
                     span.update_name(name)
+            recording = span.is_recording()
+            if recording:  # http.route and (default mode) http.status_code in one call
+                final: dict[str, Any] = {"http.route": state.route} if state.route else {}
+                if response is not None and setup.default_mode:
+                    final["http.status_code"] = response.status_code
+                if final:
+                    span.set_attributes(final)
             if response is not None:
-                recording = span.is_recording()
                 if setup.default_mode:
                     if recording:
-                        code = response.status_code
-                        span.set_attribute("http.status_code", code)
-                        status = http_status_to_status_code(code, server_span=True)
+                        status = http_status_to_status_code(response.status_code, server_span=True)
                         if status is not StatusCode.UNSET:
                             span.set_status(Status(status))
                 else:
