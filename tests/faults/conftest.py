@@ -49,7 +49,7 @@ def outcome(request: pytest.FixtureRequest) -> Outcome:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     report = (yield).get_result()
     if report.when == "call" and report.failed:
-        for case, row in list(_measured.items()):
+        for row in list(_measured.values()):
             if row["test"] == item.nodeid:
                 row["failed"] = True
 
