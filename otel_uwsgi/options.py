@@ -278,7 +278,7 @@ OPTIONS: tuple[Option, ...] = (
     _std("otel-link-attribute-count-limit", _int(0), None, "Most attributes per link."),
     # -- OTLP exporter (generic, then traces-specific)
     _std("otel-exporter-otlp-endpoint", _url, "http://localhost:4318",
-         "Collector base URL; `/v1/traces` is appended.", group=_OTLP),
+         "Collector base URL; `/v1/traces` (and `/v1/metrics`, `/v1/logs`) is appended.", group=_OTLP),
     _std("otel-exporter-otlp-traces-endpoint", _url, None,
          "Full traces URL, used as is (wins over the base URL).", group=_OTLP),
     _std("otel-exporter-otlp-headers", _headers, {}, "Request headers `name=value,...` "
