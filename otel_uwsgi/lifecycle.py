@@ -9,12 +9,14 @@ worker (``lazy-apps``, where the hook has run before the app is loaded).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
+import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -38,6 +40,27 @@ class _State:
 
 
 _state = _State()
+
+#: uWSGI's stop and reload signals.  A signal sent to a process goes to any thread that does not
+#: block it: a second one (Ctrl-C reaches master and workers, systemd signals the whole cgroup, a
+#: worker still loading re-sends SIGINT) landed in an export thread, whose exit() then ended the
+#: process in the middle of the main thread's flush, or deadlocked it until worker-reload-mercy.
+_EXIT_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT})
+
+
+@contextlib.contextmanager
+def _exit_signals_blocked() -> Iterator[None]:
+    """Threads started inside inherit a mask without uWSGI's stop signals: only the main thread,
+    whose handlers uWSGI installed, takes them."""
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _EXIT_SIGNALS)
+    except (AttributeError, OSError, ValueError):  # no pthread_sigmask on this platform
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _apply_process_settings(settings: Settings) -> None:
@@ -130,12 +153,15 @@ def init_process(settings: Optional[Settings] = None, *, c_exit_handler: bool = 
             parent_pid=_uwsgi.master_pid() or None,
         )
         ledger = Ledger()
-        provider = build_provider(settings, resource, ledger)
-        trace.set_tracer_provider(provider)
-        _state.provider, _state.pid, _state.flushed, _state.ledger = provider, pid, False, ledger
         from otel_uwsgi import signals
 
-        _state.signals = signals.start(settings, resource, ledger=ledger, process_type=kind, worker_id=worker_id)
+        with _exit_signals_blocked():  # the export threads start here
+            provider = build_provider(settings, resource, ledger)
+            trace.set_tracer_provider(provider)
+            _state.provider, _state.pid, _state.flushed, _state.ledger = provider, pid, False, ledger
+            _state.signals = signals.start(
+                settings, resource, ledger=ledger, process_type=kind, worker_id=worker_id
+            )
         _register_exit(settings, c_exit_handler=c_exit_handler)
         _state.init_ms = (time.perf_counter() - started) * 1000
         logger.debug("otel-uwsgi: tracing started in %s pid %d in %.1f ms", kind, pid, _state.init_ms)
@@ -149,6 +175,12 @@ def flush_at_exit() -> None:
     """Flush and shut down this process's provider once, within ``otel-exit-flush-timeout``."""
     if _state.provider is None or _state.pid != os.getpid() or _state.flushed:
         return
+    if _uwsgi.available():
+        # The process is ending: a further stop signal must not start a second exit() on top
+        # of this flush (the flush thread inherits the mask).  Blocked before ``flushed`` is set,
+        # so a signal that slips in first runs the whole flush itself.  SIGKILL still ends it.
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            signal.pthread_sigmask(signal.SIG_BLOCK, _EXIT_SIGNALS)
     _state.flushed = True
     from otel_uwsgi.tracing import shutdown_bounded
 
@@ -186,14 +218,41 @@ def _register_exit(settings: Settings, *, c_exit_handler: bool = True) -> None:
 
         atexit.register(flush_at_exit)
         return
-    if _state.exit_callback is None and c_exit_handler:
-        try:
-            callback = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p)(_c_exit_handler)
-            ctypes.CDLL(None).on_exit(callback, None)
-            _state.exit_callback = callback
-        except (AttributeError, OSError):
-            logger.debug("otel-uwsgi: no on_exit in this libc; relying on atexit hooks")
+    if c_exit_handler:
+        _register_c_exit_handler()
+    elif _state.provider is not None:
+        _state.provider.add_span_processor(_exit_handler_at_first_request())
     _uwsgi.register_atexit(flush_at_exit)
+
+
+def _register_c_exit_handler() -> None:
+    if _state.exit_callback is not None:
+        return
+    try:
+        callback = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p)(_c_exit_handler)
+        ctypes.CDLL(None).on_exit(callback, None)
+        _state.exit_callback = callback
+    except (AttributeError, OSError):
+        logger.debug("otel-uwsgi: no on_exit in this libc; relying on atexit hooks")
+
+
+def _exit_handler_at_first_request() -> Any:
+    """A span processor that registers the C exit handler when the first server span starts.
+
+    With ``lazy-apps`` uWSGI registers its own exit handler (which finalises Python) only after
+    the app is loaded, so ours, registered at import, would run after it and crash; without one,
+    a worker stopped while busy lost its whole queue.  A server span starts inside a request,
+    after uWSGI's registration: registered then, ours runs first.
+    """
+    from opentelemetry.sdk.trace import SpanProcessor
+    from opentelemetry.trace import SpanKind
+
+    class ExitHandlerAtFirstRequest(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            if _state.exit_callback is None and span.kind is SpanKind.SERVER:
+                _register_c_exit_handler()
+
+    return ExitHandlerAtFirstRequest()
 
 
 def _c_exit_handler(status: int, arg: Any) -> None:
@@ -259,8 +318,9 @@ def install(*, environ: Optional[Mapping[str, str]] = None) -> bool:
         _uwsgi.register_postfork(init_process)
     else:
         # lazy-apps (or a mule / spooler importing us): the post-fork hook has already run.
-        # No C exit handler here: registered this late it runs *after* uWSGI's own handler has
-        # finalised Python, and the ctypes callback would crash the exiting worker.
+        # No C exit handler yet: registered now it would run *after* uWSGI's own handler (added
+        # once the app is loaded) has finalised Python, and the ctypes callback would crash the
+        # exiting worker; it is registered at the first request instead.
         init_process(settings, c_exit_handler=False)
     return True
 
