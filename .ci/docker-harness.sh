@@ -4,11 +4,15 @@
 #      images local/python:3.11 and local/mariadb:10.11 (cached after the first run)
 #   2. docker/harness with those images and the host's CA bundle (PyPI sits behind a
 #      TLS-intercepting proxy here), without the collector unless its image is present:
-#      must exit 0 and print "OK: every worker delivered spans"
+#      must exit 0 and print "OK: every worker delivered spans (...); metrics from every worker
+#      pid (...); uWSGI server metrics once per interval (...)"
 #   3. docker/harness --broken unreachable: must exit 1 with "FAIL: 4 of 4 workers sent no spans"
 #   4. docker/harness --broken partial:     must exit 1 with "FAIL: 2 of 4 workers sent no spans (worker 2, 4)"
+#      and "also: 2 of 4 worker pids sent no metrics"
+#   5. docker/harness --broken duplicate:   must exit 1 with "FAIL: uWSGI server metrics arrived"
+#      ("... extra time(s) within one interval": every worker exports them, not only worker 1)
 #      (2b. with a CA bundle: an image that bakes the bundle in must fail the harness's proof)
-#   5. no harness container left; finally (trap) docker/dockerd.sh stop
+#   6. no harness container left; finally (trap) docker/dockerd.sh stop
 # Exits non-zero on any failure.  Needs root.
 # Environment:
 #   OTEL_UWSGI_CA_BUNDLE   CA bundle for pip inside the build [/etc/ssl/certs/ca-certificates.crt
@@ -73,7 +77,7 @@ run_harness() {
     timings+=("$name: $(since "$t") (exit $HARNESS_RC)")
 }
 
-section "1/5 docker infrastructure (.ci/docker-infra.sh, docker/dockerd.sh start)"
+section "1/6 docker infrastructure (.ci/docker-infra.sh, docker/dockerd.sh start)"
 t=$(date +%s)
 bash .ci/docker-infra.sh
 docker/dockerd.sh start
@@ -91,16 +95,17 @@ if [ -n "${OTEL_UWSGI_CA_BUNDLE:-}" ]; then
     ca_args=(--ca-bundle "$OTEL_UWSGI_CA_BUNDLE")
 fi
 
-section "2/5 docker/harness (local images${OTEL_UWSGI_CA_BUNDLE:+, CA bundle}): must pass"
+section "2/6 docker/harness (local images${OTEL_UWSGI_CA_BUNDLE:+, CA bundle}): must pass"
 run_harness harness "${collector_args[@]}" "${ca_args[@]}"
-if [ "$HARNESS_RC" = 0 ] && grep -q '^OK: every worker delivered spans' "$LOGDIR/harness.log"; then
-    ok "docker/harness exited 0: every worker delivered spans"
+ok_line='^OK: every worker delivered spans .*; metrics from every worker pid .*; uWSGI server metrics once per interval'
+if [ "$HARNESS_RC" = 0 ] && grep -q "$ok_line" "$LOGDIR/harness.log"; then
+    ok "docker/harness exited 0: every worker delivered spans and metrics, server metrics once per interval"
 else
-    fail "docker/harness exited $HARNESS_RC (expected 0 and an OK line)"
+    fail "docker/harness exited $HARNESS_RC (expected 0 and an OK line about spans and metrics)"
 fi
 
 if [ -n "${OTEL_UWSGI_CA_BUNDLE:-}" ]; then
-    section "2b/5 the CA-bundle proof catches a leak (an image that bakes the bundle in must fail it)"
+    section "2b/6 the CA-bundle proof catches a leak (an image that bakes the bundle in must fail it)"
     t=$(date +%s)
     leakdir=$(mktemp -d "$LOGDIR/leak.XXXXXX")
     cp "$OTEL_UWSGI_CA_BUNDLE" "$leakdir/bundle.pem"
@@ -122,26 +127,34 @@ if [ -n "${OTEL_UWSGI_CA_BUNDLE:-}" ]; then
     fi
 fi
 
-# expect_reject NAME REASON ARGS...: the harness must exit 1 (the checker's FAIL, not a setup
-# error: 2) and print REASON.
+# expect_reject NAME REASON [ALSO] -- ARGS...: the harness must exit 1 (the checker's FAIL, not a
+# setup error: 2) and print REASON (and ALSO, a further problem line, when given).
 expect_reject() {
-    local name=$1 reason=$2
+    local name=$1 reason=$2 also=""
     shift 2
+    if [ "$1" != -- ]; then also=$1; shift; fi
+    shift
     run_harness "$name" --no-build "${collector_args[@]}" "$@"
-    if [ "$HARNESS_RC" = 1 ] && grep -qF "$reason" "$LOGDIR/$name.log"; then
+    if [ "$HARNESS_RC" = 1 ] && grep -qF "$reason" "$LOGDIR/$name.log" \
+        && { [ -z "$also" ] || grep -qF "$also" "$LOGDIR/$name.log"; }; then
         ok "$name rejected (exit 1): $(grep -m1 -F "$reason" "$LOGDIR/$name.log")"
+        [ -z "$also" ] || ok "$name also: $(grep -m1 -F "$also" "$LOGDIR/$name.log")"
     else
-        fail "$name: exit $HARNESS_RC, expected 1 with the line '$reason'"
+        fail "$name: exit $HARNESS_RC, expected 1 with the line '$reason'${also:+ and '$also'}"
     fi
 }
 
-section "3/5 docker/harness --broken unreachable: must fail"
-expect_reject broken-unreachable "FAIL: 4 of 4 workers sent no spans" --broken unreachable
+section "3/6 docker/harness --broken unreachable: must fail"
+expect_reject broken-unreachable "FAIL: 4 of 4 workers sent no spans" -- --broken unreachable
 
-section "4/5 docker/harness --broken partial: must fail"
-expect_reject broken-partial "FAIL: 2 of 4 workers sent no spans (worker 2, 4)" --broken partial
+section "4/6 docker/harness --broken partial: must fail"
+expect_reject broken-partial "FAIL: 2 of 4 workers sent no spans (worker 2, 4)" \
+    "also: 2 of 4 worker pids sent no metrics" -- --broken partial
 
-section "5/5 no harness container left"
+section "5/6 docker/harness --broken duplicate: must fail"
+expect_reject broken-duplicate "FAIL: uWSGI server metrics arrived" -- --broken duplicate
+
+section "6/6 no harness container left"
 left=$("$DOCKER" ps -a -q --filter label=otel-uwsgi.harness=1)
 if [ -z "$left" ]; then
     ok "no container labelled otel-uwsgi.harness=1 is left"

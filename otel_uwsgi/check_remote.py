@@ -390,7 +390,10 @@ def _run(
         f"served and >= {opts.requests} requests",
         force=True,
     )
-    t0 = time.monotonic()
+    # With metrics, the load lasts at least three intervals, so uWSGI's server metrics are required
+    # (check_signals wants them when the load lasted two) and their export rhythm can be judged.
+    min_load = 3 * opts.metric_interval / 1000
+    t0, load_start_ns = time.monotonic(), time.time_ns()
     with Load(app_host, app_port, path, concurrency) as load:
         done = False
         while not done and time.monotonic() - t0 < opts.load_timeout:
@@ -398,7 +401,11 @@ def _run(
             if stats is not None:
                 served = served_from_stats(stats)
                 covered = covered_workers(served)
-                done = len(covered) >= expected and served.total >= opts.requests
+                done = (
+                    len(covered) >= expected
+                    and served.total >= opts.requests
+                    and time.monotonic() - t0 >= min_load
+                )
                 say(
                     f"load: {len(covered)}/{expected} workers served, {served.total} requests, "
                     f"{len(receiver.server_spans())} server spans received",
@@ -407,6 +414,7 @@ def _run(
             if not done:
                 time.sleep(0.2)
     info["load_seconds"] = round(time.monotonic() - t0, 1)
+    load_window_ns = (load_start_ns, time.time_ns())  # points carry wall-clock times (same kernel clock)
     if load.errors:
         info["load_last_error"] = load.last_error
 
@@ -482,7 +490,7 @@ def _run(
         ),
     )
     if opts.metric_interval:
-        report = _with_signals(report, receiver, served, opts, info["load_seconds"])
+        report = _with_signals(report, receiver, served, opts, info["load_seconds"], load_window_ns)
     info.update(
         {
             "statuses": {str(k): v for k, v in sorted(statuses.items())},
@@ -496,10 +504,36 @@ def _run(
     return Outcome(report=report, served=served, info=info)
 
 
-def _with_signals(report: Report, receiver: Receiver, served: Served, opts: Options, window_s: float) -> Report:
-    """Add the metrics verdict (:mod:`otel_uwsgi.check_signals`): every serving pid, server metrics once.
+def server_export_gaps(
+    times_ns: list[int], interval_ms: int, window_ns: Optional[tuple[int, int]] = None
+) -> tuple[int, float]:
+    """(intervals without a server-metrics export, longest gap in seconds) between consecutive exports.
 
-    ``window_s`` is how long the load ran: server metrics are required only if it lasted two intervals.
+    ``window_ns`` (wall-clock start and end of the load) counts as two more instants, so an exporter
+    that started late or stopped early in the load shows a gap too.  A gap longer than 1.75
+    intervals counts as ``round(gap / interval) - 1`` missed intervals (at least 1): the periodic
+    reader waits one interval after each export, so a late export alone stays well below.
+    """
+    times = sorted(set(times_ns) | set(window_ns or ()))
+    gaps = [(b - a) / 1e9 for a, b in zip(times, times[1:])]
+    interval_s = interval_ms / 1000
+    missed = sum(max(1, round(g / interval_s) - 1) for g in gaps if g > 1.75 * interval_s)
+    return missed, round(max(gaps, default=0.0), 2)
+
+
+def _with_signals(
+    report: Report,
+    receiver: Receiver,
+    served: Served,
+    opts: Options,
+    window_s: float,
+    window_ns: Optional[tuple[int, int]] = None,
+) -> Report:
+    """Add the metrics verdict (:mod:`otel_uwsgi.check_signals`): every serving pid, server metrics once
+    per interval (no duplicate, no interval missed from worker start through the load's end).
+
+    ``window_s`` is how long the load ran: server metrics are required only if it lasted two intervals;
+    ``window_ns`` its wall-clock start and end.
     """
     from otel_uwsgi import check_signals
     from otel_uwsgi.options import load
@@ -507,10 +541,28 @@ def _with_signals(report: Report, receiver: Receiver, served: Served, opts: Opti
     settings = load({"otel-metrics-exporter": "otlp", "otel-metric-export-interval": str(opts.metric_interval)}, {})
     pids = {pid for pid, n in served.requests.items() if n}
     receiver.wait_until(lambda: {p.pid for p in receiver.points} >= pids, opts.settle)
-    signals = check_signals.evaluate_signals(
-        receiver.metric_points(), receiver.log_records(), pids, settings=settings, window_s=window_s
-    )
-    return check_signals.merge_into(report, signals)
+    points = receiver.metric_points()
+    signals = check_signals.evaluate_signals(points, receiver.log_records(), pids, settings=settings, window_s=window_s)
+    name, wid = check_signals.REFERENCE
+    times = [p.time_ns for p in points if p.name == name and p.attributes.get("uwsgi.worker.id") == wid]
+    missed, longest = server_export_gaps(times, opts.metric_interval, window_ns if times else None)
+    if missed:
+        signals.problems.append(
+            f"uWSGI server metrics skipped {missed} interval(s) of {opts.metric_interval} ms while uWSGI ran "
+            f"(longest gap {longest}s, load window included): is worker 1 stuck, late or respawning?"
+        )
+    merged = check_signals.merge_into(report, signals)
+    merged.signals.update({"server_missed_intervals": missed, "server_longest_gap_s": longest})
+    if merged.ok:
+        server = (
+            f"uWSGI server metrics once per interval ({signals.server_exports} exports at {opts.metric_interval} ms, "
+            f"0 duplicates, 0 missed, longest gap {longest}s)"
+            if signals.server_exports
+            else "no uWSGI server metrics (the load lasted less than two intervals)"
+        )
+        reason = f"{report.reason}; metrics from every worker pid ({len(signals.metric_points)} pids); {server}"
+        merged = dataclasses.replace(merged, reason=reason)
+    return merged
 
 
 def summary(outcome: Outcome) -> str:
