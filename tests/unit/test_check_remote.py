@@ -225,3 +225,23 @@ def test_send_fifo_writes_to_a_reader_and_fails_fast_without_one(tmp_path):
         os.close(reader)
     with pytest.raises(OSError):
         send_fifo(str(tmp_path / "missing.fifo"))
+
+
+@pytest.mark.parametrize(
+    ("times_s", "window_s", "expected"),
+    [
+        ([0, 1, 2, 3], None, (0, 1.0)),
+        ([0, 2], None, (1, 2.0)),
+        ([0, 1], (0.5, 3.5), (1, 2.5)),
+        ([0, 1.1, 2.0, 3.05], None, (0, 1.1)),
+        ([], None, (0, 0.0)),
+    ],
+)
+def test_server_export_gaps_counts_missed_intervals(times_s, window_s, expected):
+    """Server metrics every interval pass; a skipped interval, or an exporter that stopped before the
+    load ended, is counted (1 s interval)."""
+    from otel_uwsgi.check_remote import server_export_gaps
+
+    to_ns = lambda seconds: int(seconds * 1e9)  # noqa: E731
+    window = (to_ns(window_s[0]), to_ns(window_s[1])) if window_s else None
+    assert server_export_gaps([to_ns(t) for t in times_s], 1000, window) == expected
