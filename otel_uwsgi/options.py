@@ -128,9 +128,16 @@ def _pairs(text: str, what: str) -> dict[str, str]:
 
 def _headers(text: str) -> dict[str, str]:
     pairs = _pairs(text, "header")
-    for key in pairs:
-        if not key.replace("-", "").replace("_", "").isalnum():
+    for key, value in pairs.items():
+        if not (key.isascii() and key.replace("-", "").replace("_", "").isalnum()):
             raise _Invalid("a comma-separated list of header=value pairs; header names are letters, digits, - and _")
+        # A control character (a percent-encoded newline...) or a character HTTP cannot carry
+        # would make every export fail later; say so now.
+        if any(ord(c) < 0x20 and c != "\t" or 0x7F <= ord(c) <= 0x9F or ord(c) > 0xFF for c in value):
+            raise _Invalid(
+                "a comma-separated list of header=value pairs; header values are printable text without "
+                "control characters"
+            )
     return {key.lower(): value for key, value in pairs.items()}
 
 
@@ -430,6 +437,14 @@ def _text(value: Any) -> Optional[str]:
     return str(value)
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def suggest(name: str) -> Optional[str]:
     """The closest known option name, for 'did you mean' hints."""
     matches = difflib.get_close_matches(name, list(BY_NAME), n=1, cutoff=0.6)
@@ -481,6 +496,14 @@ def load(
                 continue
         if option.env and environ.get(option.env, "").strip():
             raw = environ[option.env]
+            if not _is_utf8(raw):
+                # Python hands non-UTF-8 bytes over as surrogates, which no exporter can encode:
+                # accepted, every span of the process would fail to export.
+                settings.warnings.append(
+                    f"otel-uwsgi: ignoring invalid environment variable {option.env}: not valid UTF-8; "
+                    f"accepted: {option.accepted}"
+                )
+                continue
             try:
                 settings.values[option.name] = option.parse(raw)
                 settings.sources[option.name] = "env"
