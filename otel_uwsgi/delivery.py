@@ -9,6 +9,7 @@ lets the user read the counts (:func:`otel_uwsgi.delivery_counts`, the exit summ
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -214,6 +215,11 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
             self.ledger.ended()
             queue = self._queue
             if queue is not None and len(queue) >= self._max_queue:
+                # Drop the oldest span ourselves, as the SDK would, but before it sees a full
+                # queue: its per-span warning builds a LogRecord (~10 µs) in the request thread
+                # for every span while the collector is down, even when filtered out.
+                with contextlib.suppress(IndexError):  # the export thread just took a batch
+                    queue.pop()
                 self.ledger.warn("queue_full")
         super().on_end(span)
 
