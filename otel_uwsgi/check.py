@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -200,6 +202,8 @@ def run_check(
     own_receiver = receiver is None
     receiver = receiver or Receiver().start()
     deadline = time.monotonic() + timeout
+    # uWSGI's copy of the ini (it may hold header values) and its log: removed when done.
+    workdir = tempfile.mkdtemp(prefix="otel-uwsgi-check-")
     try:
         port = free_port()
         overrides = owned_overrides(port, endpoint or receiver.endpoint)
@@ -212,7 +216,7 @@ def run_check(
         text = prepare_ini(ini, overrides, drop=drop)
         expected = count_workers(text)
         started = time.monotonic()
-        server = UwsgiServer(text)
+        server = UwsgiServer(text, workdir=workdir)
         with server:
             if on_server:
                 on_server(server)
@@ -252,6 +256,7 @@ def run_check(
             ))
         return report, server.log()
     finally:
+        shutil.rmtree(workdir, ignore_errors=True)
         if own_receiver:
             receiver.stop()
 
