@@ -206,22 +206,28 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
         self._queue: Optional[Any] = queue
         if queue is not None:
             ledger.queue_len = queue.__len__
+        self._emit: Optional[Callable[[ReadableSpan], None]] = getattr(self._inner, "emit", None)
 
     def on_end(self, span: ReadableSpan) -> None:
-        if span.context is not None and span.context.trace_flags.sampled:
-            if getattr(self._inner, "_shutdown", False):
-                self.ledger.exit_timeout(1)  # ended after the exit flush began: the SDK drops it
-                return
-            self.ledger.ended()
-            queue = self._queue
-            if queue is not None and len(queue) >= self._max_queue:
-                # Drop the oldest span ourselves, as the SDK would, but before it sees a full
-                # queue: its per-span warning builds a LogRecord (~10 µs) in the request thread
-                # for every span while the collector is down, even when filtered out.
-                with contextlib.suppress(IndexError):  # the export thread just took a batch
-                    queue.pop()
-                self.ledger.warn("queue_full")
-        super().on_end(span)
+        context = span.context
+        if context is None or not context.trace_flags.sampled:
+            return  # unsampled: the SDK's on_end drops it as well
+        if getattr(self._inner, "_shutdown", False):
+            self.ledger.exit_timeout(1)  # ended after the exit flush began: the SDK drops it
+            return
+        self.ledger.ended()
+        queue = self._queue
+        if queue is not None and len(queue) >= self._max_queue:
+            # Drop the oldest span ourselves, as the SDK would, but before it sees a full
+            # queue: its per-span warning builds a LogRecord (~10 µs) in the request thread
+            # for every span while the collector is down, even when filtered out.
+            with contextlib.suppress(IndexError):  # the export thread just took a batch
+                queue.pop()
+            self.ledger.warn("queue_full")
+        if self._emit is not None:
+            self._emit(span)  # what the SDK's on_end does once it has checked the sampled flag
+        else:
+            super().on_end(span)
 
     def on_start(self, span: Span, parent_context: Any = None) -> None:  # pragma: no cover - no-op
         pass

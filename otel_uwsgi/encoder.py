@@ -174,6 +174,14 @@ def _trace_state(trace_state: Any) -> bytes:
     return _text(b"\x1a", ",".join([f"{key}={value}" for key, value in trace_state.items()]))
 
 
+def _filled(span: ReadableSpan, private: str) -> bool:
+    """Whether a span has events/links, read from the SDK's sequence when it has one (no copy)."""
+    raw = getattr(span, private, None)
+    if raw is None:
+        raw = getattr(span, private[1:])
+    return bool(raw)
+
+
 def _span(span: ReadableSpan) -> bytes:
     """One ``Span`` message (without its ScopeSpans.spans tag and length)."""
     context = span.get_span_context()
@@ -197,9 +205,8 @@ def _span(span: ReadableSpan) -> bytes:
     _attributes(parts, b"\x4a", span.attributes)
     if span.dropped_attributes:
         parts.append(_uint(b"\x50", span.dropped_attributes))
-    events = span.events
-    if events:
-        for event in events:
+    if _filled(span, "_events"):  # span.events copies the list under a lock, even when empty
+        for event in span.events:
             body = [b"\x09" + _pack_fixed64(event.timestamp)] if event.timestamp else []
             body.append(_text(b"\x12", event.name))
             _attributes(body, b"\x1a", event.attributes)
@@ -207,9 +214,8 @@ def _span(span: ReadableSpan) -> bytes:
             parts.append(_field(b"\x5a", b"".join(body)))
     if span.dropped_events:
         parts.append(_uint(b"\x60", span.dropped_events))
-    links = span.links
-    if links:
-        for link in links:
+    if _filled(span, "_links"):
+        for link in span.links:
             linked = link.context
             body = [b"\x0a\x10" + linked.trace_id.to_bytes(16, "big") + b"\x12\x08" + linked.span_id.to_bytes(8, "big")]
             _attributes(body, b"\x22", link.attributes)

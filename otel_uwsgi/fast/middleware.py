@@ -274,7 +274,7 @@ class ServerSpanMiddleware:
                 propagator = get_global_response_propagator()
                 if propagator:
                     propagator.inject(response)
-            if exception is not None and span.is_recording():
+            if exception is not None and recording:
                 span.record_exception(exception)
                 span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
         except Exception:  # noqa: BLE001
