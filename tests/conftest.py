@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -64,13 +65,18 @@ class Server:
 
     def __init__(self, uwsgi: UwsgiServer, port: int, workers: int) -> None:
         self.uwsgi, self.port, self.workers = uwsgi, port, workers
+        self.answered = 0  # responses received by get(); uWSGI logs each just *after* answering
+        self._lock = threading.Lock()
 
     def get(self, path: str = "/", headers: Optional[dict[str, str]] = None, timeout: float = 30) -> tuple[int, bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             conn.request("GET", path, headers=headers or {})
             response = conn.getresponse()
-            return response.status, response.read()
+            answer = response.status, response.read()
+            with self._lock:
+                self.answered += 1
+            return answer
         finally:
             conn.close()
 
@@ -94,7 +100,13 @@ class Server:
                 return
         raise AssertionError(f"not every worker served a request in {timeout}s:\n{self.uwsgi.log()[-3000:]}")
 
+    def logged(self, timeout: float = 10) -> bool:
+        """Wait until uWSGI's request log holds every request get() saw answered: it writes the
+        line after the response, so a stop right after the last answer can race it."""
+        return wait_until(lambda: self.uwsgi.served().total >= self.answered, timeout)
+
     def stop(self, signum: int = signal.SIGINT, kill_after: float = 30) -> Optional[int]:
+        self.logged()
         return self.uwsgi.stop(signum, kill_after)
 
 

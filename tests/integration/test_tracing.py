@@ -64,8 +64,8 @@ def test_plain_wsgi_with_lazy_apps_and_threads(start_uwsgi, receiver):
     """lazy-apps (the post-fork hook fires before the import) and threads = 4 still trace every worker."""
     server = start_uwsgi("minimal.ini", extra={"lazy-apps": "true", "threads": "4"})
     server.until_every_worker_served("/")
-    served = server.uwsgi.served()
     server.stop()
+    served = server.uwsgi.served()
     assert receiver.wait_for(lambda s: len(s) >= served.total, 10)
     spans = receiver.server_spans()
     assert {s.pid for s in spans} == set(served.spawned)
