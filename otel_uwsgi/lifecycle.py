@@ -220,8 +220,8 @@ def _register_exit(settings: Settings, *, c_exit_handler: bool = True) -> None:
         return
     if c_exit_handler:
         _register_c_exit_handler()
-    elif _state.provider is not None:
-        _state.provider.add_span_processor(_exit_handler_at_first_request())
+    if _state.provider is not None:
+        _state.provider.add_span_processor(_at_first_request(register_exit_handler=not c_exit_handler))
     _uwsgi.register_atexit(flush_at_exit)
 
 
@@ -236,23 +236,66 @@ def _register_c_exit_handler() -> None:
         logger.debug("otel-uwsgi: no on_exit in this libc; relying on atexit hooks")
 
 
-def _exit_handler_at_first_request() -> Any:
-    """A span processor that registers the C exit handler when the first server span starts.
+def _at_first_request(*, register_exit_handler: bool) -> Any:
+    """A span processor that finishes the exit set-up when the first server span starts.
 
-    With ``lazy-apps`` uWSGI registers its own exit handler (which finalises Python) only after
-    the app is loaded, so ours, registered at import, would run after it and crash; without one,
-    a worker stopped while busy lost its whole queue.  A server span starts inside a request,
-    after uWSGI's registration: registered then, ours runs first.
+    uWSGI installs a worker's signal handlers, and with ``lazy-apps`` its own exit handler (which
+    finalises Python), only after our post-fork set-up; a server span starts inside a request,
+    after both.  Then: register the C exit handler (``lazy-apps``: registered at import, ours
+    would run after uWSGI's and crash; without one a busy worker lost its queue), and make
+    uWSGI's stop handlers block the other stop signals while they run.
     """
     from opentelemetry.sdk.trace import SpanProcessor
     from opentelemetry.trace import SpanKind
 
-    class ExitHandlerAtFirstRequest(SpanProcessor):
-        def on_start(self, span: Any, parent_context: Any = None) -> None:
-            if _state.exit_callback is None and span.kind is SpanKind.SERVER:
-                _register_c_exit_handler()
+    class AtFirstRequest(SpanProcessor):
+        pending = True
 
-    return ExitHandlerAtFirstRequest()
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            if self.pending and span.kind is SpanKind.SERVER:
+                self.pending = False
+                if register_exit_handler:
+                    _register_c_exit_handler()
+                _mask_stop_signals_in_handlers()
+
+    return AtFirstRequest()
+
+
+class _Sigaction(ctypes.Structure):
+    """glibc's ``struct sigaction`` on Linux x86_64 and aarch64."""
+
+    _fields_ = [
+        ("handler", ctypes.c_void_p),
+        ("mask", ctypes.c_ulong * (128 // ctypes.sizeof(ctypes.c_ulong))),
+        ("flags", ctypes.c_int),
+        ("restorer", ctypes.c_void_p),
+    ]
+
+
+def _mask_stop_signals_in_handlers() -> None:
+    """Add the stop signals to the mask of uWSGI's SIGINT / SIGTERM / SIGHUP handlers.
+
+    Those handlers call exit(), so the flush runs inside them.  A second, different stop signal
+    (systemd's SIGTERM to the whole cgroup plus the master's SIGINT) arriving before the flush
+    blocks it started a nested exit() that ended the process mid-flush.  Masked, it waits.
+    """
+    import platform
+
+    if not sys.platform.startswith("linux") or platform.machine() not in ("x86_64", "aarch64"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            action = _Sigaction()
+            if libc.sigaction(int(signum), None, ctypes.byref(action)) != 0:
+                continue
+            if action.handler in (None, 0, 1):  # SIG_DFL / SIG_IGN: not a uWSGI handler
+                continue
+            for other in _EXIT_SIGNALS:
+                libc.sigaddset(ctypes.byref(action.mask), int(other))
+            libc.sigaction(int(signum), ctypes.byref(action), None)
+    except (AttributeError, OSError, ValueError):
+        logger.debug("otel-uwsgi: could not adjust the signal masks of uWSGI's handlers")
 
 
 def _c_exit_handler(status: int, arg: Any) -> None:
