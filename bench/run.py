@@ -44,7 +44,7 @@ from otel_uwsgi.receiver import Receiver
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-CONFIGS = ("plain", "stock-export", "defaults", "fast", "dead", "hanging")
+CONFIGS = ("plain", "stock-export", "defaults", "fast", "metrics", "dead", "hanging")
 TRACED_HEALTHY = ("stock-export", "defaults", "fast")
 PATHS = ("/", "/db", "/db10")
 MYSQL = ("127.0.0.1", 3306)
@@ -66,6 +66,8 @@ def config_overrides(config: str, *, dead_port: int, hanging: Optional[Receiver]
         return {}
     if config == "fast":
         return {"otel-fast-instrumentation": "true"}
+    if config == "metrics":  # defaults plus per-worker metrics and uWSGI server metrics, exported every 5 s
+        return {"otel-metrics-exporter": "otlp", "otel-metric-export-interval": "5000"}
     if config == "dead":
         return {"otel-exporter-otlp-endpoint": f"http://127.0.0.1:{dead_port}"}
     if config == "hanging":
