@@ -9,4 +9,6 @@ urlpatterns = [
     path("slow", views.slow),
     path("error", views.error),
     path("whoami", views.whoami),
+    path("grow", views.grow),
+    path("exit", views.exit_now),
 ]

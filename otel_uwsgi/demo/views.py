@@ -1,4 +1,5 @@
-"""Demo views: trivial, one query, ten queries, slow, failing, and who-served-me."""
+"""Demo views: trivial, one query, ten queries, slow, failing, who-served-me, and two for fault
+tests: one that grows the worker's memory (reload-on-rss) and one that kills its worker."""
 
 from __future__ import annotations
 
@@ -64,3 +65,17 @@ def whoami(request: HttpRequest) -> HttpResponse:
         ),
         content_type="application/json",
     )
+
+
+_grown: list[bytes] = []  # kept for the worker's lifetime, so its RSS stays up
+
+
+def grow(request: HttpRequest) -> JsonResponse:
+    """Allocate ``mb`` megabytes (pages touched, so RSS grows) and keep them: trips reload-on-rss."""
+    _grown.append(b"\x01" * (int(request.GET.get("mb", "10")) << 20))
+    return JsonResponse({"pid": os.getpid(), "worker": _worker_id(), "held_mb": sum(map(len, _grown)) >> 20})
+
+
+def exit_now(request: HttpRequest) -> HttpResponse:
+    """End the worker at once with ``os._exit(1)``: no exit hook runs, as with a crash."""
+    os._exit(1)
