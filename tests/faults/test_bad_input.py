@@ -24,6 +24,7 @@ from ..conftest import INI, ROOT, Server, wait_until
 pytestmark = pytest.mark.integration
 
 TRACE = "bad_input"
+INI_PATH = re.compile(r" in \S+\.ini:")
 PARENT_T = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_S = "00f067aa0ba902b7"
 
@@ -264,7 +265,7 @@ def test_bad_sampling_values_stop_startup_with_one_line(start_uwsgi, receiver, o
         case,
         group="Bad input",
         expected=f"{option} = {value}: uWSGI stops at startup with one line, no traceback",
-        measured=f"exit status {server.uwsgi.returncode}: " + re.sub(r" in \S+\.ini:", " in <ini>:", lines[0].strip()),
+        measured=f"exit status {server.uwsgi.returncode}: " + INI_PATH.sub(" in <ini>:", lines[0].strip()),
     )
 
 
@@ -331,7 +332,8 @@ def test_bad_ini_values_never_traceback_or_half_start(receiver, outcome, tmp_pat
         group="Bad input",
         expected="ini value not UTF-8: one-line startup error naming the option; empty value: unset "
         "(environment, then default); repeated option: last value; never a traceback or a half-traced uWSGI",
-        measured=f"non-UTF-8: exit {bad.returncode}, '{lines[0].strip()[:90]}'; empty + repeated: "
+        measured=f"non-UTF-8: exit {bad.returncode}, '{INI_PATH.sub(' in <ini>:', lines[0].strip())}'; "
+        "empty + repeated: "
         f"{len(spans)} spans from all {len(served.requests)} workers with service.name from the environment "
         "and the last deployment environment",
     )
