@@ -8,20 +8,18 @@ arrived.  Exit status 0 only when every worker delivered spans and none was lost
 
 from __future__ import annotations
 
-import http.client
 import json
 import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, TextIO
 
 from otel_uwsgi import check_signals
-from otel_uwsgi.harness import OWNED_KEYS, Served, UwsgiServer, free_port, owned_overrides, prepare_ini
+from otel_uwsgi.harness import OWNED_KEYS, Load, Served, UwsgiServer, free_port, owned_overrides, prepare_ini
 from otel_uwsgi.receiver import ReceivedSpan, Receiver
 
 
@@ -130,45 +128,6 @@ def render(report: Report) -> str:
     return "\n".join(lines)
 
 
-class _Load:
-    """Request threads on keep-alive connections; concurrency makes every worker take some."""
-
-    def __init__(self, port: int, path: str, concurrency: int) -> None:
-        self.port, self.path = port, path
-        self.stop = threading.Event()
-        self.sent = 0
-        self.errors = 0
-        self._lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(concurrency)]
-
-    def _run(self) -> None:
-        conn: Optional[http.client.HTTPConnection] = None
-        while not self.stop.is_set():
-            try:
-                conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-                conn.request("GET", self.path, headers={"Connection": "close"})
-                conn.getresponse().read()
-                conn.close()
-                conn = None
-                with self._lock:
-                    self.sent += 1
-            except OSError:
-                conn = None
-                with self._lock:
-                    self.errors += 1
-                self.stop.wait(0.05)
-
-    def __enter__(self) -> _Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(35)
-
-
 def count_workers(ini_text: str) -> int:
     """``processes`` / ``workers`` from the prepared ini (last wins, as on uWSGI 2.0.x)."""
     count = 1
@@ -221,7 +180,7 @@ def run_check(
             if on_server:
                 on_server(server)
             server.wait_workers(expected, max(1.0, deadline - time.monotonic()))
-            with _Load(port, path, concurrency=max(2, expected * 2)):
+            with Load("127.0.0.1", port, path, concurrency=max(2, expected * 2)):
                 last = 0.0
                 while time.monotonic() < deadline and server.alive():
                     served = server.served()

@@ -26,19 +26,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
-import http.client
 import json
 import os
 import socket
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any, Callable, Optional, TextIO
 from urllib.parse import urlsplit
 
 from otel_uwsgi.check import Report, evaluate, render
-from otel_uwsgi.harness import Served
+from otel_uwsgi.harness import Load, Served, http_get
 from otel_uwsgi.receiver import ReceivedSpan, Receiver
 
 DEFAULT_URL = "http://app:8000/"
@@ -191,58 +189,6 @@ def send_fifo(path: str, command: bytes = b"q") -> None:
         os.write(fd, command)
     finally:
         os.close(fd)
-
-
-def http_get(host: str, port: int, path: str, timeout: float = 30.0) -> int:
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers={"Connection": "close"})
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
-
-
-class Load:
-    """Concurrent GETs (one connection each), counting statuses; concurrency spreads them over workers."""
-
-    def __init__(self, host: str, port: int, path: str, concurrency: int) -> None:
-        self.host, self.port, self.path = host, port, path
-        self.stop = threading.Event()
-        self.statuses: dict[int, int] = {}
-        self.errors = 0
-        self.last_error = ""
-        self._lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, name=f"load-{i}", daemon=True) for i in range(concurrency)]
-
-    @property
-    def completed(self) -> int:
-        with self._lock:
-            return sum(self.statuses.values())
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                status = http_get(self.host, self.port, self.path)
-            except OSError as exc:
-                with self._lock:
-                    self.errors += 1
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                self.stop.wait(0.1)
-                continue
-            with self._lock:
-                self.statuses[status] = self.statuses.get(status, 0) + 1
-
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(35)
 
 
 # --------------------------------------------------------------------------- the run
