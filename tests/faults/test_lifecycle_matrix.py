@@ -572,9 +572,15 @@ def test_mule_and_spooler_spans_carry_their_own_identity(start_uwsgi, receiver, 
     # 1) short batch delay: both arrive while uWSGI runs.
     server = start_uwsgi("minimal.ini", extra={**base, "otel-bsp-schedule-delay": "200"})
     assert server.get("/spool?task=s1")[0] == 200 and server.get("/mule?task=m1")[0] == 200
-    assert receiver.wait_for(lambda s: {"spooler-task", "mule-task"} <= {x.name for x in s}, 15), [
-        x.name for x in receiver.snapshot()
-    ]
+
+    def tasks_and_their_requests(received: list) -> bool:
+        """Both task spans, and the server spans of the requests that handed them over (a worker's
+        batch may arrive after the spooler's or mule's)."""
+        tasks = [x for x in received if x.name in ("spooler-task", "mule-task")]
+        servers = {x.trace_id for x in received if x.kind == "SERVER"}
+        return {x.name for x in tasks} == {"spooler-task", "mule-task"} and all(t.trace_id in servers for t in tasks)
+
+    assert receiver.wait_for(tasks_and_their_requests, 15), [x.name for x in receiver.snapshot()]
     spans = {x.name: x for x in receiver.snapshot()}
     requests = {x.trace_id: x for x in receiver.server_spans()}
     worker_pids = set(server.uwsgi.served().spawned)
