@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from opentelemetry.sdk.trace import ReadableSpan, Span
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 logger = logging.getLogger("otel_uwsgi")
@@ -198,11 +198,12 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
     def __init__(self, exporter: SpanExporter, ledger: Ledger, **kwargs: Any) -> None:
         super().__init__(CountingExporter(exporter, ledger), **kwargs)
         self.ledger = ledger
-        self._max_queue = kwargs.get("max_queue_size") or 2048
         # The SDK keeps its queue on an internal object; without it queue-full drops read as
         # pending (a smaller truth, never a crash).
         self._inner = getattr(self, "_batch_processor", None)
         queue = getattr(self._inner, "_queue", None)
+        if getattr(queue, "maxlen", None) is None:  # not the bounded deque this was written for
+            queue = None
         self._queue: Optional[Any] = queue
         if queue is not None:
             ledger.queue_len = queue.__len__
@@ -217,7 +218,7 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
             return
         self.ledger.ended()
         queue = self._queue
-        if queue is not None and len(queue) >= self._max_queue:
+        if queue is not None and len(queue) >= queue.maxlen:  # maxlen is max_queue_size
             # Drop the oldest span ourselves, as the SDK would, but before it sees a full
             # queue: its per-span warning builds a LogRecord (~10 µs) in the request thread
             # for every span while the collector is down, even when filtered out.
@@ -228,9 +229,6 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
             self._emit(span)  # what the SDK's on_end does once it has checked the sampled flag
         else:
             super().on_end(span)
-
-    def on_start(self, span: Span, parent_context: Any = None) -> None:  # pragma: no cover - no-op
-        pass
 
 
 class _QueueFullFilter(logging.Filter):

@@ -35,7 +35,6 @@ class _State:
     flushed: bool = False
     exit_callback: Any = None  # keeps the ctypes callback alive
     ledger: Any = None  # otel_uwsgi.delivery.Ledger of ``provider``
-    init_ms: float = 0.0  # time init_process took in this process
     signals: Any = None  # otel_uwsgi.signals.Signals: meter/logger providers beside ``provider``
 
 
@@ -163,8 +162,8 @@ def init_process(settings: Optional[Settings] = None, *, c_exit_handler: bool = 
                 settings, resource, ledger=ledger, process_type=kind, worker_id=worker_id
             )
         _register_exit(settings, c_exit_handler=c_exit_handler)
-        _state.init_ms = (time.perf_counter() - started) * 1000
-        logger.debug("otel-uwsgi: tracing started in %s pid %d in %.1f ms", kind, pid, _state.init_ms)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        logger.debug("otel-uwsgi: tracing started in %s pid %d in %.1f ms", kind, pid, elapsed_ms)
         return True
     except Exception:  # noqa: BLE001 - never break a worker over telemetry
         logger.exception("otel-uwsgi: could not start tracing in pid %d", pid)
