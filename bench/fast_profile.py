@@ -76,6 +76,7 @@ def child(args: argparse.Namespace) -> None:
         }
         if args.child == "fast":
             env["OTEL_UWSGI_FAST_INSTRUMENTATION"] = "true"
+        env.update(kv.split("=", 1) for kv in args.env)
         from opentelemetry import trace
 
         import otel_uwsgi
@@ -157,7 +158,8 @@ class _Sink(BaseHTTPRequestHandler):
 
 def run_mode(mode: str, args: argparse.Namespace, endpoint: str) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", mode, "--endpoint", endpoint, "--sampler", args.sampler,
-               "--requests", str(args.requests), "--warmup", str(args.warmup), "--paths", *args.paths]
+               "--requests", str(args.requests), "--warmup", str(args.warmup), "--paths", *args.paths,
+               "--env", *args.env]
     if args.profile:
         command += ["--profile", "--profile-lines", str(args.profile_lines)]
         if args.callees:
@@ -183,6 +185,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the request thread (1 round)")
     parser.add_argument("--profile-lines", type=int, default=35)
     parser.add_argument("--callees", help="with --profile: also print what functions matching this regex call")
+    parser.add_argument("--env", nargs="*", default=[], metavar="KEY=VALUE", help="extra OTEL_* settings, e.g. OTEL_TRACES_EXPORTER=none")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -1,8 +1,8 @@
 """The tracer of this process, looked up once the worker's provider exists.
 
 Middleware and DB hooks are created in the uWSGI master, before fork, when only the API's proxy
-provider exists; the SDK tracer is fetched on first use in each worker and kept, which saves the
-proxy's indirection on every span.
+provider exists; the SDK tracer is fetched on first use in each worker and kept (wrapped in a
+:class:`~otel_uwsgi.fast.span.LeanTracer`), which saves the proxy's indirection on every span.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 from opentelemetry import trace
 
 from otel_uwsgi import __version__
+from otel_uwsgi.fast.span import LeanTracer
 
 
 class LazyTracer:
@@ -27,5 +28,5 @@ class LazyTracer:
             provider = trace.get_tracer_provider()
             tracer = provider.get_tracer(self._name, __version__, schema_url=self._schema_url)
             if not isinstance(provider, trace.ProxyTracerProvider):
-                self._tracer = tracer
+                tracer = self._tracer = LeanTracer(tracer)
         return tracer

@@ -1,0 +1,103 @@
+#!/usr/bin/env python
+"""Instructions per request, counted by valgrind: a figure this machine's noise cannot move.
+
+Usage (from the repository root; MariaDB on 127.0.0.1:3306 for ``/db``; Debian's ``valgrind``)::
+
+    python bench/instructions.py                      # plain / stock / fast on / and /db
+    python bench/instructions.py --modes plain,fast --paths /db --requests 600
+
+CPU seconds on these shared 2-core machines drift by up to 50% within minutes, which hides a
+10% change.  ``valgrind --tool=callgrind`` counts the instructions a process executes instead:
+the same program with the same input gives the same count whatever else the machine does.
+Each (mode, path) runs ``bench/fast_profile.py``'s in-process child (the demo Django site,
+otel-uwsgi's real provider, processor and exporter, export thread included, spans sent to a
+no-op OTLP/HTTP sink here) twice under callgrind, with 1 and with 1 + ``--requests`` requests
+after the same warm-up; the difference divided by ``--requests`` is the cost of one request,
+start-up excluded.  Runs go two at a time (counts do not depend on load).  uWSGI itself is not
+in the picture: the accept, parse and write of a request cost the same with and without
+tracing, so the *added* instructions are what tracing costs; ``bench/run.py`` measures the
+whole server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+from fast_profile import MODES, _Sink
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+_COLLECTED = re.compile(r"Collected : (\d+)")
+
+
+def count(mode: str, path: str, requests: int, warmup: int, endpoint: str, sampler: str, extra: list[str]) -> int:
+    """Instructions executed by one child run (whole process, every thread)."""
+    command = [
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        sys.executable, str(BENCH / "fast_profile.py"), "--child", mode, "--endpoint", endpoint,
+        "--sampler", sampler, "--requests", str(requests), "--warmup", str(warmup), "--paths", path,
+        "--env", *extra,
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(command, env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=1800)
+    found = _COLLECTED.findall(done.stderr)
+    if done.returncode != 0 or not found:
+        raise SystemExit(f"{mode} {path} failed under valgrind:\n{done.stderr[-3000:]}")
+    return int(found[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: plain,stock,fast")
+    parser.add_argument("--paths", nargs="+", default=["/", "/db"])
+    parser.add_argument("--requests", type=int, default=600, help="requests counted (beyond the baseline run)")
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--sampler", default="parentbased_always_on")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--env", nargs="*", default=[], metavar="KEY=VALUE", help="extra OTEL_* settings, e.g. OTEL_TRACES_EXPORTER=none")
+    args = parser.parse_args()
+    if subprocess.run(["valgrind", "--version"], capture_output=True).returncode != 0:
+        raise SystemExit("valgrind not found: apt-get install valgrind")
+    modes = [m for m in args.modes.split(",") if m]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    jobs = {}
+    try:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            for path in args.paths:
+                for mode in modes:
+                    for n in (1, 1 + args.requests):
+                        jobs[mode, path, n] = pool.submit(count, mode, path, n, args.warmup, endpoint, args.sampler, args.env)
+            per_request = {
+                (mode, path): (jobs[mode, path, 1 + args.requests].result() - jobs[mode, path, 1].result())
+                / args.requests
+                for path in args.paths
+                for mode in modes
+            }
+    finally:
+        server.shutdown()
+    extra = f", {' '.join(args.env)}" if args.env else ""
+    print(f"\nthousand instructions per request (callgrind, {args.requests} requests, sampler {args.sampler}{extra})\n")
+    print("| path | mode | k instructions | added | plain/total |")
+    print("|---|---|---|---|---|")
+    for path in args.paths:
+        plain = per_request.get(("plain", path))
+        for mode in modes:
+            total = per_request[mode, path]
+            added = f"{(total - plain) / 1000:.0f}" if plain else "-"
+            ratio = f"{plain / total:.2f}" if plain else "-"
+            print(f"| {path} | {mode} | {total / 1000:.0f} | {added} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()

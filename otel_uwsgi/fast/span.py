@@ -1,0 +1,163 @@
+"""A leaner start and end for the spans the fast path itself makes.
+
+The SDK's ``Tracer.start_span`` re-validates every attribute value (the fast path builds them
+from strings and ints it already checked), allocates links and events lists, and at ``end``
+copies the span into a new ``ReadableSpan`` for the processors.  ``LeanTracer`` makes the same
+SDK ``Span`` objects, with the same sampler, ids, limits, resource, scope and processors, but:
+
+* attributes the caller vouches for (``str``/``int``/``float``/``bool`` values, at most the
+  attribute-count limit, no value-length limit) go into the span's ``BoundedAttributes``
+  without the per-value checks; anything else takes the SDK's own path;
+* the ended span itself is handed to ``on_end`` (it is a ``ReadableSpan``, and once ended it
+  no longer changes: every mutator of an ended SDK span is a no-op with a warning).
+
+Everything else, including what user code does with the span (``set_attribute``,
+``record_exception``, ...), is the SDK's ``Span`` code.  When the tracer is not an SDK tracer
+(no provider, or another SDK), or the SDK enables its own span metrics, it simply delegates.
+The unit tests compare every instance field of a lean span with an SDK-made one, so an SDK
+release that adds a field fails them instead of exporting something different.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from time import time_ns
+from typing import Any, Optional
+
+from opentelemetry import trace as trace_api
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Span as SdkSpan
+from opentelemetry.sdk.trace import Tracer as SdkTracer
+from opentelemetry.sdk.trace import sampling as sdk_sampling
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.status import Status, StatusCode
+
+_sdk_logger = logging.getLogger("opentelemetry.sdk.trace")
+_UNSET = Status(StatusCode.UNSET)
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_PLAIN = (str, int, float, bool)
+
+
+class LeanSpan(SdkSpan):
+    """An SDK span built without re-checking what the fast path already checked."""
+
+    def __init__(self) -> None:  # built by LeanTracer.start_span, never by callers
+        raise TypeError("LeanSpan is made by LeanTracer.start_span")
+
+    def end(self, end_time: Optional[int] = None) -> None:
+        with self._lock:
+            if self._start_time is None:
+                raise RuntimeError("Calling end() on a not started span.")
+            ended = self._end_time is not None
+            if not ended:
+                self._end_time = end_time if end_time is not None else time_ns()
+                self._attributes._immutable = True
+        if ended:
+            _sdk_logger.warning("Calling end() on an ended span.")  # the SDK's words, on its logger
+            return
+        if self._record_end_metrics:
+            self._record_end_metrics()
+        processor = self._span_processor
+        processor._on_ending(self)
+        processor.on_end(self)
+
+
+class LeanTracer:
+    """``start_span`` of an SDK tracer, minus the work the fast path does not need."""
+
+    def __init__(self, tracer: Any) -> None:
+        self._tracer = tracer
+        lean = isinstance(tracer, SdkTracer) and _builtin(getattr(tracer, "sampler", None))
+        limits = getattr(tracer, "_span_limits", None)
+        if lean and limits is not None:
+            self._max_attributes = limits.max_span_attributes
+            lean = limits.max_span_attribute_length is None
+        self.lean = lean
+
+    def start_span(
+        self,
+        name: str,
+        context: Optional[Context] = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Optional[dict[str, Any]] = None,
+    ) -> trace_api.Span:
+        """Like ``Tracer.start_span``; ``attributes`` values must be str, int, float or bool."""
+        tracer = self._tracer
+        if not self.lean or not tracer._is_enabled():
+            return tracer.start_span(name, context, kind, attributes=attributes)
+        if attributes and (
+            (self._max_attributes is not None and len(attributes) > self._max_attributes)
+            or not all(type(v) in _PLAIN and type(k) is str and k for k, v in attributes.items())
+        ):
+            return tracer.start_span(name, context, kind, attributes=attributes)
+        parent = trace_api.get_current_span(context).get_span_context()
+        ids = tracer.id_generator
+        if parent is None or not parent.is_valid:
+            parent = None
+            trace_id = ids.generate_trace_id()
+        else:
+            trace_id = parent.trace_id
+        sampling = tracer.sampler.should_sample(context, trace_id, name, kind, attributes, ())
+        decision = sampling.decision
+        flags = _SAMPLED if decision.is_sampled() else _NOT_SAMPLED
+        random_id = ids.is_trace_id_random() if parent is None else parent.trace_flags.random_trace_id
+        if random_id:
+            flags = TraceFlags(flags | TraceFlags.RANDOM_TRACE_ID)
+        span_context = SpanContext(
+            trace_id, ids.generate_span_id(), is_remote=False, trace_flags=flags, trace_state=sampling.trace_state
+        )
+        record_end_metrics = tracer._tracer_metrics.start_span(parent, decision)
+        if not decision.is_recording():
+            return trace_api.NonRecordingSpan(span_context)
+        limits = tracer._span_limits
+        span = object.__new__(LeanSpan)
+        # ReadableSpan's fields
+        span._name = name
+        span._context = span_context
+        span._kind = kind
+        span._instrumentation_info = tracer.instrumentation_info
+        span._instrumentation_scope = tracer._instrumentation_scope
+        span._parent = parent
+        span._start_time = None
+        span._end_time = None
+        span._resource = tracer.resource
+        span._status = _UNSET
+        # Span's fields
+        span._sampler = tracer.sampler
+        span._trace_config = None
+        span._record_exception = True
+        span._set_status_on_exception = True
+        span._span_processor = tracer.span_processor
+        span._limits = limits
+        span._lock = threading.Lock()
+        bounded = BoundedAttributes(self._max_attributes, None, immutable=False, max_value_len=None)
+        if attributes:
+            bounded._dict.update(attributes)
+        span._attributes = bounded
+        span._events = BoundedList(limits.max_events)
+        span._links = BoundedList(limits.max_links)
+        span._record_end_metrics = record_end_metrics
+        span._start_time = time_ns()
+        span._span_processor.on_start(span, parent_context=context)
+        return span
+
+
+def _builtin(sampler: Any) -> bool:
+    """Whether ``sampler`` is made of the SDK's own samplers, which return the caller's attributes
+    unchanged (a custom sampler may add some: its spans take the SDK's path)."""
+    if type(sampler) in (sdk_sampling.ParentBased, sdk_sampling.ParentBasedTraceIdRatio):
+        return all(
+            _builtin(s)
+            for s in (
+                sampler._root,
+                sampler._remote_parent_sampled,
+                sampler._remote_parent_not_sampled,
+                sampler._local_parent_sampled,
+                sampler._local_parent_not_sampled,
+            )
+        )
+    return type(sampler) in (sdk_sampling.StaticSampler, sdk_sampling.TraceIdRatioBased)

@@ -1,0 +1,214 @@
+"""``LeanTracer`` makes the spans the SDK's tracer makes: same fields, same exported data, the
+SDK's own path whenever a shortcut would not be exact (custom sampler, value-length limit,
+attribute values it has not checked)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from opentelemetry import context, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider, sampling
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
+from opentelemetry.trace.status import Status, StatusCode
+
+from otel_uwsgi.fast.span import LeanSpan, LeanTracer
+
+ATTRIBUTES = {"http.method": "GET", "net.host.port": 8000, "ratio": 0.5, "flag": True, "http.target": "/db"}
+REMOTE = SpanContext(
+    0x0AF7651916CD43DD8448EB211C80319C,
+    0xB7AD6B7169203331,
+    is_remote=True,
+    trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    trace_state=TraceState([("vendor", "value")]),
+)
+
+
+def pipeline(**provider_kwargs: Any) -> tuple[Any, LeanTracer, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "lean"}), **provider_kwargs)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("scope", "1.2", schema_url="https://opentelemetry.io/schemas/1.11.0")
+    return tracer, LeanTracer(tracer), exporter
+
+
+def exported(span: Any) -> dict[str, Any]:
+    """Everything an exporter reads from a finished span, ids and times aside."""
+    return {
+        "name": span.name,
+        "kind": span.kind,
+        "parent": span.parent,
+        "trace_flags": span.context.trace_flags,
+        "trace_state": span.context.trace_state,
+        "remote": span.context.is_remote,
+        "attributes": dict(span.attributes),
+        "events": [(e.name, dict(e.attributes)) for e in span.events],
+        "links": [(link.context, dict(link.attributes)) for link in span.links],
+        "status": (span.status.status_code, span.status.description),
+        "resource": span.resource,
+        "scope": span.instrumentation_scope,
+        "dropped": (span.dropped_attributes, span.dropped_events, span.dropped_links),
+        "timed": span.start_time is not None and span.end_time is not None and span.end_time >= span.start_time,
+    }
+
+
+def both(tracer: Any, lean: LeanTracer, ctx: Any = None, attributes: Any = ATTRIBUTES, kind=SpanKind.SERVER):
+    return (
+        tracer.start_span("GET", ctx, kind, attributes=attributes),
+        lean.start_span("GET", ctx, kind, attributes=attributes),
+    )
+
+
+def test_a_lean_span_has_every_field_of_an_sdk_span_with_the_same_values():
+    tracer, lean, _ = pipeline()
+    assert lean.lean
+    ctx = trace.set_span_in_context(NonRecordingSpan(REMOTE))
+    sdk_span, lean_span = both(tracer, lean, ctx)
+    assert type(lean_span) is LeanSpan
+    assert vars(sdk_span).keys() == vars(lean_span).keys()  # an SDK release adding a field fails here
+    differ = {"_context", "_start_time", "_end_time", "_lock", "_attributes", "_events", "_links", "_status"}
+    for field in vars(sdk_span).keys() - differ:
+        assert getattr(sdk_span, field) == getattr(lean_span, field), field
+    assert (sdk_span.status.status_code, sdk_span.status.description) == (
+        lean_span.status.status_code,
+        lean_span.status.description,
+    )
+    for field in ("maxlen", "max_value_len", "dropped", "_immutable", "_dict"):
+        assert getattr(sdk_span._attributes, field) == getattr(lean_span._attributes, field), field
+    for field in ("_events", "_links"):
+        one, other = getattr(sdk_span, field), getattr(lean_span, field)
+        assert (type(one), one._dq.maxlen, list(one)) == (type(other), other._dq.maxlen, list(other)), field
+    assert lean_span.get_span_context().trace_id == REMOTE.trace_id
+    assert lean_span.get_span_context().span_id != sdk_span.get_span_context().span_id
+
+
+@pytest.mark.parametrize("parent", ["root", "remote", "local"])
+def test_the_exported_spans_are_the_same(parent):
+    tracer, lean, exporter = pipeline()
+    ctx = None
+    if parent == "remote":
+        ctx = trace.set_span_in_context(NonRecordingSpan(REMOTE))
+    elif parent == "local":
+        ctx = trace.set_span_in_context(tracer.start_span("outer"))
+    token = context.attach(ctx) if ctx is not None else None
+    try:
+        for span in both(tracer, lean, None, kind=SpanKind.CLIENT):
+            span.update_name("GET /items")
+            span.set_attribute("http.status_code", 500)
+            span.set_attributes({"list": [1, 2], "bad": object()})  # user values: still checked
+            span.add_event("event", {"n": 1})
+            span.add_link(REMOTE, {"why": "test"})
+            span.record_exception(ValueError("boom"))
+            span.set_status(Status(StatusCode.ERROR, "boom"))
+            span.end()
+    finally:
+        if token is not None:
+            context.detach(token)
+    sdk_span, lean_span = exporter.get_finished_spans()
+    one, other = exported(sdk_span), exported(lean_span)
+    one["events"][-1][1].pop("exception.stacktrace"), other["events"][-1][1].pop("exception.stacktrace")
+    assert one == other
+    assert other["attributes"]["list"] == (1, 2)  # the SDK's checks ran on what user code set
+    assert other["timed"]
+    if parent == "root":
+        assert lean_span.parent is None
+        assert lean_span.context.trace_flags == sdk_span.context.trace_flags
+    else:
+        assert lean_span.context.trace_id == sdk_span.context.trace_id
+
+
+def test_an_ended_lean_span_changes_no_more_and_is_exported_once(caplog):
+    _, lean, exporter = pipeline()
+    span = lean.start_span("GET", None, SpanKind.SERVER, attributes=dict(ATTRIBUTES))
+    span.end()
+    with caplog.at_level(logging.WARNING):
+        span.set_attribute("late", 1)
+        span.update_name("late")
+        span.set_status(Status(StatusCode.ERROR))
+        span.end()
+    (finished,) = exporter.get_finished_spans()
+    assert finished.name == "GET" and "late" not in finished.attributes
+    assert finished.status.status_code is StatusCode.UNSET
+    assert "ended span" in caplog.text
+
+
+def test_the_callers_attributes_are_copied_not_kept():
+    _, lean, exporter = pipeline()
+    attributes = dict(ATTRIBUTES)
+    span = lean.start_span("GET", None, SpanKind.SERVER, attributes=attributes)
+    attributes["later"] = "x"
+    span.end()
+    assert "later" not in exporter.get_finished_spans()[0].attributes
+
+
+@pytest.mark.parametrize(
+    "sampler,recorded",
+    [
+        (sampling.ALWAYS_OFF, False),
+        (sampling.ParentBased(sampling.ALWAYS_OFF), False),
+        (sampling.TraceIdRatioBased(1.0), True),
+        (sampling.ParentBasedTraceIdRatio(0.0), False),
+    ],
+)
+def test_sdk_samplers_decide_as_with_the_sdk(sampler, recorded):
+    tracer, lean, exporter = pipeline(sampler=sampler)
+    assert lean.lean
+    sdk_span, lean_span = both(tracer, lean)
+    assert sdk_span.is_recording() is lean_span.is_recording() is recorded
+    assert sdk_span.get_span_context().trace_flags == lean_span.get_span_context().trace_flags
+    sdk_span.end(), lean_span.end()
+    assert len(exporter.get_finished_spans()) == (2 if recorded else 0)
+
+
+class AddingSampler(sampling.Sampler):
+    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None):
+        return sampling.SamplingResult(sampling.Decision.RECORD_AND_SAMPLE, {**(attributes or {}), "sampler": "yes"})
+
+    def get_description(self) -> str:
+        return "adding"
+
+
+def test_a_custom_sampler_takes_the_sdk_path():
+    _, lean, exporter = pipeline(sampler=sampling.ParentBased(AddingSampler()))
+    assert not lean.lean
+    span = lean.start_span("GET", None, SpanKind.SERVER, attributes=dict(ATTRIBUTES))
+    span.end()
+    assert type(span) is not LeanSpan
+    assert exporter.get_finished_spans()[0].attributes["sampler"] == "yes"
+
+
+def test_a_value_length_limit_takes_the_sdk_path():
+    _, lean, exporter = pipeline(span_limits=SpanLimits(max_span_attribute_length=3))
+    assert not lean.lean
+    lean.start_span("GET", None, SpanKind.SERVER, attributes=dict(ATTRIBUTES)).end()
+    assert exporter.get_finished_spans()[0].attributes["http.target"] == "/db"
+    assert exporter.get_finished_spans()[0].attributes["http.method"] == "GET"
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"list": ["a", "b"]},
+        {"none": None},
+        {"": "empty key"},
+        {f"k{i}": i for i in range(5)},  # more than the limit of 3 below
+    ],
+)
+def test_attributes_the_lean_path_has_not_checked_take_the_sdk_path(attributes):
+    tracer, lean, exporter = pipeline(span_limits=SpanLimits(max_span_attributes=3))
+    sdk_span, lean_span = both(tracer, lean, attributes=attributes)
+    assert type(lean_span) is not LeanSpan
+    sdk_span.end(), lean_span.end()
+    one, other = (exported(s) for s in exporter.get_finished_spans())
+    assert one == other
+
+
+def test_without_an_sdk_tracer_it_delegates():
+    lean = LeanTracer(trace.NoOpTracer())
+    assert not lean.lean
+    span = lean.start_span("GET", None, SpanKind.SERVER, attributes=dict(ATTRIBUTES))
+    assert not span.is_recording()
