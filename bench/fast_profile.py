@@ -185,7 +185,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the request thread (1 round)")
     parser.add_argument("--profile-lines", type=int, default=35)
     parser.add_argument("--callees", help="with --profile: also print what functions matching this regex call")
-    parser.add_argument("--env", nargs="*", default=[], metavar="KEY=VALUE", help="extra OTEL_* settings, e.g. OTEL_TRACES_EXPORTER=none")
+    parser.add_argument(
+        "--env", nargs="*", default=[], metavar="KEY=VALUE", help="extra OTEL_* settings, e.g. OTEL_TRACES_EXPORTER=none"
+    )
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     args = parser.parse_args()

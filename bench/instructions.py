@@ -63,7 +63,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--sampler", default="parentbased_always_on")
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--env", nargs="*", default=[], metavar="KEY=VALUE", help="extra OTEL_* settings, e.g. OTEL_TRACES_EXPORTER=none")
+    parser.add_argument(
+        "--env", nargs="*", default=[], metavar="KEY=VALUE", help="extra OTEL_* settings, e.g. OTEL_TRACES_EXPORTER=none"
+    )
     args = parser.parse_args()
     if subprocess.run(["valgrind", "--version"], capture_output=True).returncode != 0:
         raise SystemExit("valgrind not found: apt-get install valgrind")
@@ -77,7 +79,9 @@ def main() -> None:
             for path in args.paths:
                 for mode in modes:
                     for n in (1, 1 + args.requests):
-                        jobs[mode, path, n] = pool.submit(count, mode, path, n, args.warmup, endpoint, args.sampler, args.env)
+                        jobs[mode, path, n] = pool.submit(
+                            count, mode, path, n, args.warmup, endpoint, args.sampler, args.env
+                        )
             per_request = {
                 (mode, path): (jobs[mode, path, 1 + args.requests].result() - jobs[mode, path, 1].result())
                 / args.requests

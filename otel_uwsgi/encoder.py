@@ -202,7 +202,11 @@ def _span(span: ReadableSpan) -> bytes:
         parts.append(b"\x39" + _pack_fixed64(start))
     elif end:
         parts.append(b"\x41" + _pack_fixed64(end))
-    _attributes(parts, b"\x4a", span.attributes)
+    raw = getattr(span, "_attributes", None)
+    if type(raw) is BoundedAttributes and raw._immutable:  # an ended SDK span: read without a copy
+        _attributes(parts, b"\x4a", raw._dict)
+    else:
+        _attributes(parts, b"\x4a", span.attributes)
     if span.dropped_attributes:
         parts.append(_uint(b"\x50", span.dropped_attributes))
     if _filled(span, "_events"):  # span.events copies the list under a lock, even when empty

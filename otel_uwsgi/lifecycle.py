@@ -256,8 +256,20 @@ def _at_first_request(*, register_exit_handler: bool) -> Any:
                 if register_exit_handler:
                     _register_c_exit_handler()
                 _mask_stop_signals_in_handlers()
+                _remove_processor(self)
 
     return AtFirstRequest()
+
+
+def _remove_processor(processor: Any) -> None:
+    """Take a processor whose work is done out of the provider's chain (it would be called
+    three times per span for nothing); left in place if the SDK's chain is not as expected."""
+    chain = getattr(_state.provider, "_active_span_processor", None)
+    lock = getattr(chain, "_lock", None)
+    if lock is None or not isinstance(getattr(chain, "_span_processors", None), tuple):
+        return
+    with lock:
+        chain._span_processors = tuple(p for p in chain._span_processors if p is not processor)
 
 
 class _Sigaction(ctypes.Structure):

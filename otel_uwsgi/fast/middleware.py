@@ -250,7 +250,7 @@ class ServerSpanMiddleware:
                 if response is not None and setup.default_mode:
                     final["http.status_code"] = response.status_code
                 if final:
-                    span.set_attributes(final)
+                    getattr(span, "set_checked_attributes", span.set_attributes)(final)
             if response is not None:
                 if setup.default_mode:
                     if recording:

@@ -48,6 +48,23 @@ class LeanSpan(SdkSpan):
     def __init__(self) -> None:  # built by LeanTracer.start_span, never by callers
         raise TypeError("LeanSpan is made by LeanTracer.start_span")
 
+    def set_checked_attributes(self, attributes: dict[str, Any]) -> None:
+        """``set_attributes`` for values the fast path made itself (str, int, float, bool): added
+        without the SDK's per-value checks when that changes nothing, by the SDK otherwise
+        (a key already set moves to the end, a full span drops its oldest)."""
+        with self._lock:
+            bounded = self._attributes
+            current = bounded._dict
+            if (
+                self._end_time is None
+                and (bounded.maxlen is None or len(current) + len(attributes) <= bounded.maxlen)
+                and current.keys().isdisjoint(attributes)
+                and all(type(v) in _PLAIN and type(k) is str and k for k, v in attributes.items())
+            ):
+                current.update(attributes)
+                return
+        self.set_attributes(attributes)
+
     def end(self, end_time: Optional[int] = None) -> None:
         with self._lock:
             if self._start_time is None:

@@ -212,3 +212,33 @@ def test_without_an_sdk_tracer_it_delegates():
     assert not lean.lean
     span = lean.start_span("GET", None, SpanKind.SERVER, attributes=dict(ATTRIBUTES))
     assert not span.is_recording()
+
+
+@pytest.mark.parametrize(
+    "later",
+    [
+        {"http.route": "items/<int:pk>", "http.status_code": 200},  # new keys: the shortcut
+        {"http.method": "POST", "http.status_code": 200},  # a key already set moves to the end
+        {"list": ["a"]},  # a value the shortcut has not checked
+        {f"k{i}": i for i in range(4)},  # more than the limit: the oldest are dropped
+    ],
+)
+def test_checked_attributes_end_as_with_set_attributes(later):
+    tracer, lean, exporter = pipeline(span_limits=SpanLimits(max_span_attributes=8))
+    sdk_span, lean_span = both(tracer, lean)
+    sdk_span.set_attributes(later)
+    lean_span.set_checked_attributes(later)
+    sdk_span.end(), lean_span.end()
+    one, other = exporter.get_finished_spans()
+    assert list(one.attributes.items()) == list(other.attributes.items())  # order too: it is exported
+    assert one.dropped_attributes == other.dropped_attributes
+
+
+def test_checked_attributes_on_an_ended_span_are_ignored(caplog):
+    _, lean, exporter = pipeline()
+    span = lean.start_span("GET", None, SpanKind.SERVER, attributes=dict(ATTRIBUTES))
+    span.end()
+    with caplog.at_level(logging.WARNING):
+        span.set_checked_attributes({"late": 1})
+    assert "late" not in exporter.get_finished_spans()[0].attributes
+    assert "ended span" in caplog.text
