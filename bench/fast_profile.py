@@ -186,7 +186,7 @@ def main() -> None:
     parser.add_argument("--profile-lines", type=int, default=35)
     parser.add_argument("--callees", help="with --profile: also print what functions matching this regex call")
     parser.add_argument(
-        "--env", nargs="*", default=[], metavar="KEY=VALUE", help="extra OTEL_* settings, e.g. OTEL_TRACES_EXPORTER=none"
+        "--env", nargs="*", default=[], metavar="KEY=VALUE", help="extra OTEL_* settings (OTEL_TRACES_EXPORTER=none)"
     )
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)

@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--sampler", default="parentbased_always_on")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument(
-        "--env", nargs="*", default=[], metavar="KEY=VALUE", help="extra OTEL_* settings, e.g. OTEL_TRACES_EXPORTER=none"
+        "--env", nargs="*", default=[], metavar="KEY=VALUE", help="extra OTEL_* settings (OTEL_TRACES_EXPORTER=none)"
     )
     args = parser.parse_args()
     if subprocess.run(["valgrind", "--version"], capture_output=True).returncode != 0:
