@@ -15,11 +15,14 @@ from typing import Any, Callable, Optional
 from django.conf import settings
 from django.urls import Resolver404, resolve
 from opentelemetry import context, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.instrumentation.propagators import get_global_response_propagator
 from opentelemetry.instrumentation.utils import http_status_to_status_code
-from opentelemetry.propagate import extract
+from opentelemetry.propagate import extract, get_global_textmap
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import INVALID_SPAN, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from otel_uwsgi.fast.config import HeaderCapture, HttpConfig, request_attributes
 from otel_uwsgi.fast.tracer import LazyTracer
@@ -49,6 +52,36 @@ class _EnvironGetter(Getter[dict]):
         return [k[5:].lower().replace("_", "-") for k in carrier if k.startswith("HTTP_")]
 
 
+class _Extractor:
+    """``extract()``, skipped when the request has none of the headers the global propagator reads.
+
+    Most requests carry no ``traceparent``/``tracestate``/``baggage``; then extraction returns
+    the current context unchanged, at the cost of a pass through every propagator.  Only the
+    W3C propagators (the default) are trusted to read nothing but their ``fields``; with any
+    other propagator every request is extracted.
+    """
+
+    def __init__(self) -> None:
+        self._propagator: Any = None
+        self._keys: Optional[tuple[str, ...]] = None  # environ keys, or None: always extract
+
+    def __call__(self, meta: dict, getter: Getter[dict]) -> Optional[context.Context]:
+        propagator = get_global_textmap()
+        if propagator is not self._propagator:
+            self._propagator, self._keys = propagator, _w3c_keys(propagator)
+        keys = self._keys
+        if keys is not None and not any(key in meta for key in keys):
+            return None  # start_span and set_span_in_context then use the current context, as extract would
+        return extract(meta, getter=getter)
+
+
+def _w3c_keys(propagator: Any) -> Optional[tuple[str, ...]]:
+    parts = propagator._propagators if type(propagator) is CompositePropagator else [propagator]
+    if not all(type(p) in (TraceContextTextMapPropagator, W3CBaggagePropagator) for p in parts):
+        return None
+    return tuple(sorted("HTTP_" + field.upper().replace("-", "_") for p in parts for field in p.fields))
+
+
 class Setup:
     """Everything read once: settings from the environment, semantic-convention mode, tracer."""
 
@@ -58,6 +91,7 @@ class Setup:
         self.response_headers = HeaderCapture(http.response_headers, http.sanitize, "http.response.header.")
         self.tracer = LazyTracer("otel_uwsgi.fast.django", schema_url)
         self.getter = _EnvironGetter()
+        self.extract = _Extractor()
 
 
 _setup: Optional[Setup] = None
@@ -180,7 +214,7 @@ class ServerSpanMiddleware:
         else:  # renamed in process_view from Django's own resolution, or in _end if never reached
             name, named = request.method, False
         if trace.get_current_span() is INVALID_SPAN:
-            ctx = extract(meta, getter=setup.getter)
+            ctx = setup.extract(meta, setup.getter)
             kind = SpanKind.SERVER
         else:
             ctx = context.get_current()

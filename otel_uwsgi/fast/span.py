@@ -8,6 +8,7 @@ SDK ``Span`` objects, with the same sampler, ids, limits, resource, scope and pr
 * attributes the caller vouches for (``str``/``int``/``float``/``bool`` values, at most the
   attribute-count limit, no value-length limit) go into the span's ``BoundedAttributes``
   without the per-value checks; anything else takes the SDK's own path;
+* the events and links lists are made when the first event or link is added;
 * the ended span itself is handed to ``on_end`` (it is a ``ReadableSpan``, and once ended it
   no longer changes: every mutator of an ended SDK span is a no-op with a warning).
 
@@ -47,6 +48,28 @@ class LeanSpan(SdkSpan):
 
     def __init__(self) -> None:  # built by LeanTracer.start_span, never by callers
         raise TypeError("LeanSpan is made by LeanTracer.start_span")
+
+    # Events and links: most spans have none, so their BoundedLists (a deque and a lock each)
+    # are made at the first one; until then the field is an empty tuple, which every reader of
+    # an SDK span accepts (``events``/``links`` copy it into a tuple, ``dropped_*`` read 0).
+
+    def _add_event(self, event: Any) -> None:
+        with self._lock:
+            if self._end_time is None:
+                if type(self._events) is not BoundedList:
+                    self._events = BoundedList(self._limits.max_events)
+                self._events.append(event)
+                return
+        _sdk_logger.warning("Tried calling %s on an ended span.", "_add_event")
+
+    def _add_link(self, link: Any) -> None:
+        with self._lock:
+            if self._end_time is None:
+                if type(self._links) is not BoundedList:
+                    self._links = BoundedList(self._limits.max_links)
+                self._links.append(link)
+                return
+        _sdk_logger.warning("Tried calling %s on an ended span.", "_add_link")
 
     def set_checked_attributes(self, attributes: dict[str, Any]) -> None:
         """``set_attributes`` for values the fast path made itself (str, int, float, bool): added
@@ -155,8 +178,7 @@ class LeanTracer:
         if attributes:
             bounded._dict.update(attributes)
         span._attributes = bounded
-        span._events = BoundedList(limits.max_events)
-        span._links = BoundedList(limits.max_links)
+        span._events = span._links = ()  # made at the first event or link (see LeanSpan)
         span._record_end_metrics = record_end_metrics
         span._start_time = time_ns()
         span._span_processor.on_start(span, parent_context=context)
