@@ -24,9 +24,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -55,6 +59,63 @@ def count(mode: str, path: str, requests: int, warmup: int, endpoint: str, sampl
     return int(found[-1])
 
 
+def _uwsgi_binary() -> str:
+    """The real uwsgi executable (a pyenv shim is a shell script valgrind would trace instead)."""
+    beside = Path(sys.executable).parent / "uwsgi"
+    return str(beside) if beside.exists() else (shutil.which("uwsgi") or "uwsgi")
+
+
+def count_uwsgi(config: str, path: str, requests: int, warmup: int, endpoint: str, extra: list[str]) -> int:
+    """Instructions executed by the one worker of a uWSGI (run.py's ``config``) under callgrind."""
+    import run
+
+    from otel_uwsgi.harness import UwsgiServer, free_port, http_get, owned_overrides, prepare_ini
+
+    workdir = Path(tempfile.mkdtemp(prefix=f"instructions-{config}-"))
+    wrapper = workdir / "uwsgi-under-callgrind"
+    wrapper.write_text(
+        "#!/bin/sh\nexec valgrind --tool=callgrind --trace-children=yes --callgrind-out-file=/dev/null "
+        f'{_uwsgi_binary()} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    port = free_port()
+    overrides = dict(owned_overrides(port, endpoint))
+    overrides.update({"processes": "1", "disable-logging": "true"})
+    overrides.update(run.config_overrides(config, dead_port=free_port(), hanging=None))
+    overrides.update(kv.split("=", 1) for kv in extra)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    server = UwsgiServer(
+        prepare_ini(ROOT / "ini" / "django-mysql.ini", overrides),
+        env=env, cwd=str(ROOT), workdir=str(workdir), uwsgi=str(wrapper),
+    )  # fmt: skip
+    server.start()
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                if http_get("127.0.0.1", port, path, timeout=120) == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or not server.alive():
+                raise SystemExit(f"{config} {path}: uWSGI under valgrind did not answer:\n{server.log()[-3000:]}")
+            time.sleep(1)
+        for _ in range(warmup + requests):
+            http_get("127.0.0.1", port, path, timeout=120)
+        os.killpg(server.pid, signal.SIGINT)  # the worker flushes its spans at exit: counted
+        server.process.wait(600)  # type: ignore[union-attr]
+    finally:
+        if server.alive():
+            os.killpg(server.pid, signal.SIGKILL)
+    log = server.log()
+    worker = re.findall(r"spawned uWSGI worker 1 \(pid: (\d+)", log)
+    counts = dict(re.findall(r"==(\d+)== Collected : (\d+)", log))
+    if not worker or worker[-1] not in counts:
+        raise SystemExit(f"{config} {path}: no instruction count for the worker:\n{log[-3000:]}")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return int(counts[worker[-1]])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: plain,stock,fast")
@@ -64,11 +125,18 @@ def main() -> None:
     parser.add_argument("--sampler", default="parentbased_always_on")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument(
+        "--uwsgi",
+        action="store_true",
+        help="count a real uWSGI worker instead (modes: run.py configs plain,stock-export,defaults,fast)",
+    )
+    parser.add_argument(
         "--env", nargs="*", default=[], metavar="KEY=VALUE", help="extra OTEL_* settings (OTEL_TRACES_EXPORTER=none)"
     )
     args = parser.parse_args()
     if subprocess.run(["valgrind", "--version"], capture_output=True).returncode != 0:
         raise SystemExit("valgrind not found: apt-get install valgrind")
+    if args.uwsgi and args.modes == ",".join(MODES):
+        args.modes = "plain,stock-export,defaults,fast"
     modes = [m for m in args.modes.split(",") if m]
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -79,9 +147,12 @@ def main() -> None:
             for path in args.paths:
                 for mode in modes:
                     for n in (1, 1 + args.requests):
-                        jobs[mode, path, n] = pool.submit(
-                            count, mode, path, n, args.warmup, endpoint, args.sampler, args.env
-                        )
+                        if args.uwsgi:
+                            jobs[mode, path, n] = pool.submit(count_uwsgi, mode, path, n, 20, endpoint, args.env)
+                        else:
+                            jobs[mode, path, n] = pool.submit(
+                                count, mode, path, n, args.warmup, endpoint, args.sampler, args.env
+                            )
             per_request = {
                 (mode, path): (jobs[mode, path, 1 + args.requests].result() - jobs[mode, path, 1].result())
                 / args.requests
@@ -91,7 +162,8 @@ def main() -> None:
     finally:
         server.shutdown()
     extra = f", {' '.join(args.env)}" if args.env else ""
-    print(f"\nthousand instructions per request (callgrind, {args.requests} requests, sampler {args.sampler}{extra})\n")
+    where = "one uWSGI worker, uWSGI's own code included" if args.uwsgi else "in-process"
+    print(f"\nthousand instructions per request ({where}; callgrind, {args.requests} requests{extra})\n")
     print("| path | mode | k instructions | added | plain/total |")
     print("|---|---|---|---|---|")
     for path in args.paths:
