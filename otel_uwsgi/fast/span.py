@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 from time import time_ns
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
@@ -38,9 +38,21 @@ from opentelemetry.trace.status import Status, StatusCode
 
 _sdk_logger = logging.getLogger("opentelemetry.sdk.trace")
 _UNSET = Status(StatusCode.UNSET)
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
-_PLAIN = (str, int, float, bool)
+# TraceFlags by (sampled, random trace id)
+_FLAGS = {
+    (sampled, random): TraceFlags(
+        (TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT) | (TraceFlags.RANDOM_TRACE_ID if random else 0)
+    )
+    for sampled in (False, True)
+    for random in (False, True)
+}
+_PLAIN = frozenset((str, int, float, bool))
+_STR = frozenset((str,))
+
+
+def _plain(attributes: dict[str, Any]) -> bool:
+    """Keys are non-empty str and values str/int/float/bool: nothing the SDK's checks would change."""
+    return set(map(type, attributes.values())) <= _PLAIN and set(map(type, attributes)) <= _STR and "" not in attributes
 
 
 class LeanSpan(SdkSpan):
@@ -82,7 +94,7 @@ class LeanSpan(SdkSpan):
                 self._end_time is None
                 and (bounded.maxlen is None or len(current) + len(attributes) <= bounded.maxlen)
                 and current.keys().isdisjoint(attributes)
-                and all(type(v) in _PLAIN and type(k) is str and k for k, v in attributes.items())
+                and _plain(attributes)
             ):
                 current.update(attributes)
                 return
@@ -116,6 +128,10 @@ class LeanTracer:
         if lean and limits is not None:
             self._max_attributes = limits.max_span_attributes
             lean = limits.max_span_attribute_length is None
+        if lean:
+            self._decide = _decider(tracer.sampler)
+            self._ids = tracer.id_generator
+            self._random_ids = bool(self._ids.is_trace_id_random())
         self.lean = lean
 
     def start_span(
@@ -130,26 +146,21 @@ class LeanTracer:
         if not self.lean or not tracer._is_enabled():
             return tracer.start_span(name, context, kind, attributes=attributes)
         if attributes and (
-            (self._max_attributes is not None and len(attributes) > self._max_attributes)
-            or not all(type(v) in _PLAIN and type(k) is str and k for k, v in attributes.items())
+            (self._max_attributes is not None and len(attributes) > self._max_attributes) or not _plain(attributes)
         ):
             return tracer.start_span(name, context, kind, attributes=attributes)
         parent = trace_api.get_current_span(context).get_span_context()
-        ids = tracer.id_generator
+        ids = self._ids
         if parent is None or not parent.is_valid:
             parent = None
             trace_id = ids.generate_trace_id()
+            random_id, trace_state = self._random_ids, None
         else:
             trace_id = parent.trace_id
-        sampling = tracer.sampler.should_sample(context, trace_id, name, kind, attributes, ())
-        decision = sampling.decision
-        flags = _SAMPLED if decision.is_sampled() else _NOT_SAMPLED
-        random_id = ids.is_trace_id_random() if parent is None else parent.trace_flags.random_trace_id
-        if random_id:
-            flags = TraceFlags(flags | TraceFlags.RANDOM_TRACE_ID)
-        span_context = SpanContext(
-            trace_id, ids.generate_span_id(), is_remote=False, trace_flags=flags, trace_state=sampling.trace_state
-        )
+            random_id, trace_state = parent.trace_flags.random_trace_id, parent.trace_state
+        decision = self._decide(parent, trace_id)
+        flags = _FLAGS[decision.is_sampled(), bool(random_id)]
+        span_context = SpanContext(trace_id, ids.generate_span_id(), False, flags, trace_state)
         record_end_metrics = tracer._tracer_metrics.start_span(parent, decision)
         if not decision.is_recording():
             return trace_api.NonRecordingSpan(span_context)
@@ -174,15 +185,55 @@ class LeanTracer:
         span._span_processor = tracer.span_processor
         span._limits = limits
         span._lock = threading.Lock()
-        bounded = BoundedAttributes(self._max_attributes, None, immutable=False, max_value_len=None)
-        if attributes:
-            bounded._dict.update(attributes)
+        bounded = object.__new__(BoundedAttributes)  # BoundedAttributes(max, None, immutable=False)
+        bounded._dict = dict(attributes) if attributes else {}
+        bounded.maxlen = self._max_attributes
+        bounded.dropped = 0
+        bounded.max_value_len = None
+        bounded._lock = threading.Lock()
+        bounded._immutable = False
         span._attributes = bounded
         span._events = span._links = ()  # made at the first event or link (see LeanSpan)
         span._record_end_metrics = record_end_metrics
         span._start_time = time_ns()
         span._span_processor.on_start(span, parent_context=context)
         return span
+
+
+def _decider(sampler: Any) -> Callable[[Optional[SpanContext], int], sdk_sampling.Decision]:
+    """The decision of one of the SDK's own samplers (see :func:`_builtin`) from the parent span
+    context (None for a root) and the trace id: the rules of the SDK's ``ParentBased``,
+    ``TraceIdRatioBased`` and static samplers, without building a ``SamplingResult`` and looking
+    the parent up again for each.  The trace state is the parent's, as with those samplers."""
+    kind = type(sampler)
+    if kind is sdk_sampling.StaticSampler:
+        decision = sampler._decision
+        return lambda parent, trace_id: decision
+    if kind is sdk_sampling.TraceIdRatioBased:
+        limit, bound = sampler.TRACE_ID_LIMIT, sampler.bound
+        sample, drop = sdk_sampling.Decision.RECORD_AND_SAMPLE, sdk_sampling.Decision.DROP
+        return lambda parent, trace_id: sample if trace_id & limit < bound else drop
+    root, remote_sampled, remote_not_sampled, local_sampled, local_not_sampled = (
+        _decider(s)
+        for s in (
+            sampler._root,
+            sampler._remote_parent_sampled,
+            sampler._remote_parent_not_sampled,
+            sampler._local_parent_sampled,
+            sampler._local_parent_not_sampled,
+        )
+    )
+
+    def parent_based(parent: Optional[SpanContext], trace_id: int) -> sdk_sampling.Decision:
+        if parent is None:
+            return root(parent, trace_id)
+        if parent.is_remote:
+            chosen = remote_sampled if parent.trace_flags.sampled else remote_not_sampled
+        else:
+            chosen = local_sampled if parent.trace_flags.sampled else local_not_sampled
+        return chosen(parent, trace_id)
+
+    return parent_based
 
 
 def _builtin(sampler: Any) -> bool:

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
-from otel_uwsgi.fast.span import LeanSpan, LeanTracer
+from otel_uwsgi.fast.span import LeanSpan, LeanTracer, _decider
 
 ATTRIBUTES = {"http.method": "GET", "net.host.port": 8000, "ratio": 0.5, "flag": True, "http.target": "/db"}
 REMOTE = SpanContext(
@@ -77,6 +77,7 @@ def test_a_lean_span_has_every_field_of_an_sdk_span_with_the_same_values():
         lean_span.status.status_code,
         lean_span.status.description,
     )
+    assert vars(sdk_span._attributes).keys() == vars(lean_span._attributes).keys()
     for field in ("maxlen", "max_value_len", "dropped", "_immutable", "_dict"):
         assert getattr(sdk_span._attributes, field) == getattr(lean_span._attributes, field), field
     for field in ("_events", "_links"):  # empty until the first event/link (a tuple, then a BoundedList)
@@ -254,3 +255,37 @@ def test_events_and_links_beyond_the_limits_are_dropped_as_by_the_sdk():
     one, other = (exported(s) for s in exporter.get_finished_spans())
     assert one == other
     assert other["dropped"] == (0, 1, 2) and [name for name, _ in other["events"]] == ["e1", "e2"]
+
+
+SAMPLERS = [
+    sampling.ALWAYS_ON,
+    sampling.ALWAYS_OFF,
+    sampling.TraceIdRatioBased(0.5),
+    sampling.ParentBased(sampling.ALWAYS_ON),
+    sampling.ParentBased(sampling.ALWAYS_OFF),
+    sampling.ParentBasedTraceIdRatio(0.25),
+    sampling.ParentBased(
+        sampling.TraceIdRatioBased(0.5),
+        remote_parent_sampled=sampling.ALWAYS_OFF,
+        remote_parent_not_sampled=sampling.ALWAYS_ON,
+        local_parent_sampled=sampling.TraceIdRatioBased(0.1),
+        local_parent_not_sampled=sampling.ALWAYS_ON,
+    ),
+]
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS, ids=lambda s: s.get_description())
+def test_the_decisions_are_the_sdk_samplers_decisions(sampler):
+    import random
+
+    rng = random.Random(5)
+    decide = _decider(sampler)
+    for _ in range(400):
+        trace_id = rng.getrandbits(128) or 1
+        flags = TraceFlags(rng.choice([TraceFlags.DEFAULT, TraceFlags.SAMPLED]))
+        parent = rng.choice(
+            [None, SpanContext(trace_id, rng.getrandbits(64) or 1, is_remote=rng.random() < 0.5, trace_flags=flags)]
+        )
+        ctx = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else None
+        expected = sampler.should_sample(ctx, trace_id, "GET").decision
+        assert decide(parent, trace_id) is expected, (parent, trace_id)
