@@ -287,8 +287,9 @@ class ServerSpanMiddleware:
                     getattr(span, "set_checked_attributes", span.set_attributes)(final)
             if response is not None:
                 if setup.default_mode:
-                    if recording:
-                        status = http_status_to_status_code(response.status_code, server_span=True)
+                    code = response.status_code
+                    if recording and not (type(code) is int and 100 <= code < 500):  # 1xx-4xx: UNSET on a server span
+                        status = http_status_to_status_code(code, server_span=True)
                         if status is not StatusCode.UNSET:
                             span.set_status(Status(status))
                 else:

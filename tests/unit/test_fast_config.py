@@ -166,3 +166,14 @@ def test_operation_name_matches_the_dbapi_integration(statement: str) -> None:
 
 def test_operation_name_of_non_text_is_empty() -> None:
     assert operation_name(b"SELECT 1") == "" and operation_name(None) == "" and operation_name("") == ""
+
+
+def test_the_server_status_range_the_middleware_skips_is_unset_in_the_sdk():
+    """The fast middleware does not call http_status_to_status_code for 100-499 (UNSET for a
+    server span); if the SDK's rule changes, this fails."""
+    from opentelemetry.instrumentation.utils import http_status_to_status_code
+    from opentelemetry.trace import StatusCode
+
+    for code in range(0, 700):
+        unset = http_status_to_status_code(code, server_span=True) is StatusCode.UNSET
+        assert unset is (100 <= code < 500), code
