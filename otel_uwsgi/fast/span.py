@@ -37,6 +37,7 @@ from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
 _sdk_logger = logging.getLogger("opentelemetry.sdk.trace")
+_logger = logging.getLogger(__name__)
 _UNSET = Status(StatusCode.UNSET)
 # TraceFlags by (sampled, random trace id)
 _FLAGS = {
@@ -123,15 +124,20 @@ class LeanTracer:
 
     def __init__(self, tracer: Any) -> None:
         self._tracer = tracer
-        lean = isinstance(tracer, SdkTracer) and _builtin(getattr(tracer, "sampler", None))
-        limits = getattr(tracer, "_span_limits", None)
-        if lean and limits is not None:
-            self._max_attributes = limits.max_span_attributes
-            lean = limits.max_span_attribute_length is None
-        if lean:
-            self._decide = _decider(tracer.sampler)
-            self._ids = tracer.id_generator
-            self._random_ids = bool(self._ids.is_trace_id_random())
+        try:
+            lean = isinstance(tracer, SdkTracer) and _builtin(tracer.sampler) and _sdk_as_expected(tracer)
+            limits = tracer._span_limits if lean else None
+            if limits is not None:
+                self._max_attributes = limits.max_span_attributes
+                lean = limits.max_span_attribute_length is None
+            if lean:
+                self._decide = _decider(tracer.sampler)
+                self._ids = tracer.id_generator
+                self._random_ids = bool(self._ids.is_trace_id_random())
+        except AttributeError:  # an SDK whose internals differ: its own path, always correct
+            lean = False
+        if not lean and isinstance(tracer, SdkTracer):
+            _logger.debug("otel-uwsgi: fast path spans are started by the SDK's own Tracer.start_span")
         self.lean = lean
 
     def start_span(
@@ -198,6 +204,34 @@ class LeanTracer:
         span._start_time = time_ns()
         span._span_processor.on_start(span, parent_context=context)
         return span
+
+
+# The fields LeanTracer sets on a span and on its BoundedAttributes: those of this SDK's own.
+_SPAN_FIELDS = frozenset(
+    (
+        "_name _context _kind _instrumentation_info _instrumentation_scope _parent _start_time _end_time "
+        "_resource _status _sampler _trace_config _record_exception _set_status_on_exception "
+        "_span_processor _limits _lock _attributes _events _links _record_end_metrics"
+    ).split()
+)
+_ATTRIBUTES_FIELDS = frozenset("_dict maxlen dropped max_value_len _lock _immutable".split())
+
+
+def _sdk_as_expected(tracer: Any) -> bool:
+    """Whether this SDK's spans have exactly the fields LeanTracer sets, and its tracer the parts
+    it reads: checked once per tracer on an SDK span that is built but never started (no
+    processor sees it), so an SDK release that changes them gets its own path, not a half-made
+    span."""
+    for name in ("_tracer_metrics", "_span_limits", "_instrumentation_scope", "_is_enabled"):
+        if not hasattr(tracer, name):
+            return False
+    probe = SdkSpan.__new__(_ProbeSpan)
+    SdkSpan.__init__(probe, "probe", trace_api.INVALID_SPAN_CONTEXT, limits=tracer._span_limits)
+    return set(vars(probe)) == _SPAN_FIELDS and set(vars(probe._attributes)) == _ATTRIBUTES_FIELDS
+
+
+class _ProbeSpan(SdkSpan):
+    """An SDK span class that may be instantiated (``Span`` itself refuses), for the check above."""
 
 
 def _decider(sampler: Any) -> Callable[[Optional[SpanContext], int], sdk_sampling.Decision]:

@@ -289,3 +289,22 @@ def test_the_decisions_are_the_sdk_samplers_decisions(sampler):
         ctx = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else None
         expected = sampler.should_sample(ctx, trace_id, "GET").decision
         assert decide(parent, trace_id) is expected, (parent, trace_id)
+
+
+def test_an_sdk_with_other_span_fields_gets_its_own_path(monkeypatch):
+    from otel_uwsgi.fast import span as lean_module
+
+    tracer, _, exporter = pipeline()
+    assert LeanTracer(tracer).lean
+    monkeypatch.setattr(lean_module, "_SPAN_FIELDS", lean_module._SPAN_FIELDS | {"_new_sdk_field"})
+    lean = LeanTracer(tracer)
+    assert not lean.lean
+    span = lean.start_span("GET", None, SpanKind.SERVER, attributes=dict(ATTRIBUTES))
+    span.end()
+    assert type(span) is not LeanSpan and len(exporter.get_finished_spans()) == 1
+
+
+def test_an_sdk_tracer_without_the_parts_read_gets_its_own_path(monkeypatch):
+    tracer, _, _ = pipeline()
+    monkeypatch.delattr(tracer, "_tracer_metrics")
+    assert not LeanTracer(tracer).lean
