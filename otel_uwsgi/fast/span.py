@@ -8,15 +8,17 @@ SDK ``Span`` objects, with the same sampler, ids, limits, resource, scope and pr
 * attributes the caller vouches for (``str``/``int``/``float``/``bool`` values, at most the
   attribute-count limit, no value-length limit) go into the span's ``BoundedAttributes``
   without the per-value checks; anything else takes the SDK's own path;
+* the SDK's own samplers (static, trace-id ratio, parent-based) are decided directly by their
+  rules, without a ``SamplingResult`` and three more look-ups of the parent;
 * the events and links lists are made when the first event or link is added;
 * the ended span itself is handed to ``on_end`` (it is a ``ReadableSpan``, and once ended it
   no longer changes: every mutator of an ended SDK span is a no-op with a warning).
 
 Everything else, including what user code does with the span (``set_attribute``,
-``record_exception``, ...), is the SDK's ``Span`` code.  When the tracer is not an SDK tracer
-(no provider, or another SDK), or the SDK enables its own span metrics, it simply delegates.
-The unit tests compare every instance field of a lean span with an SDK-made one, so an SDK
-release that adds a field fails them instead of exporting something different.
+``record_exception``, ...) and the SDK's own span metrics, is the SDK's code.  It delegates to
+the SDK's ``start_span`` when the tracer is not an SDK tracer (no provider, or another SDK),
+the sampler is not one of the SDK's, a value-length limit is set, or this SDK's spans do not
+have exactly the fields set here (checked once per tracer, see :func:`_sdk_as_expected`).
 """
 
 from __future__ import annotations
