@@ -69,22 +69,23 @@ class LeanSpan(SdkSpan):
     # an SDK span accepts (``events``/``links`` copy it into a tuple, ``dropped_*`` read 0).
 
     def _add_event(self, event: Any) -> None:
-        with self._lock:
-            if self._end_time is None:
-                if type(self._events) is not BoundedList:
-                    self._events = BoundedList(self._limits.max_events)
-                self._events.append(event)
-                return
-        _sdk_logger.warning("Tried calling %s on an ended span.", "_add_event")
+        self._append_lazily("_events", self._limits.max_events, event, "_add_event")
 
     def _add_link(self, link: Any) -> None:
+        self._append_lazily("_links", self._limits.max_links, link, "_add_link")
+
+    def _append_lazily(self, field: str, maxlen: Optional[int], item: Any, caller: str) -> None:
+        """Append to the events or links list, making it on first use; the SDK's check and
+        warning for an ended span (its decorator would hold the lock this takes)."""
         with self._lock:
             if self._end_time is None:
-                if type(self._links) is not BoundedList:
-                    self._links = BoundedList(self._limits.max_links)
-                self._links.append(link)
+                items = getattr(self, field)
+                if type(items) is not BoundedList:
+                    items = BoundedList(maxlen)
+                    setattr(self, field, items)
+                items.append(item)
                 return
-        _sdk_logger.warning("Tried calling %s on an ended span.", "_add_link")
+        _sdk_logger.warning("Tried calling %s on an ended span.", caller)
 
     def set_checked_attributes(self, attributes: dict[str, Any]) -> None:
         """``set_attributes`` for values the fast path made itself (str, int, float, bool): added
@@ -126,14 +127,14 @@ class LeanTracer:
 
     def __init__(self, tracer: Any) -> None:
         self._tracer = tracer
+        lean = False
         try:
-            lean = isinstance(tracer, SdkTracer) and _builtin(tracer.sampler) and _sdk_as_expected(tracer)
-            limits = tracer._span_limits if lean else None
-            if limits is not None:
-                self._max_attributes = limits.max_span_attributes
+            decide = _decider(tracer.sampler) if isinstance(tracer, SdkTracer) else None
+            if decide is not None and _sdk_as_expected(tracer):
+                limits = tracer._span_limits
                 lean = limits.max_span_attribute_length is None
-            if lean:
-                self._decide = _decider(tracer.sampler)
+                self._max_attributes = limits.max_span_attributes
+                self._decide = decide
                 self._ids = tracer.id_generator
                 self._random_ids = bool(self._ids.is_trace_id_random())
         except AttributeError:  # an SDK whose internals differ: its own path, always correct
@@ -236,11 +237,15 @@ class _ProbeSpan(SdkSpan):
     """An SDK span class that may be instantiated (``Span`` itself refuses), for the check above."""
 
 
-def _decider(sampler: Any) -> Callable[[Optional[SpanContext], int], sdk_sampling.Decision]:
-    """The decision of one of the SDK's own samplers (see :func:`_builtin`) from the parent span
-    context (None for a root) and the trace id: the rules of the SDK's ``ParentBased``,
-    ``TraceIdRatioBased`` and static samplers, without building a ``SamplingResult`` and looking
-    the parent up again for each.  The trace state is the parent's, as with those samplers."""
+_PARENT_BASED = (sdk_sampling.ParentBased, sdk_sampling.ParentBasedTraceIdRatio)
+
+
+def _decider(sampler: Any) -> Optional[Callable[[Optional[SpanContext], int], sdk_sampling.Decision]]:
+    """The decision of a sampler made only of the SDK's own (static, trace-id ratio, parent-based)
+    from the parent span context (None for a root) and the trace id: their rules, without
+    building a ``SamplingResult`` and looking the parent up again for each.  The trace state is
+    the parent's, as with those samplers.  None for any other sampler: it may add attributes or
+    decide otherwise, so its spans take the SDK's path."""
     kind = type(sampler)
     if kind is sdk_sampling.StaticSampler:
         decision = sampler._decision
@@ -249,7 +254,9 @@ def _decider(sampler: Any) -> Callable[[Optional[SpanContext], int], sdk_samplin
         limit, bound = sampler.TRACE_ID_LIMIT, sampler.bound
         sample, drop = sdk_sampling.Decision.RECORD_AND_SAMPLE, sdk_sampling.Decision.DROP
         return lambda parent, trace_id: sample if trace_id & limit < bound else drop
-    root, remote_sampled, remote_not_sampled, local_sampled, local_not_sampled = (
+    if kind not in _PARENT_BASED:
+        return None
+    delegates = [
         _decider(s)
         for s in (
             sampler._root,
@@ -258,7 +265,10 @@ def _decider(sampler: Any) -> Callable[[Optional[SpanContext], int], sdk_samplin
             sampler._local_parent_sampled,
             sampler._local_parent_not_sampled,
         )
-    )
+    ]
+    if None in delegates:
+        return None
+    root, remote_sampled, remote_not_sampled, local_sampled, local_not_sampled = delegates
 
     def parent_based(parent: Optional[SpanContext], trace_id: int) -> sdk_sampling.Decision:
         if parent is None:
@@ -270,20 +280,3 @@ def _decider(sampler: Any) -> Callable[[Optional[SpanContext], int], sdk_samplin
         return chosen(parent, trace_id)
 
     return parent_based
-
-
-def _builtin(sampler: Any) -> bool:
-    """Whether ``sampler`` is made of the SDK's own samplers, which return the caller's attributes
-    unchanged (a custom sampler may add some: its spans take the SDK's path)."""
-    if type(sampler) in (sdk_sampling.ParentBased, sdk_sampling.ParentBasedTraceIdRatio):
-        return all(
-            _builtin(s)
-            for s in (
-                sampler._root,
-                sampler._remote_parent_sampled,
-                sampler._remote_parent_not_sampled,
-                sampler._local_parent_sampled,
-                sampler._local_parent_not_sampled,
-            )
-        )
-    return type(sampler) in (sdk_sampling.StaticSampler, sdk_sampling.TraceIdRatioBased)
