@@ -156,17 +156,31 @@ class _Sink(BaseHTTPRequestHandler):
         pass
 
 
+def child_command(
+    mode: str, endpoint: str, *, sampler: str, requests: int, warmup: int, paths: list[str], env: list[str]
+) -> list[str]:
+    """The command line of one child run (also run under valgrind by ``instructions.py``)."""
+    return [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--endpoint", endpoint,
+            "--sampler", sampler, "--requests", str(requests), "--warmup", str(warmup), "--paths", *paths,
+            "--env", *env]  # fmt: skip
+
+
+def child_env() -> dict[str, str]:
+    """The child's environment: this repository first on the path, no OTEL_* from the caller."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
 def run_mode(mode: str, args: argparse.Namespace, endpoint: str) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", mode, "--endpoint", endpoint, "--sampler", args.sampler,
-               "--requests", str(args.requests), "--warmup", str(args.warmup), "--paths", *args.paths,
-               "--env", *args.env]
+    command = child_command(
+        mode, endpoint, sampler=args.sampler, requests=args.requests, warmup=args.warmup, paths=args.paths, env=args.env
+    )
     if args.profile:
         command += ["--profile", "--profile-lines", str(args.profile_lines)]
         if args.callees:
             command += ["--callees", args.callees]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run(command, env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, env=child_env(), cwd=str(ROOT), capture_output=True, text=True, timeout=600)
     if args.profile:
         sys.stderr.write(done.stderr)
     if done.returncode != 0:

@@ -22,7 +22,6 @@ whole server.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import signal
@@ -30,12 +29,14 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-from fast_profile import MODES, _Sink
+import run
+from fast_profile import MODES, _Sink, child_command, child_env
+
+from otel_uwsgi.harness import free_port
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -44,15 +45,10 @@ _COLLECTED = re.compile(r"Collected : (\d+)")
 
 def count(mode: str, path: str, requests: int, warmup: int, endpoint: str, sampler: str, extra: list[str]) -> int:
     """Instructions executed by one child run (whole process, every thread)."""
-    command = [
-        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-        sys.executable, str(BENCH / "fast_profile.py"), "--child", mode, "--endpoint", endpoint,
-        "--sampler", sampler, "--requests", str(requests), "--warmup", str(warmup), "--paths", path,
-        "--env", *extra,
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run(command, env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=1800)
+    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"] + child_command(
+        mode, endpoint, sampler=sampler, requests=requests, warmup=warmup, paths=[path], env=extra
+    )
+    done = subprocess.run(command, env=child_env(), cwd=str(ROOT), capture_output=True, text=True, timeout=1800)
     found = _COLLECTED.findall(done.stderr)
     if done.returncode != 0 or not found:
         raise SystemExit(f"{mode} {path} failed under valgrind:\n{done.stderr[-3000:]}")
@@ -67,10 +63,6 @@ def _uwsgi_binary() -> str:
 
 def count_uwsgi(config: str, path: str, requests: int, warmup: int, endpoint: str, extra: list[str]) -> int:
     """Instructions executed by the one worker of a uWSGI (run.py's ``config``) under callgrind."""
-    import run
-
-    from otel_uwsgi.harness import UwsgiServer, free_port, http_get, owned_overrides, prepare_ini
-
     workdir = Path(tempfile.mkdtemp(prefix=f"instructions-{config}-"))
     wrapper = workdir / "uwsgi-under-callgrind"
     wrapper.write_text(
@@ -78,35 +70,17 @@ def count_uwsgi(config: str, path: str, requests: int, warmup: int, endpoint: st
         f'{_uwsgi_binary()} "$@"\n'
     )
     wrapper.chmod(0o755)
-    port = free_port()
-    overrides = dict(owned_overrides(port, endpoint))
-    overrides.update({"processes": "1", "disable-logging": "true"})
-    overrides.update(run.config_overrides(config, dead_port=free_port(), hanging=None))
+    overrides = run.config_overrides(config, dead_port=free_port(), hanging=None)
     overrides.update(kv.split("=", 1) for kv in extra)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    server = UwsgiServer(
-        prepare_ini(ROOT / "ini" / "django-mysql.ini", overrides),
-        env=env, cwd=str(ROOT), workdir=str(workdir), uwsgi=str(wrapper),
-    )  # fmt: skip
-    server.start()
+    settings = argparse.Namespace(workers=1, ini=ROOT / "ini" / "django-mysql.ini", workdir=str(workdir))
+    instance = run.Instance(settings, endpoint, overrides, config, uwsgi=str(wrapper))
+    server = instance.server
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                if http_get("127.0.0.1", port, path, timeout=120) == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or not server.alive():
-                raise SystemExit(f"{config} {path}: uWSGI under valgrind did not answer:\n{server.log()[-3000:]}")
-            time.sleep(1)
+        instance.start(path, timeout=600)
         for _ in range(warmup + requests):
-            http_get("127.0.0.1", port, path, timeout=120)
-        os.killpg(server.pid, signal.SIGINT)  # the worker flushes its spans at exit: counted
-        server.process.wait(600)  # type: ignore[union-attr]
+            instance.get(path, timeout=120)
     finally:
-        if server.alive():
-            os.killpg(server.pid, signal.SIGKILL)
+        server.stop(signal.SIGINT, kill_after=600)  # the worker flushes its spans at exit: counted
     log = server.log()
     worker = re.findall(r"spawned uWSGI worker 1 \(pid: (\d+)", log)
     counts = dict(re.findall(r"==(\d+)== Collected : (\d+)", log))

@@ -79,7 +79,9 @@ def config_overrides(config: str, *, dead_port: int, hanging: Optional[Receiver]
 class Instance:
     """One uWSGI from the base ini plus overrides, with a stats socket; registered for cleanup."""
 
-    def __init__(self, args: argparse.Namespace, endpoint: str, extra: dict[str, str], name: str) -> None:
+    def __init__(
+        self, args: argparse.Namespace, endpoint: str, extra: dict[str, str], name: str, uwsgi: str = "uwsgi"
+    ) -> None:
         self.port, self.stats_port = free_port(), free_port()
         overrides: dict[str, str] = dict(owned_overrides(self.port, endpoint))
         overrides.update(
@@ -92,7 +94,9 @@ class Instance:
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=args.workdir))
-        self.server = UwsgiServer(prepare_ini(args.ini, overrides), env=env, cwd=str(ROOT), workdir=str(workdir))
+        self.server = UwsgiServer(
+            prepare_ini(args.ini, overrides), env=env, cwd=str(ROOT), workdir=str(workdir), uwsgi=uwsgi
+        )
         self.workers = args.workers
 
     def start(self, ready_path: str, timeout: float = 60.0) -> None:
