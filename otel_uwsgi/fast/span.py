@@ -229,7 +229,9 @@ def _sdk_as_expected(tracer: Any) -> bool:
         if not hasattr(tracer, name):
             return False
     probe = SdkSpan.__new__(_ProbeSpan)
-    SdkSpan.__init__(probe, "probe", trace_api.INVALID_SPAN_CONTEXT, limits=tracer._span_limits)
+    SdkSpan.__init__(  # with the tracer's resource: without one the SDK would build (and detect) a new one
+        probe, "probe", trace_api.INVALID_SPAN_CONTEXT, resource=tracer.resource, limits=tracer._span_limits
+    )
     return set(vars(probe)) == _SPAN_FIELDS and set(vars(probe._attributes)) == _ATTRIBUTES_FIELDS
 
 
