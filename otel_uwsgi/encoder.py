@@ -7,8 +7,11 @@ same grouping of resources and scopes (same first-seen order, same equality), sa
 same order, same quirks (span and link ``flags`` carry only the is-remote bits, links have no
 ``trace_state``, an attribute the SDK cannot encode is logged and skipped).  Each Resource's and
 InstrumentationScope's encoding is cached by object identity, so the worker's one Resource is
-encoded and hashed once, not per span.  Anything unexpected falls back to the SDK's encoder for
-that batch, so the output always decodes to the message the SDK would have sent.
+encoded and hashed once, not per span.  The shape nearly every span has (no events, links,
+trace state or drops) is written from the SDK span's own fields in one function
+(:func:`_direct_span`, ~37k instructions per 12-attribute span against ~58k for the general
+:func:`_span`).  Anything unexpected falls back to the SDK's encoder for that batch, so the
+output always decodes to the message the SDK would have sent.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from typing import Any, Optional
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind
+from opentelemetry.sdk.trace import _Span as _SdkSpan
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE, TraceState
+from opentelemetry.trace.status import Status
+
+from otel_uwsgi.fast.span import LeanSpan
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +39,7 @@ _pack_fixed64 = struct.Struct("<Q").pack
 _pack_fixed32 = struct.Struct("<I").pack
 _pack_times = struct.Struct("<BQBQ").pack  # start_time_unix_nano and end_time_unix_nano with their tags
 _pack_ids = struct.Struct(">2sQQ2sQ").pack  # trace_id (16 bytes) and span_id (8), big-endian, with tags
+_pack_ids_parent = struct.Struct(">2sQQ2sQ2sQ").pack  # the same, then parent_span_id (8)
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _UINT64 = (1 << 64) - 1
@@ -62,6 +72,8 @@ class _Unencodable(ValueError):
 def _varint(n: int) -> bytes:
     if n < 0x80:
         return _SMALL_VARINT[n]
+    if n < 0x4000:  # most span and field lengths
+        return bytes((n & 0x7F | 0x80, n >> 7))
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -132,9 +144,12 @@ def _key_value(key: str, value: Any) -> bytes:
     return _text(b"\x0a", key) + _field(b"\x12", _any_value(value))
 
 
-# Encoded attribute fields of (key, value) pairs seen before, per field tag and value type (the
-# type keeps 1, True and 1.0 apart): most attributes repeat (http.method=GET, db.system=mysql...).
-_field_cache: dict[tuple[bytes, type], dict[tuple[str, Any], bytes]] = {}
+# Encoded attribute fields of (key, value) pairs with a str or int value seen before, per field
+# tag: most attributes repeat (http.method=GET, db.system=mysql, net.host.port=8000...).  When a
+# mapping holds only str and int values, the look-up is one ``map`` over its items; with a bool or
+# float among them (True == 1 == 1.0 as dict keys) each value is looked up by its own type.
+_field_cache: dict[bytes, dict[tuple[str, Any], bytes]] = {}
+_STR_INT = frozenset((str, int))
 
 
 def _attributes(out: list[bytes], tag: bytes, attributes: Optional[Mapping[str, Any]]) -> list[bytes]:
@@ -143,28 +158,32 @@ def _attributes(out: list[bytes], tag: bytes, attributes: Optional[Mapping[str, 
         return out
     if type(attributes) is MappingProxyType or type(attributes) is BoundedAttributes:
         attributes = attributes.copy()  # a plain dict: iterating the SDK's mapping is 2x slower
-    str_cache = _field_cache.get((tag, str))
-    if str_cache is None:
-        str_cache = _field_cache[(tag, str)] = {}
-        _field_cache[(tag, int)] = {}
-    int_cache = _field_cache[(tag, int)]
-    for key, value in attributes.items():
-        t = type(value)
-        cache = str_cache if t is str else int_cache if t is int else None
-        if cache is not None:
-            field = cache.get((key, value))
-            if field is not None:
-                out.append(field)
-                continue
-        try:
-            field = _field(tag, _key_value(key, value))
-        except (_Unencodable, UnicodeEncodeError) as error:
-            logger.error("Failed to encode key %s: %s", key, error)
-            continue
-        if cache is not None and len(field) <= _CACHED_FIELD_MAX:
-            if len(cache) >= _CACHE_LIMIT:
-                cache.clear()
-            cache[(key, value)] = field
+    cache = _field_cache.get(tag)
+    if cache is None:
+        cache = _field_cache[tag] = {}
+    items = attributes.items()
+    if set(map(type, attributes.values())) <= _STR_INT:
+        found = list(map(cache.get, items))
+        if all(found):  # every field is non-empty bytes: no miss (None)
+            out += found
+            return out
+    else:
+        found = [None] * len(attributes)
+    for (key, value), field in zip(items, found):
+        if field is None:
+            cacheable = type(value) in _STR_INT
+            if cacheable:
+                field = cache.get((key, value))
+            if field is None:
+                try:
+                    field = _field(tag, _key_value(key, value))
+                except (_Unencodable, UnicodeEncodeError) as error:
+                    logger.error("Failed to encode key %s: %s", key, error)
+                    continue
+                if cacheable and len(field) <= _CACHED_FIELD_MAX:
+                    if len(cache) >= _CACHE_LIMIT:
+                        cache.clear()
+                    cache[(key, value)] = field
         out.append(field)
     return out
 
@@ -243,6 +262,77 @@ def _span(span: ReadableSpan) -> bytes:
     return b"".join(parts)
 
 
+# The SDK's own span classes (the ReadableSpan processors get, the Span itself) and the fast
+# path's LeanSpan keep in their private fields exactly what their properties return: for them the
+# common shape is encoded from the fields, without a property call (or an enum hash) per field.
+_DIRECT_TYPES = frozenset((ReadableSpan, _SdkSpan, LeanSpan))
+# SpanContext is a tuple (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid) whose
+# properties read its items; unpacked directly, as long as this API release still builds it so.
+_probe = SpanContext(3, 5, True, TraceFlags(1), TraceState([("k", "v")]))
+if tuple(_probe)[:5] != (_probe.trace_id, _probe.span_id, _probe.is_remote, _probe.trace_flags, _probe.trace_state):
+    _DIRECT_TYPES = frozenset()  # an API whose SpanContext differs: every span takes the general path
+del _probe
+_KIND_BY_VALUE = {kind.value: field for kind, field in _KIND.items()}
+# Span.status (no description) then Span.flags, by status code value, for a local and a remote parent
+_TAIL_LOCAL = {code: status + _FLAGS_LOCAL_SPAN for code, status in _STATUS.items()}
+_TAIL_REMOTE = {code: status + _FLAGS_REMOTE_SPAN for code, status in _STATUS.items()}
+_name_kind: dict[tuple[str, int], bytes] = {}  # Span.name and Span.kind fields, by (name, kind value)
+
+
+def _direct_span(span: ReadableSpan) -> Optional[bytes]:
+    """The ``ScopeSpans.spans`` field (tag, length, Span) of an SDK span of the shape nearly every
+    server and client span has: no trace state, events, links or drops, both times, a status
+    without description.  None for any other span: :func:`_span` encodes it."""
+    context, parent, events, links = span._context, span._parent, span._events, span._links
+    attributes, status, start, end = span._attributes, span._status, span._start_time, span._end_time
+    kind = span._kind
+    if (
+        type(context) is not SpanContext
+        or (parent is not None and type(parent) is not SpanContext)
+        or type(status) is not Status
+        or type(kind) is not SpanKind
+    ):
+        return None
+    trace_id, span_id, _, _, trace_state, _ = context  # the tuple SpanContext is (checked at import)
+    if trace_state is not DEFAULT_TRACE_STATE and trace_state:
+        return None
+    if type(events) is BoundedList:  # the SDK's; LeanSpan has an empty tuple until the first one
+        if events._dq or events.dropped:
+            return None
+    elif events or type(events) is not tuple:
+        return None
+    if type(links) is BoundedList:
+        if links._dq or links.dropped:
+            return None
+    elif links or type(links) is not tuple:
+        return None
+    if type(attributes) is not BoundedAttributes or not attributes._immutable or attributes.dropped:
+        return None
+    if status._description or not start or not end:  # a 0 time is an absent field
+        return None
+    if parent is None:
+        head = _pack_ids(b"\x0a\x10", trace_id >> 64, trace_id & _UINT64, b"\x12\x08", span_id)
+        tail = _TAIL_LOCAL[status._status_code._value_]
+    else:
+        head = _pack_ids_parent(
+            b"\x0a\x10", trace_id >> 64, trace_id & _UINT64, b"\x12\x08", span_id, b"\x22\x08", parent[1]
+        )
+        tail = (_TAIL_REMOTE if parent[2] else _TAIL_LOCAL)[status._status_code._value_]  # [2]: is_remote
+    name, kind = span._name, kind._value_
+    name_kind = _name_kind.get((name, kind))
+    if name_kind is None:
+        name_kind = (_field(b"\x2a", name.encode()) if name else b"") + _KIND_BY_VALUE[kind]
+        if len(_name_kind) >= _CACHE_LIMIT:
+            _name_kind.clear()
+        _name_kind[(name, kind)] = name_kind
+    parts = [head, name_kind, _pack_times(0x39, start, 0x41, end)]
+    _attributes(parts, b"\x4a", attributes._dict)
+    parts.append(tail)
+    body = b"".join(parts)
+    n = len(body)
+    return b"\x12" + (_SMALL_VARINT[n] if n < 0x80 else _varint(n)) + body
+
+
 class _Keyed:
     """A Resource or scope as a dict key, with its hash computed once (Resource hashes via json)."""
 
@@ -296,22 +386,32 @@ def _encode(spans: Sequence[ReadableSpan]) -> bytes:
     # resource -> scope -> encoded spans, keyed with the SDK's equality, in first-seen order
     groups: dict[_Keyed, tuple[bytes, Optional[str], dict[_Keyed, tuple[bytes, Optional[str], list[bytes]]]]] = {}
     by_identity: dict[tuple[int, int], list[bytes]] = {}
+    last_resource = last_scope = spans_of = None
     for span in spans:
-        resource = span.resource
-        scope = span.instrumentation_scope or None
-        spans_of = by_identity.get((id(resource), id(scope)))
-        if spans_of is None:
-            _, rkey, rfield = _resource_entry(resource)
-            group = groups.get(rkey)
-            if group is None:
-                group = groups[rkey] = (rfield, resource.schema_url, {})
-            _, skey, sfield = _scope_entry(scope)
-            scope_group = group[2].get(skey)
-            if scope_group is None:
-                schema_url = scope.schema_url if scope else None
-                scope_group = group[2][skey] = (sfield, schema_url, [])
-            spans_of = by_identity[(id(resource), id(scope))] = scope_group[2]
-        spans_of.append(_field(b"\x12", _span(span)))
+        encoded = None
+        if type(span) in _DIRECT_TYPES:
+            resource, scope = span._resource, span._instrumentation_scope
+            encoded = _direct_span(span)
+        else:
+            resource, scope = span.resource, span.instrumentation_scope
+        if encoded is None:
+            encoded = _field(b"\x12", _span(span))
+        scope = scope or None
+        if resource is not last_resource or scope is not last_scope or spans_of is None:
+            last_resource, last_scope = resource, scope
+            spans_of = by_identity.get((id(resource), id(scope)))
+            if spans_of is None:
+                _, rkey, rfield = _resource_entry(resource)
+                group = groups.get(rkey)
+                if group is None:
+                    group = groups[rkey] = (rfield, resource.schema_url, {})
+                _, skey, sfield = _scope_entry(scope)
+                scope_group = group[2].get(skey)
+                if scope_group is None:
+                    schema_url = scope.schema_url if scope else None
+                    scope_group = group[2][skey] = (sfield, schema_url, [])
+                spans_of = by_identity[(id(resource), id(scope))] = scope_group[2]
+        spans_of.append(encoded)
     out = []
     for rfield, rschema, scopes in groups.values():
         scope_spans = [

@@ -80,19 +80,23 @@ class DrawnIds(IdGenerator):
         return next(self.spans) % (2**64 - 1) + 1
 
 
-def remote_context(draw: Any) -> SpanContext:
+def remote_context(draw: Any, trace_states: Any = TRACE_STATES) -> SpanContext:
     return SpanContext(
         draw(TRACE_IDS),
         draw(SPAN_IDS),
         is_remote=draw(st.booleans()),
         trace_flags=TraceFlags(draw(st.integers(0, 255))),
-        trace_state=TraceState(draw(TRACE_STATES)),
+        trace_state=TraceState(draw(trace_states)),
     )
 
 
 @st.composite
-def batches(draw: Any) -> list[ReadableSpan]:
-    """Finished spans from 1-3 real TracerProviders (own resources, tracers and limits), interleaved."""
+def batches(draw: Any, common: bool = False) -> list[ReadableSpan]:
+    """Finished spans from 1-3 real TracerProviders (own resources, tracers and limits), interleaved.
+
+    ``common``: mostly the shape the encoder writes from the span's fields (no events, links or
+    trace state), with an odd one among them now and then."""
+    odd = (lambda: draw(st.integers(0, 9)) == 0) if common else (lambda: True)
     limits = SpanLimits(
         max_span_attributes=draw(LIMITS),
         max_events=draw(LIMITS),
@@ -132,9 +136,11 @@ def batches(draw: Any) -> list[ReadableSpan]:
         if parent_mode == "local" and previous is not None:
             context = trace.set_span_in_context(previous)
         elif parent_mode == "remote":
-            context = trace.set_span_in_context(NonRecordingSpan(remote_context(draw)))
+            states = TRACE_STATES if odd() else st.just([])
+            context = trace.set_span_in_context(NonRecordingSpan(remote_context(draw, states)))
         links = [
-            Link(remote_context(draw), draw(st.one_of(st.none(), ATTRIBUTES))) for _ in range(draw(st.integers(0, 3)))
+            Link(remote_context(draw), draw(st.one_of(st.none(), ATTRIBUTES)))
+            for _ in range(draw(st.integers(0, 3)) if odd() else 0)
         ]
         span = draw(st.sampled_from(tracers)).start_span(
             draw(TEXT),
@@ -144,7 +150,7 @@ def batches(draw: Any) -> list[ReadableSpan]:
             links=links,
             start_time=draw(TIMES),
         )
-        for _ in range(draw(st.integers(0, 3))):
+        for _ in range(draw(st.integers(0, 3)) if odd() else 0):
             span.add_event(draw(TEXT), draw(st.one_of(st.none(), ATTRIBUTES)), timestamp=draw(TIMES))
         for key, value in draw(ATTRIBUTES).items():
             span.set_attribute(key, value)
@@ -168,6 +174,44 @@ def test_same_message_and_bytes_as_the_sdk_encoder(spans):
     ours = encode_spans(spans)
     assert decoded(ours) == MessageToDict(expected, preserving_proto_field_name=True)
     assert ours == expected.SerializeToString()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(batches(common=True))
+def test_same_bytes_as_the_sdk_for_the_common_span_shape(spans):
+    """The same property over batches of mostly event-, link- and trace-state-free spans: the shape
+    encoded from the span's own fields (every parent kind, status, limit and attribute type)."""
+    assert encode_spans(spans) == sdk_encode_spans(spans).SerializeToString()
+
+
+def test_common_spans_are_encoded_from_their_fields(monkeypatch):
+    """Server and client spans as the SDK and the fast path hand them over (root, local and remote
+    parent, attributes of every scalar type, any status code) never need the general encoder."""
+    from otel_uwsgi import encoder
+    from otel_uwsgi.fast.span import LeanTracer
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    remote = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1), trace_state=TraceState())
+    attributes = {"http.method": "GET", "net.host.port": 8000, "ratio": 0.5, "ok": True, "tags": ("a", "b")}
+    for tracer in (provider.get_tracer("sdk"), LeanTracer(provider.get_tracer("lean"))):
+        root = tracer.start_span("root", None, SpanKind.SERVER, attributes={"http.method": "GET"})
+        child = tracer.start_span("child", trace.set_span_in_context(root), SpanKind.CLIENT)
+        child.set_attributes(attributes)
+        child.set_status(Status(StatusCode.ERROR))
+        child.end()
+        root.end()
+        server = tracer.start_span("remote child", trace.set_span_in_context(NonRecordingSpan(remote)), SpanKind.SERVER)
+        server.set_status(Status(StatusCode.OK))
+        server.end()
+    spans = memory.get_finished_spans()
+    assert {type(s).__name__ for s in spans} == {"ReadableSpan", "LeanSpan"}
+
+    general: list[str] = []
+    monkeypatch.setattr(encoder, "_span", lambda span: general.append(span.name))  # (an exception would be caught)
+    assert encode_spans(spans) == sdk_encode_spans(spans).SerializeToString()
+    assert general == []
 
 
 def test_one_resource_is_hashed_once_not_per_span():
