@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import TraceFlags
 
 logger = logging.getLogger("otel_uwsgi")
 
@@ -94,6 +95,7 @@ class Ledger:
         self.queue_len: Callable[[], int] = lambda: 0
 
     def ended(self) -> None:
+        """Count one span (``next`` on the counter: callers in the span's path bind it directly)."""
         next(self._ended)
 
     def handed(self, n: int) -> None:
@@ -208,15 +210,23 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
         if queue is not None:
             ledger.queue_len = queue.__len__
         self._emit: Optional[Callable[[ReadableSpan], None]] = getattr(self._inner, "emit", None)
+        self._count_ended = ledger._ended.__next__  # Ledger.ended() without its Python frame
+        # The SDK's emit() re-checks what on_end has checked (shutdown, a full queue) and the pid,
+        # which its own fork handler already covers (os.register_at_fork re-initialises the
+        # queue's processor in a child).  With the parts it uses present, on_end appends itself.
+        self._append = queue is not None and all(
+            hasattr(self._inner, name) for name in ("_max_export_batch_size", "_worker_awaken")
+        )
 
     def on_end(self, span: ReadableSpan) -> None:
         context = span.context
-        if context is None or not context.trace_flags.sampled:
+        if context is None or not context.trace_flags & TraceFlags.SAMPLED:
             return  # unsampled: the SDK's on_end drops it as well
-        if getattr(self._inner, "_shutdown", False):
+        inner = self._inner
+        if getattr(inner, "_shutdown", False):
             self.ledger.exit_timeout(1)  # ended after the exit flush began: the SDK drops it
             return
-        self.ledger.ended()
+        self._count_ended()
         queue = self._queue
         if queue is not None and len(queue) >= queue.maxlen:  # maxlen is max_queue_size
             # Drop the oldest span ourselves, as the SDK would, but before it sees a full
@@ -225,7 +235,13 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
             with contextlib.suppress(IndexError):  # the export thread just took a batch
                 queue.pop()
             self.ledger.warn("queue_full")
-        if self._emit is not None:
+        if self._append:  # what the SDK's emit() does with a span once it is past its checks
+            queue.appendleft(span)  # type: ignore[union-attr]
+            if len(queue) >= inner._max_export_batch_size:  # type: ignore[arg-type]
+                awaken = inner._worker_awaken  # replaced in a forked child: read each time
+                if not awaken.is_set():
+                    awaken.set()
+        elif self._emit is not None:
             self._emit(span)  # what the SDK's on_end does once it has checked the sampled flag
         else:
             super().on_end(span)

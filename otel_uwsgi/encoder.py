@@ -30,7 +30,7 @@ from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE, TraceState
 from opentelemetry.trace.status import Status
 
-from otel_uwsgi.fast.span import LeanSpan
+from otel_uwsgi.fast.span import SPAN_TYPES as _LEAN_SPAN_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -263,14 +263,15 @@ def _span(span: ReadableSpan) -> bytes:
 
 
 # The SDK's own span classes (the ReadableSpan processors get, the Span itself) and the fast
-# path's LeanSpan keep in their private fields exactly what their properties return: for them the
-# common shape is encoded from the fields, without a property call (or an enum hash) per field.
-_DIRECT_TYPES = frozenset((ReadableSpan, _SdkSpan, LeanSpan))
+# path's LeanSpans (one class per tracer, in _LEAN_SPAN_TYPES) keep in their fields exactly what
+# their properties return: for them the common shape is encoded from the fields, without a
+# property call (or an enum hash) per field.
+_DIRECT_TYPES = frozenset((ReadableSpan, _SdkSpan))
 # SpanContext is a tuple (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid) whose
 # properties read its items; unpacked directly, as long as this API release still builds it so.
 _probe = SpanContext(3, 5, True, TraceFlags(1), TraceState([("k", "v")]))
 if tuple(_probe)[:5] != (_probe.trace_id, _probe.span_id, _probe.is_remote, _probe.trace_flags, _probe.trace_state):
-    _DIRECT_TYPES = frozenset()  # an API whose SpanContext differs: every span takes the general path
+    _DIRECT_TYPES = _LEAN_SPAN_TYPES = frozenset()  # an API whose SpanContext differs: the general path
 del _probe
 _KIND_BY_VALUE = {kind.value: field for kind, field in _KIND.items()}
 # Span.status (no description) then Span.flags, by status code value, for a local and a remote parent
@@ -389,7 +390,8 @@ def _encode(spans: Sequence[ReadableSpan]) -> bytes:
     last_resource = last_scope = spans_of = None
     for span in spans:
         encoded = None
-        if type(span) in _DIRECT_TYPES:
+        cls = type(span)
+        if cls in _DIRECT_TYPES or cls in _LEAN_SPAN_TYPES:
             resource, scope = span._resource, span._instrumentation_scope
             encoded = _direct_span(span)
         else:

@@ -70,7 +70,7 @@ class _Extractor:
         if propagator is not self._propagator:
             self._propagator, self._keys = propagator, _w3c_keys(propagator)
         keys = self._keys
-        if keys is not None and not any(key in meta for key in keys):
+        if keys is not None and meta.keys().isdisjoint(keys):
             return None  # start_span and set_span_in_context then use the current context, as extract would
         return extract(meta, getter=getter)
 
@@ -106,10 +106,11 @@ def configure(setup: Setup) -> None:
 class _Request:
     """What one traced request carries from its start to its end (``request._otel_uwsgi_span``)."""
 
-    __slots__ = ("span", "token", "server", "named", "exception", "route")
+    __slots__ = ("span", "token", "server", "named", "method", "exception", "route")
 
-    def __init__(self, span: Any, token: object, server: bool, named: bool) -> None:
+    def __init__(self, span: Any, token: object, server: bool, named: bool, method: str) -> None:
         self.span, self.token, self.server, self.named = span, token, server, named
+        self.method = method  # http.method as the stock helpers normalise it
         self.exception: Optional[BaseException] = None
         self.route: Optional[str] = None  # http.route, once the view is known
 
@@ -213,11 +214,13 @@ class ServerSpanMiddleware:
             name = _name_from_path(request, method)
         else:  # renamed in process_view from Django's own resolution, or in _end if never reached
             name, named = request.method, False
-        if trace.get_current_span() is INVALID_SPAN:
-            ctx = setup.extract(meta, setup.getter)
+        ctx = context.get_current()
+        if trace.get_current_span(ctx) is INVALID_SPAN:
+            extracted = setup.extract(meta, setup.getter)
+            if extracted is not None:  # None: no propagation header, the current context stands
+                ctx = extracted
             kind = SpanKind.SERVER
         else:
-            ctx = context.get_current()
             kind = SpanKind.INTERNAL
         if setup.default_mode:
             attributes = request_attributes(meta, setup.http)
@@ -227,7 +230,7 @@ class ServerSpanMiddleware:
             attributes = collect_request_attributes(meta, setup.mode)
         span = setup.tracer.get().start_span(name, ctx, kind, attributes=attributes)
         token = context.attach(trace.set_span_in_context(span, ctx))
-        state = _Request(span, token, kind is SpanKind.SERVER, named)
+        state = _Request(span, token, kind is SpanKind.SERVER, named, method)
         setattr(request, _STATE, state)
         if span.is_recording():
             extra: dict[str, Any] = {}
@@ -252,7 +255,7 @@ class ServerSpanMiddleware:
                 state.route = getattr(match, "route", None)  # set with the status code, in one call
             if not state.named:
                 state.named = True
-                method = _setup.http.method(request.method.strip())  # type: ignore[union-attr]
+                method = state.method
                 if hasattr(request, "urlconf"):  # Django resolved with another URLconf than the stock code
                     name = _name_from_path(request, method, settings.ROOT_URLCONF)
                 else:
@@ -275,7 +278,7 @@ class ServerSpanMiddleware:
         try:
             if not state.named:  # no view was reached (404, or a middleware answered first)
                 state.named = True
-                name = _name_from_path(request, setup.http.method(request.method.strip()), settings.ROOT_URLCONF)
+                name = _name_from_path(request, state.method, settings.ROOT_URLCONF)
                 if name != request.method:
                     span.update_name(name)
             recording = span.is_recording()

@@ -12,7 +12,11 @@ SDK ``Span`` objects, with the same sampler, ids, limits, resource, scope and pr
   rules, without a ``SamplingResult`` and three more look-ups of the parent;
 * the events and links lists are made when the first event or link is added;
 * the ended span itself is handed to ``on_end`` (it is a ``ReadableSpan``, and once ended it
-  no longer changes: every mutator of an ended SDK span is a no-op with a warning).
+  no longer changes: every mutator of an ended SDK span is a no-op with a warning);
+* the fields a span shares with its tracer's other spans live on a class made per tracer, so a
+  span is 8 field stores; its ``SpanContext`` is built as the tuple the API builds;
+* the processors' hooks are called directly, in the chain's order, skipping those whose body is
+  ``pass`` (the batch processor's ``on_start`` and ``_on_ending``).
 
 Everything else, including what user code does with the span (``set_attribute``,
 ``record_exception``, ...) and the SDK's own span metrics, is the SDK's code.  It delegates to
@@ -23,6 +27,7 @@ have exactly the fields set here (checked once per tracer, see :func:`_sdk_as_ex
 
 from __future__ import annotations
 
+import dis
 import logging
 import threading
 from time import time_ns
@@ -32,11 +37,22 @@ from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Span as SdkSpan
+from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace import sampling as sdk_sampling
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE, TraceState
 from opentelemetry.trace.status import Status, StatusCode
+
+try:
+    from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics as _NoOpTracerMetrics
+    from opentelemetry.sdk.trace._tracer_metrics import noop as _noop
+except ImportError:  # an SDK without them: the tracer's span metrics are always called
+    _NoOpTracerMetrics = None  # type: ignore[assignment,misc]
+
+    def _noop() -> None:
+        pass
 
 _sdk_logger = logging.getLogger("opentelemetry.sdk.trace")
 _logger = logging.getLogger(__name__)
@@ -49,17 +65,50 @@ _FLAGS = {
     for sampled in (False, True)
     for random in (False, True)
 }
+_SAMPLE, _DROP = sdk_sampling.Decision.RECORD_AND_SAMPLE, sdk_sampling.Decision.DROP
+_SAMPLED, _SAMPLED_RANDOM = _FLAGS[True, False], _FLAGS[True, True]
+_UNSAMPLED, _UNSAMPLED_RANDOM = _FLAGS[False, False], _FLAGS[False, True]
+_MAX_TRACE_ID, _MAX_SPAN_ID = (1 << 128) - 1, (1 << 64) - 1
+# SpanContext is the tuple (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid) its
+# properties read: LeanTracer builds and reads it as such while this API release does.
+_probe = SpanContext(3, 5, True, TraceFlags(1), TraceState([("k", "v")]))
+_CONTEXT_AS_TUPLE = tuple(_probe) == (3, 5, True, TraceFlags(1), _probe.trace_state, True) and (
+    _probe.trace_id,
+    _probe.span_id,
+    _probe.is_remote,
+    _probe.trace_flags,
+    _probe.is_valid,
+) == (3, 5, True, 1, True)
+del _probe
 _PLAIN = frozenset((str, int, float, bool))
 _STR = frozenset((str,))
 
 
 def _plain(attributes: dict[str, Any]) -> bool:
     """Keys are non-empty str and values str/int/float/bool: nothing the SDK's checks would change."""
-    return set(map(type, attributes.values())) <= _PLAIN and set(map(type, attributes)) <= _STR and "" not in attributes
+    values_ok = _PLAIN.issuperset(map(type, attributes.values()))
+    return values_ok and _STR.issuperset(map(type, attributes)) and "" not in attributes
 
 
 class LeanSpan(SdkSpan):
-    """An SDK span built without re-checking what the fast path already checked."""
+    """An SDK span built without re-checking what the fast path already checked.
+
+    Fields a new span shares with every other span of its tracer (resource, scope, sampler,
+    processor, limits) are attributes of the tracer's own subclass, and those that stay at their
+    initial value until user code changes them (status, end time, events, links, options) are
+    class attributes here: a change is an instance attribute, as on any object.  A span is made
+    with the 8 fields that differ per span.
+    """
+
+    _end_time: Optional[int] = None
+    _status = _UNSET
+    _trace_config = None
+    _record_exception = True
+    _set_status_on_exception = True
+    _events: Any = ()
+    _links: Any = ()
+    _record_end_metrics: Callable[[], None] = staticmethod(_noop)  # the SDK's, when span metrics are off
+    _hooks: _Hooks
 
     def __init__(self) -> None:  # built by LeanTracer.start_span, never by callers
         raise TypeError("LeanSpan is made by LeanTracer.start_span")
@@ -115,11 +164,57 @@ class LeanSpan(SdkSpan):
         if ended:
             _sdk_logger.warning("Calling end() on an ended span.")  # the SDK's words, on its logger
             return
-        if self._record_end_metrics:
+        if self._record_end_metrics is not _noop:
             self._record_end_metrics()
-        processor = self._span_processor
-        processor._on_ending(self)
-        processor.on_end(self)
+        hooks = self._hooks
+        if hooks.chain is not None:
+            if hooks.chain._span_processors is not hooks.processors:
+                hooks.refresh()
+            for on_ending in hooks.on_ending:
+                on_ending(self)
+            for on_end in hooks.on_end:
+                on_end(self)
+        else:
+            self._span_processor._on_ending(self)
+            self._span_processor.on_end(self)
+
+
+# Every LeanSpan subclass made for a tracer (the encoder reads these spans' fields directly).
+SPAN_TYPES: set[type] = set()
+
+
+def _does_nothing(method: Any) -> bool:
+    """Whether a processor method's body is only ``pass`` or a docstring (the SDK's on_start and
+    _on_ending of most processors): such calls are skipped.  Anything else is called."""
+    code = getattr(getattr(method, "__func__", None), "__code__", None)
+    if code is None:
+        return False
+    ops = [(i.opname, i.argval) for i in dis.get_instructions(code) if i.opname not in ("RESUME", "NOP", "CACHE")]
+    return ops in ([("LOAD_CONST", None), ("RETURN_VALUE", None)], [("RETURN_CONST", None)])
+
+
+class _Hooks:
+    """The span processors' ``on_start``/``_on_ending``/``on_end`` a tracer's spans call directly,
+    in the chain's order, without the SDK's multi-processor loop and without the calls that do
+    nothing; re-read whenever the chain's tuple of processors changes (``add_span_processor``).
+    ``chain`` is None when the provider's chain is not the SDK's synchronous one: then the spans
+    call the chain itself."""
+
+    def __init__(self, chain: Any) -> None:
+        self.chain = chain if type(chain) is SynchronousMultiSpanProcessor else None
+        self.processors: Any = None
+        self.on_start: list[Callable[..., None]] = []
+        self.on_ending: list[Callable[[Any], None]] = []
+        self.on_end: list[Callable[[Any], None]] = []
+        if self.chain is not None:
+            self.refresh()
+
+    def refresh(self) -> None:
+        processors = self.chain._span_processors
+        self.on_start = [p.on_start for p in processors if not _does_nothing(p.on_start)]
+        self.on_ending = [p._on_ending for p in processors if not _does_nothing(p._on_ending)]
+        self.on_end = [p.on_end for p in processors if not _does_nothing(p.on_end)]
+        self.processors = processors
 
 
 class LeanTracer:
@@ -130,13 +225,32 @@ class LeanTracer:
         lean = False
         try:
             decide = _decider(tracer.sampler) if isinstance(tracer, SdkTracer) else None
-            if decide is not None and _sdk_as_expected(tracer):
+            if decide is not None and _CONTEXT_AS_TUPLE and _sdk_as_expected(tracer):
                 limits = tracer._span_limits
                 lean = limits.max_span_attribute_length is None
                 self._max_attributes = limits.max_span_attributes
                 self._decide = decide
                 self._ids = tracer.id_generator
                 self._random_ids = bool(self._ids.is_trace_id_random())
+                metrics = tracer._tracer_metrics
+                self._metrics = None if type(metrics) is _NoOpTracerMetrics else metrics
+                self._hooks = _Hooks(tracer.span_processor)
+                self._span_class = type(
+                    "LeanSpan",
+                    (LeanSpan,),
+                    {
+                        "__module__": __name__,
+                        "__qualname__": "LeanSpan",
+                        "_instrumentation_info": tracer.instrumentation_info,
+                        "_instrumentation_scope": tracer._instrumentation_scope,
+                        "_resource": tracer.resource,
+                        "_sampler": tracer.sampler,
+                        "_span_processor": tracer.span_processor,
+                        "_limits": limits,
+                        "_hooks": self._hooks,
+                    },
+                )
+                SPAN_TYPES.add(self._span_class)
         except AttributeError:  # an SDK whose internals differ: its own path, always correct
             lean = False
         if not lean and isinstance(tracer, SdkTracer):
@@ -159,40 +273,31 @@ class LeanTracer:
         ):
             return tracer.start_span(name, context, kind, attributes=attributes)
         parent = trace_api.get_current_span(context).get_span_context()
-        ids = self._ids
-        if parent is None or not parent.is_valid:
+        if type(parent) is SpanContext and parent[5]:  # a valid parent; [5]: is_valid
+            trace_id, _, _, parent_flags, trace_state, _ = parent
+            random_id = parent_flags & TraceFlags.RANDOM_TRACE_ID
+        elif parent is None or type(parent) is SpanContext:
             parent = None
-            trace_id = ids.generate_trace_id()
-            random_id, trace_state = self._random_ids, None
-        else:
-            trace_id = parent.trace_id
-            random_id, trace_state = parent.trace_flags.random_trace_id, parent.trace_state
+            trace_id = self._ids.generate_trace_id()
+            random_id, trace_state = self._random_ids, DEFAULT_TRACE_STATE
+        else:  # a SpanContext subclass or something else: the SDK decides what that means
+            return tracer.start_span(name, context, kind, attributes=attributes)
         decision = self._decide(parent, trace_id)
-        flags = _FLAGS[decision.is_sampled(), bool(random_id)]
-        span_context = SpanContext(trace_id, ids.generate_span_id(), False, flags, trace_state)
-        record_end_metrics = tracer._tracer_metrics.start_span(parent, decision)
-        if not decision.is_recording():
+        if decision is _SAMPLE:
+            flags = _SAMPLED_RANDOM if random_id else _SAMPLED
+        else:
+            flags = _UNSAMPLED_RANDOM if random_id else _UNSAMPLED
+        span_id = self._ids.generate_span_id()
+        valid = 0 < trace_id <= _MAX_TRACE_ID and 0 < span_id <= _MAX_SPAN_ID
+        span_context = tuple.__new__(SpanContext, (trace_id, span_id, False, flags, trace_state, valid))
+        record_end_metrics = None if self._metrics is None else self._metrics.start_span(parent, decision)
+        if decision is _DROP:
             return trace_api.NonRecordingSpan(span_context)
-        limits = tracer._span_limits
-        span = object.__new__(LeanSpan)
-        # ReadableSpan's fields
+        span = object.__new__(self._span_class)  # the tracer's fields are its class's (see LeanSpan)
         span._name = name
         span._context = span_context
         span._kind = kind
-        span._instrumentation_info = tracer.instrumentation_info
-        span._instrumentation_scope = tracer._instrumentation_scope
         span._parent = parent
-        span._start_time = None
-        span._end_time = None
-        span._resource = tracer.resource
-        span._status = _UNSET
-        # Span's fields
-        span._sampler = tracer.sampler
-        span._trace_config = None
-        span._record_exception = True
-        span._set_status_on_exception = True
-        span._span_processor = tracer.span_processor
-        span._limits = limits
         span._lock = threading.Lock()
         bounded = object.__new__(BoundedAttributes)  # BoundedAttributes(max, None, immutable=False)
         bounded._dict = dict(attributes) if attributes else {}
@@ -202,10 +307,17 @@ class LeanTracer:
         bounded._lock = threading.Lock()
         bounded._immutable = False
         span._attributes = bounded
-        span._events = span._links = ()  # made at the first event or link (see LeanSpan)
-        span._record_end_metrics = record_end_metrics
+        if record_end_metrics is not None:
+            span._record_end_metrics = record_end_metrics
         span._start_time = time_ns()
-        span._span_processor.on_start(span, parent_context=context)
+        hooks = self._hooks
+        if hooks.chain is not None:
+            if hooks.chain._span_processors is not hooks.processors:
+                hooks.refresh()
+            for on_start in hooks.on_start:
+                on_start(span, parent_context=context)
+        else:
+            span._span_processor.on_start(span, parent_context=context)
         return span
 
 
@@ -275,10 +387,11 @@ def _decider(sampler: Any) -> Optional[Callable[[Optional[SpanContext], int], sd
     def parent_based(parent: Optional[SpanContext], trace_id: int) -> sdk_sampling.Decision:
         if parent is None:
             return root(parent, trace_id)
-        if parent.is_remote:
-            chosen = remote_sampled if parent.trace_flags.sampled else remote_not_sampled
+        sampled = parent[3] & TraceFlags.SAMPLED  # parent: a SpanContext, (..., is_remote, trace_flags, ...)
+        if parent[2]:
+            chosen = remote_sampled if sampled else remote_not_sampled
         else:
-            chosen = local_sampled if parent.trace_flags.sampled else local_not_sampled
+            chosen = local_sampled if sampled else local_not_sampled
         return chosen(parent, trace_id)
 
     return parent_based

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from opentelemetry import context, trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanLimits, TracerProvider, sampling
+from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
@@ -68,11 +68,16 @@ def test_a_lean_span_has_every_field_of_an_sdk_span_with_the_same_values():
     assert lean.lean
     ctx = trace.set_span_in_context(NonRecordingSpan(REMOTE))
     sdk_span, lean_span = both(tracer, lean, ctx)
-    assert type(lean_span) is LeanSpan
-    assert vars(sdk_span).keys() == vars(lean_span).keys()  # an SDK release adding a field fails here
+    assert isinstance(lean_span, LeanSpan)
+    # Every field of the SDK's span, on the instance or (shared by the tracer's spans) its class
+    assert all(hasattr(lean_span, field) for field in vars(sdk_span))  # an SDK release adding a field fails here
+    assert set(vars(lean_span)) == {"_name", "_context", "_kind", "_parent", "_lock", "_attributes", "_start_time"}
     differ = {"_context", "_start_time", "_end_time", "_lock", "_attributes", "_events", "_links", "_status"}
     for field in vars(sdk_span).keys() - differ:
         assert getattr(sdk_span, field) == getattr(lean_span, field), field
+    assert lean_span.get_span_context() == SpanContext(
+        lean_span.context.trace_id, lean_span.context.span_id, False, sdk_span.context.trace_flags, REMOTE.trace_state
+    )  # built as a tuple, as SpanContext() builds it
     assert (sdk_span.status.status_code, sdk_span.status.description) == (
         lean_span.status.status_code,
         lean_span.status.description,
@@ -177,7 +182,7 @@ def test_a_custom_sampler_takes_the_sdk_path():
     assert not lean.lean
     span = lean.start_span("GET", None, SpanKind.SERVER, attributes=dict(ATTRIBUTES))
     span.end()
-    assert type(span) is not LeanSpan
+    assert not isinstance(span, LeanSpan)
     assert exporter.get_finished_spans()[0].attributes["sampler"] == "yes"
 
 
@@ -201,7 +206,7 @@ def test_a_value_length_limit_takes_the_sdk_path():
 def test_attributes_the_lean_path_has_not_checked_take_the_sdk_path(attributes):
     tracer, lean, exporter = pipeline(span_limits=SpanLimits(max_span_attributes=3))
     sdk_span, lean_span = both(tracer, lean, attributes=attributes)
-    assert type(lean_span) is not LeanSpan
+    assert not isinstance(lean_span, LeanSpan)
     sdk_span.end(), lean_span.end()
     one, other = (exported(s) for s in exporter.get_finished_spans())
     assert one == other
@@ -301,10 +306,80 @@ def test_an_sdk_with_other_span_fields_gets_its_own_path(monkeypatch):
     assert not lean.lean
     span = lean.start_span("GET", None, SpanKind.SERVER, attributes=dict(ATTRIBUTES))
     span.end()
-    assert type(span) is not LeanSpan and len(exporter.get_finished_spans()) == 1
+    assert not isinstance(span, LeanSpan) and len(exporter.get_finished_spans()) == 1
 
 
 def test_an_sdk_tracer_without_the_parts_read_gets_its_own_path(monkeypatch):
     tracer, _, _ = pipeline()
     monkeypatch.delattr(tracer, "_tracer_metrics")
     assert not LeanTracer(tracer).lean
+
+
+class Recording(SpanProcessor):
+    """A processor whose every hook records the span's name."""
+
+    def __init__(self, seen: list[str], label: str) -> None:
+        self.seen, self.label = seen, label
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.seen.append(f"{self.label} start {span.name}")
+
+    def _on_ending(self, span: Any) -> None:
+        self.seen.append(f"{self.label} ending {span.name}")
+
+    def on_end(self, span: Any) -> None:
+        self.seen.append(f"{self.label} end {span.name}")
+
+
+def test_processors_are_called_in_order_including_those_added_or_removed_later():
+    """Spans call the processors' hooks directly: the chain's order, re-read when it changes."""
+    provider = TracerProvider()
+    seen: list[str] = []
+    first, second = Recording(seen, "1"), Recording(seen, "2")
+    provider.add_span_processor(first)
+    lean = LeanTracer(provider.get_tracer("scope"))
+    assert lean.lean
+    lean.start_span("a").end()
+    provider.add_span_processor(second)
+    lean.start_span("b").end()
+    chain = provider._active_span_processor
+    chain._span_processors = (second,)  # what otel-uwsgi's first-request processor does to itself
+    lean.start_span("c").end()
+    assert seen == [
+        "1 start a", "1 ending a", "1 end a",
+        "1 start b", "2 start b", "1 ending b", "2 ending b", "1 end b", "2 end b",
+        "2 start c", "2 ending c", "2 end c",
+    ]  # fmt: skip
+
+
+def test_hooks_that_do_nothing_are_skipped_and_the_others_kept():
+    from opentelemetry.sdk.trace import SpanProcessor as Base
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from otel_uwsgi.delivery import CountingBatchSpanProcessor
+    from otel_uwsgi.fast.span import _does_nothing
+
+    exporter = InMemorySpanExporter()
+    batch = BatchSpanProcessor(exporter)
+    try:
+        assert _does_nothing(batch.on_start) and _does_nothing(batch._on_ending)  # `pass`
+        assert _does_nothing(Base().on_start) and _does_nothing(Base()._on_ending)  # a docstring
+        assert not _does_nothing(batch.on_end)
+        assert not _does_nothing(Recording([], "r").on_start)
+        assert not _does_nothing(CountingBatchSpanProcessor.on_end.__get__(batch))
+        assert not _does_nothing(print) and not _does_nothing(lambda span: None.missing)
+    finally:
+        batch.shutdown()
+
+
+def test_a_provider_with_another_processor_chain_gets_it_called():
+    from opentelemetry.sdk.trace import ConcurrentMultiSpanProcessor
+
+    chain = ConcurrentMultiSpanProcessor(2)
+    provider = TracerProvider(active_span_processor=chain, shutdown_on_exit=False)
+    seen: list[str] = []
+    provider.add_span_processor(Recording(seen, "c"))
+    lean = LeanTracer(provider.get_tracer("scope"))
+    lean.start_span("a").end()
+    chain.shutdown()
+    assert sorted(seen) == ["c end a", "c ending a", "c start a"]
