@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from typing import Optional
+from typing import Any, Optional
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider, sampling
@@ -136,9 +136,24 @@ def build_exporter(settings: Settings) -> Optional[SpanExporter]:
         )
 
 
+class LeanTracerProvider(TracerProvider):
+    """The SDK's TracerProvider whose tracers start spans the lean way (``otel-lean-spans``).
+
+    Every tracer it hands out (the stock instrumentations' too) is the SDK's, made a
+    :class:`~otel_uwsgi.fast.span.LeanSdkTracer` when the sampler, limits and SDK allow it: same
+    spans, a third of the CPU to start and end them.
+    """
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+        from otel_uwsgi.fast.span import make_lean
+
+        return make_lean(super().get_tracer(*args, **kwargs))
+
+
 def build_provider(settings: Settings, resource: Resource, ledger: Optional[Ledger] = None) -> TracerProvider:
     """A TracerProvider with one (counting) BatchSpanProcessor; no SDK atexit hook (we flush with a bound)."""
-    provider = TracerProvider(
+    provider_class = LeanTracerProvider if settings["otel-lean-spans"] else TracerProvider
+    provider = provider_class(
         resource=resource,
         sampler=build_sampler(settings),
         span_limits=build_span_limits(settings),

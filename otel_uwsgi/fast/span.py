@@ -136,6 +136,23 @@ class LeanSpan(SdkSpan):
                 return
         _sdk_logger.warning("Tried calling %s on an ended span.", caller)
 
+    def set_attribute(self, key: str, value: Any) -> None:
+        """The SDK's ``set_attribute``; a str/int/float/bool value under a non-empty str key, with
+        room for it and no value-length limit, goes in without the SDK's cleaning calls (which
+        would return it unchanged)."""
+        with self._lock:
+            bounded = self._attributes
+            if self._end_time is None and type(key) is str and key and type(value) in _PLAIN:
+                current = bounded._dict
+                if key in current:
+                    del current[key]
+                    current[key] = value
+                    return
+                if bounded.maxlen is None or len(current) < bounded.maxlen:
+                    current[key] = value
+                    return
+        SdkSpan.set_attribute(self, key, value)
+
     def set_checked_attributes(self, attributes: dict[str, Any]) -> None:
         """``set_attributes`` for values the fast path made itself (str, int, float, bool): added
         without the SDK's per-value checks when that changes nothing, by the SDK otherwise
@@ -222,6 +239,7 @@ class LeanTracer:
 
     def __init__(self, tracer: Any) -> None:
         self._tracer = tracer
+        self._sdk_start = SdkTracer.start_span.__get__(tracer) if isinstance(tracer, SdkTracer) else tracer.start_span
         lean = False
         try:
             decide = _decider(tracer.sampler) if isinstance(tracer, SdkTracer) else None
@@ -263,15 +281,16 @@ class LeanTracer:
         context: Optional[Context] = None,
         kind: SpanKind = SpanKind.INTERNAL,
         attributes: Optional[dict[str, Any]] = None,
+        start_time: Optional[int] = None,
     ) -> trace_api.Span:
         """Like ``Tracer.start_span``; ``attributes`` values must be str, int, float or bool."""
         tracer = self._tracer
         if not self.lean or not tracer._is_enabled():
-            return tracer.start_span(name, context, kind, attributes=attributes)
+            return self._sdk_start(name, context, kind, attributes=attributes, start_time=start_time)
         if attributes and (
             (self._max_attributes is not None and len(attributes) > self._max_attributes) or not _plain(attributes)
         ):
-            return tracer.start_span(name, context, kind, attributes=attributes)
+            return self._sdk_start(name, context, kind, attributes=attributes, start_time=start_time)
         parent = trace_api.get_current_span(context).get_span_context()
         if type(parent) is SpanContext and parent[5]:  # a valid parent; [5]: is_valid
             trace_id, _, _, parent_flags, trace_state, _ = parent
@@ -281,7 +300,7 @@ class LeanTracer:
             trace_id = self._ids.generate_trace_id()
             random_id, trace_state = self._random_ids, DEFAULT_TRACE_STATE
         else:  # a SpanContext subclass or something else: the SDK decides what that means
-            return tracer.start_span(name, context, kind, attributes=attributes)
+            return self._sdk_start(name, context, kind, attributes=attributes, start_time=start_time)
         decision = self._decide(parent, trace_id)
         if decision is _SAMPLE:
             flags = _SAMPLED_RANDOM if random_id else _SAMPLED
@@ -309,7 +328,7 @@ class LeanTracer:
         span._attributes = bounded
         if record_end_metrics is not None:
             span._record_end_metrics = record_end_metrics
-        span._start_time = time_ns()
+        span._start_time = time_ns() if start_time is None else start_time
         hooks = self._hooks
         if hooks.chain is not None:
             if hooks.chain._span_processors is not hooks.processors:
@@ -395,3 +414,38 @@ def _decider(sampler: Any) -> Optional[Callable[[Optional[SpanContext], int], sd
         return chosen(parent, trace_id)
 
     return parent_based
+
+
+class LeanSdkTracer(SdkTracer):
+    """An SDK tracer whose ``start_span`` is :class:`LeanTracer`'s when nothing it skips is asked
+    for (links, ``record_exception=False``...): what the stock instrumentations' tracers become."""
+
+    _lean: LeanTracer
+
+    def start_span(  # type: ignore[override]
+        self,
+        name: str,
+        context: Optional[Context] = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Any = None,
+        links: Any = (),
+        start_time: Optional[int] = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> trace_api.Span:
+        if links or not record_exception or not set_status_on_exception:
+            return SdkTracer.start_span(
+                self, name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
+            )
+        return self._lean.start_span(name, context, kind, attributes, start_time)
+
+
+def make_lean(tracer: Any) -> Any:
+    """``tracer`` made a :class:`LeanSdkTracer` when LeanTracer can serve it, else unchanged."""
+    if type(tracer) is not SdkTracer:
+        return tracer
+    lean = LeanTracer(tracer)
+    if lean.lean:
+        tracer.__class__ = LeanSdkTracer
+        tracer._lean = lean
+    return tracer

@@ -28,5 +28,6 @@ class LazyTracer:
             provider = trace.get_tracer_provider()
             tracer = provider.get_tracer(self._name, __version__, schema_url=self._schema_url)
             if not isinstance(provider, trace.ProxyTracerProvider):
-                tracer = self._tracer = LeanTracer(tracer)
+                lean = getattr(tracer, "_lean", None)  # a LeanSdkTracer (otel-lean-spans) carries one
+                tracer = self._tracer = lean if isinstance(lean, LeanTracer) else LeanTracer(tracer)
         return tracer

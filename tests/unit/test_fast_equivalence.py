@@ -228,7 +228,12 @@ def run_site(mode: str, db: str) -> dict[str, Any]:
 
     instrument(("django", "mysql" if db == "mysql" else "sqlite3"), fast=mode == "fast")
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
+    if mode == "stock-lean":  # the stock instrumentations under otel-uwsgi's provider (otel-lean-spans)
+        from otel_uwsgi.tracing import LeanTracerProvider
+
+        provider = LeanTracerProvider()
+    else:
+        provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     if os.environ.get("FAST_TEST_RESPONSE_PROPAGATOR"):
@@ -259,6 +264,7 @@ def run_site(mode: str, db: str) -> dict[str, Any]:
         spans = exporter.get_finished_spans()
         ids = {s.context.span_id: i for i, s in enumerate(spans)}
         out[case] = {
+            "classes": sorted({type(s).__name__ for s in spans}),
             "status": started[0],
             "traceresponse": started[1],
             "length": len(body),
@@ -294,16 +300,16 @@ def spans_of(mode: str, db: str, env: Optional[dict[str, str]] = None) -> dict[s
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def assert_same_spans(stock: dict[str, Any], fast: dict[str, Any]) -> None:
-    """Every case: same response, same spans field by field (scope names aside)."""
+def assert_same_spans(stock: dict[str, Any], fast: dict[str, Any], same_scopes: bool = False) -> None:
+    """Every case: same response, same spans field by field (scope names aside, unless ``same_scopes``)."""
     assert stock.keys() == fast.keys()
     for case in stock:
         s, f = stock[case], fast[case]
         assert (s["status"], s["length"], s["traceresponse"]) == (f["status"], f["length"], f["traceresponse"]), case
         assert len(s["spans"]) == len(f["spans"]), (case, s["spans"], f["spans"])
         for one, other in zip(s["spans"], f["spans"]):
-            if one["scope"] == "test":  # the test's own outer span
-                assert other["scope"] == "test"
+            if one["scope"] == "test" or same_scopes:  # the test's own outer span; or the same instrumentations
+                assert other["scope"] == one["scope"]
             else:
                 assert one["scope"].startswith("opentelemetry.instrumentation.")
                 assert other["scope"].startswith("otel_uwsgi.fast.")
@@ -372,6 +378,20 @@ def test_same_spans_in_the_new_semantic_conventions(opt_in):
     stock, fast = spans_of("stock", "sqlite", env), spans_of("fast", "sqlite", env)
     assert_same_spans(stock, fast)
     assert "http.request.method" in stock["trivial"]["spans"][0]["attributes"]
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{}, CAPTURE_ENV, {"OTEL_SEMCONV_STABILITY_OPT_IN": "http/dup,database/dup"}],
+    ids=["default", "capture", "semconv-dup"],
+)
+def test_the_stock_instrumentations_spans_are_the_same_with_lean_spans(env):
+    """otel-lean-spans (on by default): the stock Django and dbapi instrumentations, started by
+    LeanSdkTracer instead of the SDK's Tracer.start_span, emit exactly the SDK's spans."""
+    sdk, lean = spans_of("stock", "sqlite", env), spans_of("stock-lean", "sqlite", env)
+    assert_same_spans(sdk, lean, same_scopes=True)
+    assert {c for case in sdk.values() for c in case["classes"]} == {"ReadableSpan"}
+    assert all(case["classes"] == (["LeanSpan"] if case["spans"] else []) for case in lean.values())
 
 
 if __name__ == "__main__":

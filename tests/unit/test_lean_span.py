@@ -383,3 +383,71 @@ def test_a_provider_with_another_processor_chain_gets_it_called():
     lean.start_span("a").end()
     chain.shutdown()
     assert sorted(seen) == ["c end a", "c ending a", "c start a"]
+
+
+@pytest.mark.parametrize("max_attributes", [None, 0, 1, 3])
+def test_set_attribute_keeps_what_the_sdk_keeps(max_attributes):
+    """Random set_attribute sequences (odd keys and values, repeats, a full span) end with the
+    attributes and drop count the SDK's span has."""
+    import random
+
+    rng = random.Random(max_attributes)
+    keys = ["a", "b", "c", "", None, 3, "d"]
+    values = ["x", 1, 2.5, True, b"raw", None, ["l", "m"], ("t",), {"no": 1}, 10**30]
+    for _ in range(60):
+        tracer, lean, _ = pipeline(span_limits=SpanLimits(max_span_attributes=max_attributes))
+        start = {"a": "first"} if rng.random() < 0.5 else None
+        sdk_span = tracer.start_span("s", attributes=start)
+        lean_span = lean.start_span("s", attributes=start)
+        assert isinstance(lean_span, LeanSpan) or (start and max_attributes == 0)  # too many: the SDK's
+        for _ in range(rng.randint(0, 8)):
+            key, value = rng.choice(keys), rng.choice(values)
+            sdk_span.set_attribute(key, value)
+            lean_span.set_attribute(key, value)
+        assert list(sdk_span.attributes.items()) == list(lean_span.attributes.items())
+        assert sdk_span.dropped_attributes == lean_span.dropped_attributes
+        sdk_span.end(), lean_span.end()
+        sdk_span.set_attribute("late", 1), lean_span.set_attribute("late", 1)
+        assert dict(sdk_span.attributes) == dict(lean_span.attributes)
+
+
+def test_a_lean_sdk_tracer_starts_lean_spans_unless_asked_for_what_it_skips():
+    from opentelemetry.trace import Link
+
+    from otel_uwsgi.fast.span import LeanSdkTracer, make_lean
+    from otel_uwsgi.tracing import LeanTracerProvider
+
+    provider = LeanTracerProvider(shutdown_on_exit=False)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("stock.instrumentation", "1.0")
+    assert type(tracer) is LeanSdkTracer and make_lean(tracer) is tracer
+    with tracer.start_as_current_span("outer", kind=SpanKind.SERVER, attributes={"k": "v"}) as outer:
+        assert isinstance(outer, LeanSpan)
+        inner = tracer.start_span("timed", start_time=1234)
+        assert isinstance(inner, LeanSpan) and inner.start_time == 1234 and inner.parent == outer.context
+        inner.end(end_time=5678)
+        linked = tracer.start_span("linked", links=[Link(REMOTE)])
+        quiet = tracer.start_span("quiet", record_exception=False)
+        assert not isinstance(linked, LeanSpan) and not isinstance(quiet, LeanSpan)  # the SDK's own
+        assert quiet._record_exception is False and len(linked.links) == 1
+        linked.end(), quiet.end()
+    names = [s.name for s in exporter.get_finished_spans()]
+    assert names == ["timed", "linked", "quiet", "outer"]
+    assert exporter.get_finished_spans()[0].end_time == 5678
+
+
+def test_lean_spans_can_be_switched_off():
+    from opentelemetry.sdk.trace import Tracer
+
+    from otel_uwsgi.options import load
+    from otel_uwsgi.tracing import LeanTracerProvider, build_provider
+
+    none = {"OTEL_TRACES_EXPORTER": "none"}
+    on = build_provider(load({}, none), Resource.create({}))
+    off = build_provider(load({}, {**none, "OTEL_UWSGI_LEAN_SPANS": "false"}), Resource.create({}))
+    off_ini = build_provider(load({"otel-lean-spans": "false"}, none), Resource.create({}))
+    assert type(on) is LeanTracerProvider and type(off) is not LeanTracerProvider
+    assert type(off.get_tracer("x")) is Tracer and type(off_ini.get_tracer("x")) is Tracer
+    with pytest.raises(Exception, match="otel-lean-spans"):
+        load({"otel-lean-spans": "maybe"}, {})
