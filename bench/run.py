@@ -60,8 +60,8 @@ def config_overrides(config: str, *, dead_port: int, hanging: Optional[Receiver]
     """The ini keys that make ``config`` out of the base ini (django-mysql.ini)."""
     if config == "plain":  # same app, no `import otel_uwsgi.auto`
         return {"module": "plain_wsgi:application", "pythonpath": str(BENCH)}
-    if config == "stock-export":
-        return {"otel-fast-export": "false"}
+    if config == "stock-export":  # the SDK's own exporter and span start: the "before" figure
+        return {"otel-fast-export": "false", "otel-lean-spans": "false"}
     if config == "defaults":
         return {}
     if config == "fast":

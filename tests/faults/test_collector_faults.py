@@ -45,7 +45,7 @@ pytestmark = pytest.mark.integration
 
 INI = "django-mysql.ini"
 FLUSH_MS = 2000
-QUEUE = 128
+QUEUE = 256  # the fault cases overflow it many times over (~1300 spans per server in the load window)
 BATCH = 32
 LOAD_PATH = "/db10"
 RATE = 40.0  # requests per second of LOAD_PATH, to the case's server and to its twin each
