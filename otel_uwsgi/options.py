@@ -329,7 +329,7 @@ OPTIONS: tuple[Option, ...] = (
            "bigger).", env="OTEL_UWSGI_GZIP_LEVEL", group=_OURS),
     Option("otel-lean-spans", _bool, True,
            "Start and end spans (the stock instrumentations' too) with otel-uwsgi's lean code instead of "
-           "the SDK's `Tracer.start_span`: the same SDK span objects and exported data, a third of the CPU; "
+           "the SDK's `Tracer.start_span`: the same SDK span objects and exported data for less CPU; "
            "it steps aside for custom samplers, links and value-length limits. `false`: the SDK's code.",
            env="OTEL_UWSGI_LEAN_SPANS", group=_OURS),
     Option("otel-fast-instrumentation", _bool, False,
