@@ -26,10 +26,11 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace import _Span as _SdkSpan
 from opentelemetry.sdk.util import BoundedList
-from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
-from opentelemetry.trace.span import DEFAULT_TRACE_STATE, TraceState
+from opentelemetry.trace import SpanContext, SpanKind
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.trace.status import Status
 
+from otel_uwsgi.fast.span import CONTEXT_AS_TUPLE
 from otel_uwsgi.fast.span import SPAN_TYPES as _LEAN_SPAN_TYPES
 
 logger = logging.getLogger(__name__)
@@ -267,12 +268,8 @@ def _span(span: ReadableSpan) -> bytes:
 # their properties return: for them the common shape is encoded from the fields, without a
 # property call (or an enum hash) per field.
 _DIRECT_TYPES = frozenset((ReadableSpan, _SdkSpan))
-# SpanContext is a tuple (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid) whose
-# properties read its items; unpacked directly, as long as this API release still builds it so.
-_probe = SpanContext(3, 5, True, TraceFlags(1), TraceState([("k", "v")]))
-if tuple(_probe)[:5] != (_probe.trace_id, _probe.span_id, _probe.is_remote, _probe.trace_flags, _probe.trace_state):
-    _DIRECT_TYPES = _LEAN_SPAN_TYPES = frozenset()  # an API whose SpanContext differs: the general path
-del _probe
+if not CONTEXT_AS_TUPLE:  # an API whose SpanContext is not the tuple _direct_span unpacks
+    _DIRECT_TYPES = _LEAN_SPAN_TYPES = frozenset()
 _KIND_BY_VALUE = {kind.value: field for kind, field in _KIND.items()}
 # Span.status (no description) then Span.flags, by status code value, for a local and a remote parent
 _TAIL_LOCAL = {code: status + _FLAGS_LOCAL_SPAN for code, status in _STATUS.items()}
@@ -294,7 +291,7 @@ def _direct_span(span: ReadableSpan) -> Optional[bytes]:
         or type(kind) is not SpanKind
     ):
         return None
-    trace_id, span_id, _, _, trace_state, _ = context  # the tuple SpanContext is (checked at import)
+    trace_id, span_id, _, _, trace_state, _ = context  # the tuple SpanContext is (CONTEXT_AS_TUPLE)
     if trace_state is not DEFAULT_TRACE_STATE and trace_state:
         return None
     if type(events) is BoundedList:  # the SDK's; LeanSpan has an empty tuple until the first one

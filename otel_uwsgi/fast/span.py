@@ -1,4 +1,5 @@
-"""A leaner start and end for the spans the fast path itself makes.
+"""A leaner start and end for SDK spans: the fast path's, and (``otel-lean-spans``) the stock
+instrumentations' through :class:`LeanSdkTracer`.
 
 The SDK's ``Tracer.start_span`` re-validates every attribute value (the fast path builds them
 from strings and ints it already checked), allocates links and events lists, and at ``end``
@@ -18,8 +19,10 @@ SDK ``Span`` objects, with the same sampler, ids, limits, resource, scope and pr
 * the processors' hooks are called directly, in the chain's order, skipping those whose body is
   ``pass`` (the batch processor's ``on_start`` and ``_on_ending``).
 
-Everything else, including what user code does with the span (``set_attribute``,
-``record_exception``, ...) and the SDK's own span metrics, is the SDK's code.  It delegates to
+Everything else, including what user code does with the span (``set_attributes``,
+``record_exception``, ...) and the SDK's own span metrics, is the SDK's code, except that
+``set_attribute`` of a str/int/float/bool value the span has room for skips the SDK's cleaning
+calls (which would return the value unchanged).  It delegates to
 the SDK's ``start_span`` when the tracer is not an SDK tracer (no provider, or another SDK),
 the sampler is not one of the SDK's, a value-length limit is set, or this SDK's spans do not
 have exactly the fields set here (checked once per tracer, see :func:`_sdk_as_expected`).
@@ -57,22 +60,17 @@ except ImportError:  # an SDK without them: the tracer's span metrics are always
 _sdk_logger = logging.getLogger("opentelemetry.sdk.trace")
 _logger = logging.getLogger(__name__)
 _UNSET = Status(StatusCode.UNSET)
-# TraceFlags by (sampled, random trace id)
-_FLAGS = {
-    (sampled, random): TraceFlags(
-        (TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT) | (TraceFlags.RANDOM_TRACE_ID if random else 0)
-    )
-    for sampled in (False, True)
-    for random in (False, True)
-}
 _SAMPLE, _DROP = sdk_sampling.Decision.RECORD_AND_SAMPLE, sdk_sampling.Decision.DROP
-_SAMPLED, _SAMPLED_RANDOM = _FLAGS[True, False], _FLAGS[True, True]
-_UNSAMPLED, _UNSAMPLED_RANDOM = _FLAGS[False, False], _FLAGS[False, True]
+# A new span's TraceFlags: sampled or not, with or without a random trace id
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
+_UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_UNSAMPLED_RANDOM = TraceFlags(TraceFlags.DEFAULT | TraceFlags.RANDOM_TRACE_ID)
 _MAX_TRACE_ID, _MAX_SPAN_ID = (1 << 128) - 1, (1 << 64) - 1
 # SpanContext is the tuple (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid) its
-# properties read: LeanTracer builds and reads it as such while this API release does.
+# properties read: LeanTracer (and the encoder) build and read it as such while this API release does.
 _probe = SpanContext(3, 5, True, TraceFlags(1), TraceState([("k", "v")]))
-_CONTEXT_AS_TUPLE = tuple(_probe) == (3, 5, True, TraceFlags(1), _probe.trace_state, True) and (
+CONTEXT_AS_TUPLE = tuple(_probe) == (3, 5, True, TraceFlags(1), _probe.trace_state, True) and (
     _probe.trace_id,
     _probe.span_id,
     _probe.is_remote,
@@ -243,7 +241,7 @@ class LeanTracer:
         lean = False
         try:
             decide = _decider(tracer.sampler) if isinstance(tracer, SdkTracer) else None
-            if decide is not None and _CONTEXT_AS_TUPLE and _sdk_as_expected(tracer):
+            if decide is not None and CONTEXT_AS_TUPLE and _sdk_as_expected(tracer):
                 limits = tracer._span_limits
                 lean = limits.max_span_attribute_length is None
                 self._max_attributes = limits.max_span_attributes
@@ -272,7 +270,7 @@ class LeanTracer:
         except AttributeError:  # an SDK whose internals differ: its own path, always correct
             lean = False
         if not lean and isinstance(tracer, SdkTracer):
-            _logger.debug("otel-uwsgi: fast path spans are started by the SDK's own Tracer.start_span")
+            _logger.debug("otel-uwsgi: %s's spans are started by the SDK's own Tracer.start_span", tracer)
         self.lean = lean
 
     def start_span(
@@ -385,8 +383,7 @@ def _decider(sampler: Any) -> Optional[Callable[[Optional[SpanContext], int], sd
         return lambda parent, trace_id: decision
     if kind is sdk_sampling.TraceIdRatioBased:
         limit, bound = sampler.TRACE_ID_LIMIT, sampler.bound
-        sample, drop = sdk_sampling.Decision.RECORD_AND_SAMPLE, sdk_sampling.Decision.DROP
-        return lambda parent, trace_id: sample if trace_id & limit < bound else drop
+        return lambda parent, trace_id: _SAMPLE if trace_id & limit < bound else _DROP
     if kind not in _PARENT_BASED:
         return None
     delegates = [
