@@ -1,0 +1,16 @@
+"""Build of the optional C encoder (``otel_uwsgi._native``); the rest is in pyproject.toml.
+
+The extension is optional: without a C compiler the install goes on and otel-uwsgi encodes
+in Python (same bytes, more CPU).  ``OTEL_UWSGI_NO_EXTENSIONS=1`` at install time skips it,
+and at run time leaves it unused, as aiohttp's and yarl's ``*_NO_EXTENSIONS`` do.
+"""
+
+import os
+
+from setuptools import Extension, setup
+
+extensions = []
+if os.environ.get("OTEL_UWSGI_NO_EXTENSIONS", "") in ("", "0"):
+    extensions.append(Extension("otel_uwsgi._native", ["otel_uwsgi/_native.c"], optional=True))
+
+setup(ext_modules=extensions)
