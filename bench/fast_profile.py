@@ -143,6 +143,7 @@ def child(args: argparse.Namespace) -> None:
 
 
 class _Sink(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
     """Answers every export with 200 and an empty ExportTraceServiceResponse."""
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
