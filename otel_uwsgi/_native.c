@@ -1,4 +1,5 @@
-/* The common span shape of otel_uwsgi.encoder._direct_span, written in C.
+/* otel_uwsgi's two hottest pure functions, in C: the common span shape of
+ * otel_uwsgi.encoder._direct_span, and the attribute check of otel_uwsgi.fast.span._plain_py.
  *
  * span_field(span) returns the same bytes as the Python _direct_span (the ScopeSpans.spans field:
  * tag, length, Span message) for a span of the shape nearly every server and client span has, or
@@ -7,7 +8,9 @@
  * (in int64) and float; any other value, key or field sends the whole span back to Python.
  *
  * configure() hands over the classes and the empty trace state the checks compare with, so this
- * file imports nothing from OpenTelemetry.  tests/unit/test_native.py holds the two encoders equal.
+ * file imports nothing from OpenTelemetry.  plain_attributes(mapping) answers _plain_py's question
+ * for an exact dict and hands any other mapping to the Python function itself.
+ * tests/unit/test_native.py holds each C function equal to its Python twin.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -401,6 +404,40 @@ out:
     return done;
 }
 
+/* plain_attributes(mapping): the twin of otel_uwsgi.fast.span._plain_py for an exact dict (non-empty exact str keys, exact str/int/float/bool values); any other mapping is
+ * handed to the Python function given to set_plain_fallback(). */
+static PyObject *PlainFallback;
+
+static PyObject *plain_attributes(PyObject *module, PyObject *attributes) {
+    if (!PyDict_CheckExact(attributes)) {
+        if (PlainFallback == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "otel_uwsgi._native.set_plain_fallback() was not called");
+            return NULL;
+        }
+        return PyObject_CallOneArg(PlainFallback, attributes);
+    }
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(attributes, &pos, &key, &value)) {
+        if (!PyUnicode_CheckExact(key) || PyUnicode_GET_LENGTH(key) == 0)
+            Py_RETURN_FALSE;
+        if (!(PyUnicode_CheckExact(value) || PyLong_CheckExact(value) || PyFloat_CheckExact(value) ||
+              PyBool_Check(value)))
+            Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyObject *set_plain_fallback(PyObject *module, PyObject *fallback) {
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "set_plain_fallback() needs a callable");
+        return NULL;
+    }
+    Py_INCREF(fallback);
+    Py_XSETREF(PlainFallback, fallback);
+    Py_RETURN_NONE;
+}
+
 #define HEADROOM 6 /* tag 0x12 and the body's length as a varint */
 
 static PyObject *span_field(PyObject *module, PyObject *span) {
@@ -457,13 +494,17 @@ static PyMethodDef methods[] = {
     {"span_field", span_field, METH_O,
      "span_field(span) -> bytes | None: the ScopeSpans.spans field of a span of the common shape, "
      "as otel_uwsgi.encoder._direct_span writes it; None when the Python code must decide."},
+    {"plain_attributes", plain_attributes, METH_O,
+     "plain_attributes(mapping) -> bool: non-empty str keys and str/int/float/bool values only "
+     "(otel_uwsgi.fast.span._plain_py, for an exact dict; other mappings go to the fallback)."},
+    {"set_plain_fallback", set_plain_fallback, METH_O, "set_plain_fallback(function): plain_attributes of non-dicts"},
     {"configure", configure, METH_VARARGS,
      "configure(SpanContext, Status, SpanKind, BoundedAttributes, BoundedList, DEFAULT_TRACE_STATE)"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "otel_uwsgi._native",
-                                        "The common span shape of otel_uwsgi.encoder, in C.", -1, methods,
+                                        "otel_uwsgi's common span encoding and attribute check, in C.", -1, methods,
                                         NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__native(void) {

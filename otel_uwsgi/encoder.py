@@ -20,7 +20,6 @@ output always decodes to the message the SDK would have sent.
 from __future__ import annotations
 
 import logging
-import os
 import struct
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
@@ -34,6 +33,7 @@ from opentelemetry.trace import SpanContext, SpanKind
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.trace.status import Status
 
+from otel_uwsgi import extensions
 from otel_uwsgi.fast.span import CONTEXT_AS_TUPLE
 from otel_uwsgi.fast.span import SPAN_TYPES as _LEAN_SPAN_TYPES
 
@@ -385,18 +385,14 @@ def _scope_entry(scope: Any) -> tuple[Any, _Keyed, bytes]:
 
 
 def _load_native() -> Any:
-    """``otel_uwsgi._native.span_field`` (the C build of :func:`_direct_span`) when it was built and
-    this API's SpanContext is the tuple it reads; None otherwise, or with ``OTEL_UWSGI_NO_EXTENSIONS``
-    set (the aiohttp/yarl convention): then the Python code encodes every span."""
-    if os.environ.get("OTEL_UWSGI_NO_EXTENSIONS", "") not in ("", "0") or not _DIRECT_TYPES:
+    """``otel_uwsgi._native.span_field`` (the C build of :func:`_direct_span`) when the extension is
+    there (:mod:`otel_uwsgi.extensions`) and this API's SpanContext is the tuple it reads; else None:
+    then the Python code encodes every span."""
+    native = extensions.load() if _DIRECT_TYPES else None
+    if native is None:
         return None
-    try:
-        from otel_uwsgi import _native
-    except ImportError:
-        logger.debug("otel-uwsgi: no C encoder (otel_uwsgi._native was not built); spans are encoded in Python")
-        return None
-    _native.configure(SpanContext, Status, SpanKind, BoundedAttributes, BoundedList, DEFAULT_TRACE_STATE)
-    return _native.span_field
+    native.configure(SpanContext, Status, SpanKind, BoundedAttributes, BoundedList, DEFAULT_TRACE_STATE)
+    return native.span_field
 
 
 #: The C encoder of the common shape, or None; it returns None for any span it leaves to Python.

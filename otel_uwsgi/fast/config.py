@@ -83,12 +83,86 @@ def _synthetic_type(user_agent: str) -> Optional[str]:
         return found
 
 
+_ports: dict[str, int] = {}
+
+
+def _port(text: str) -> int:
+    """``int(text)`` of the server port, cached (a server has few); ValueError as ``int`` raises it."""
+    try:
+        return _ports[text]
+    except KeyError:
+        if len(_ports) >= _CACHE_LIMIT:
+            _ports.clear()
+        number = _ports[text] = int(text)
+        return number
+
+
 def request_attributes(environ: Mapping[str, Any], config: HttpConfig) -> dict[str, Any]:
     """Server-span attributes of a WSGI request in the default (pre-1.21) semantic conventions.
 
-    The same keys and values as ``opentelemetry.instrumentation.wsgi.collect_request_attributes``
-    in its default mode, built in one pass.
+    The same keys, values and order as ``opentelemetry.instrumentation.wsgi.collect_request_attributes``
+    in its default mode.  A request that has what a WSGI server normally sends (method, host,
+    port, target, peer address and port, HTTP/x protocol) gets them in one dict display;
+    anything else is built key by key by :func:`_request_attributes`.
     """
+    get = environ.get
+    method = config.method(get("REQUEST_METHOD", "")).strip()
+    server_name, scheme, host = get("SERVER_NAME"), get("wsgi.url_scheme"), get("HTTP_HOST")
+    port, remote_addr, remote_port = get("SERVER_PORT"), get("REMOTE_ADDR"), get("REMOTE_PORT")
+    target = get("RAW_URI")
+    if target is None:
+        target = get("REQUEST_URI")
+    flavor = get("SERVER_PROTOCOL", "")
+    remote_host = get("REMOTE_HOST")
+    if (
+        method
+        and server_name is not None
+        and scheme
+        and host
+        and port
+        and target
+        and remote_addr
+        and remote_port
+        and (not remote_host or remote_host == remote_addr)
+        and type(flavor) is str
+        and flavor.upper().startswith("HTTP/")
+        and len(flavor) > 5
+    ):
+        try:
+            host_port, peer_port = _port(port), int(remote_port)
+        except (TypeError, ValueError):
+            return _request_attributes(environ, config)
+        attrs = {
+            "http.method": method,
+            "http.server_name": server_name,
+            "http.scheme": scheme,
+            "net.host.name": host,
+            "http.host": host,
+            "net.host.port": host_port,
+            "http.target": target,
+            "net.peer.ip": remote_addr,
+            "net.peer.port": peer_port,
+        }
+        user_agent = get("HTTP_USER_AGENT")
+        if user_agent:
+            _user_agent(attrs, user_agent)
+        attrs["http.flavor"] = flavor[5:]
+        return attrs
+    return _request_attributes(environ, config)
+
+
+def _user_agent(attrs: dict[str, Any], user_agent: Any) -> None:
+    if not isinstance(user_agent, str):
+        user_agent = normalize_user_agent(user_agent)
+    if user_agent:
+        attrs["http.user_agent"] = user_agent
+        synthetic = _synthetic_type(user_agent)
+        if synthetic:
+            attrs["user_agent.synthetic.type"] = synthetic
+
+
+def _request_attributes(environ: Mapping[str, Any], config: HttpConfig) -> dict[str, Any]:
+    """:func:`request_attributes` key by key, for any environ."""
     get = environ.get
     attrs: dict[str, Any] = {}
     method = config.method(get("REQUEST_METHOD", "")).strip()
@@ -132,13 +206,7 @@ def request_attributes(environ: Mapping[str, Any], config: HttpConfig) -> dict[s
         attrs["net.peer.name"] = remote_host
     user_agent = get("HTTP_USER_AGENT")
     if user_agent:
-        if not isinstance(user_agent, str):
-            user_agent = normalize_user_agent(user_agent)
-        if user_agent:
-            attrs["http.user_agent"] = user_agent
-            synthetic = _synthetic_type(user_agent)
-            if synthetic:
-                attrs["user_agent.synthetic.type"] = synthetic
+        _user_agent(attrs, user_agent)
     flavor = get("SERVER_PROTOCOL", "")
     if flavor.upper().startswith("HTTP/"):
         flavor = flavor[5:]

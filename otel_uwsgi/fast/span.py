@@ -48,6 +48,8 @@ from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE, TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
+from otel_uwsgi import extensions
+
 try:
     from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics as _NoOpTracerMetrics
     from opentelemetry.sdk.trace._tracer_metrics import noop as _noop
@@ -82,10 +84,22 @@ _PLAIN = frozenset((str, int, float, bool))
 _STR = frozenset((str,))
 
 
-def _plain(attributes: dict[str, Any]) -> bool:
+def _plain_py(attributes: dict[str, Any]) -> bool:
     """Keys are non-empty str and values str/int/float/bool: nothing the SDK's checks would change."""
     values_ok = _PLAIN.issuperset(map(type, attributes.values()))
     return values_ok and _STR.issuperset(map(type, attributes)) and "" not in attributes
+
+
+def _load_plain() -> Callable[[Any], bool]:
+    """``_plain_py``, or its C twin (~0.5k instructions for 12 attributes against ~8k) when built."""
+    native = extensions.load()
+    if native is None:
+        return _plain_py
+    native.set_plain_fallback(_plain_py)  # for mappings other than an exact dict
+    return native.plain_attributes
+
+
+_plain = _load_plain()
 
 
 class LeanSpan(SdkSpan):

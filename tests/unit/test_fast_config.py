@@ -48,6 +48,27 @@ environs = st.fixed_dictionaries(
     },
 )
 
+# What a WSGI server sends for a normal request (every key the one-display branch needs), with
+# odd values mixed in: the branch must agree with the stock helper wherever it applies.
+full_environs = st.fixed_dictionaries(
+    {
+        "wsgi.url_scheme": st.sampled_from(["http", "https", ""]),
+        "SERVER_NAME": st.sampled_from(["127.0.0.1", "example.com", ""]),
+        "SERVER_PORT": st.sampled_from(["80", "8000", " 443 ", ""]),  # the stock helper raises on "x"
+        "REQUEST_METHOD": st.sampled_from(["GET", "post", "FOO", ""]),
+        "HTTP_HOST": st.sampled_from(["127.0.0.1:8000", ""]),
+        "REQUEST_URI": st.sampled_from(["/", "/a?b=1", ""]),
+        "REMOTE_ADDR": st.sampled_from(["127.0.0.1", ""]),
+        "REMOTE_PORT": st.sampled_from(["40000", "1", "x1", ""]),
+        "SERVER_PROTOCOL": st.sampled_from(["HTTP/1.1", "http/1.0", "HTTP/", "HTTPS/1", "", "ẖTTP/1"]),
+    },
+    optional={
+        "RAW_URI": st.sampled_from(["/raw", ""]),
+        "REMOTE_HOST": st.sampled_from(["127.0.0.1", "peer.example", ""]),
+        "HTTP_USER_AGENT": st.sampled_from(["Googlebot/2.1", "AlwaysOn", "curl/8", ""]),
+    },
+)
+
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,11 +79,35 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @settings(max_examples=300, deadline=None)
 @given(environs)
 def test_request_attributes_match_the_wsgi_helper(environ: dict[str, Any]) -> None:
-    """Default semantic conventions: the one-pass builder equals collect_request_attributes
-    (whose explicit ``None`` values the SDK drops anyway)."""
+    """Default semantic conventions: the one-pass builder equals collect_request_attributes, key
+    order included (whose explicit ``None`` values the SDK drops anyway)."""
     environ = {k: v for k, v in environ.items() if v is not None}
     stock = {k: v for k, v in collect_request_attributes(environ).items() if v is not None}
-    assert request_attributes(environ, HttpConfig.from_environ({})) == stock
+    assert list(request_attributes(environ, HttpConfig.from_environ({})).items()) == list(stock.items())
+
+
+@settings(max_examples=300, deadline=None)
+@given(full_environs)
+def test_request_attributes_of_complete_requests_match_the_wsgi_helper(environ: dict[str, Any]) -> None:
+    """The same, over environs that carry every key a WSGI server sends (the one-display branch)."""
+    stock = {k: v for k, v in collect_request_attributes(environ).items() if v is not None}
+    assert list(request_attributes(environ, HttpConfig.from_environ({})).items()) == list(stock.items())
+
+
+def test_a_normal_request_takes_the_one_display_branch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What uWSGI's http-socket sends (with and without a User-Agent) never needs the key-by-key builder."""
+    from otel_uwsgi.fast import config
+
+    environ = {
+        "REQUEST_METHOD": "GET", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "wsgi.url_scheme": "http",
+        "HTTP_HOST": "127.0.0.1:8000", "REQUEST_URI": "/db?x=1", "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "40000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+    }  # fmt: skip
+    expected = [collect_request_attributes(environ), collect_request_attributes({**environ, "HTTP_USER_AGENT": "bot"})]
+    monkeypatch.setattr(config, "_request_attributes", lambda *a: pytest.fail("took the key-by-key builder"))
+    http = HttpConfig.from_environ({})
+    ours = [request_attributes(environ, http), request_attributes({**environ, "HTTP_USER_AGENT": "bot"}, http)]
+    assert ours == expected
 
 
 def test_capture_all_methods_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:

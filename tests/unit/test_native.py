@@ -1,19 +1,20 @@
-"""The C encoder of the common span shape (``otel_uwsgi._native``) against the Python one.
+"""The C extension ``otel_uwsgi._native`` against its Python twins.
 
 ``span_field`` must return exactly ``encoder._direct_span``'s bytes, or None (the Python code
-then decides); it must take every common span whose attribute values are str/bool/int/float, and
-leave no reference behind on either path.
+then decides); it must take every common span whose attribute values are str/bool/int/float.
+``plain_attributes`` must answer as ``fast.span._plain_py`` for any mapping.  Neither may leave a
+reference behind.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import sys
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -22,11 +23,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from otel_uwsgi import encoder
+from otel_uwsgi import encoder, extensions
+from otel_uwsgi.fast import span as lean_span
 from otel_uwsgi.fast.span import LeanTracer
 from tests.unit.test_encoder import batches
 
-if os.environ.get("OTEL_UWSGI_NO_EXTENSIONS", "") not in ("", "0"):
+if extensions.disabled():
     pytest.skip("OTEL_UWSGI_NO_EXTENSIONS is set: the C encoder is off", allow_module_level=True)
 if encoder.native_span_field is None:
     pytest.fail(
@@ -198,3 +200,49 @@ def test_no_extensions_variable_leaves_the_c_encoder_unused(monkeypatch, value):
     assert encoder._load_native() is None
     monkeypatch.setenv("OTEL_UWSGI_NO_EXTENSIONS", "0")
     assert encoder._load_native() is not None
+
+
+class _Text(str):
+    pass
+
+
+class _Number(int):
+    pass
+
+
+_ANY_KEYS = st.one_of(st.text(max_size=3), st.builds(_Text, st.text(max_size=2)), st.integers(0, 3), st.none())
+_ANY_VALUES = st.one_of(
+    st.text(max_size=3), st.integers(), st.floats(), st.booleans(), st.none(), st.binary(max_size=2),
+    st.lists(st.integers(), max_size=2), st.builds(_Text, st.text(max_size=2)), st.builds(_Number, st.integers()),
+)  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(_ANY_KEYS, _ANY_VALUES, max_size=6), st.sampled_from(["dict", "proxy", "ordered", "bounded"]))
+def test_plain_attribute_check_answers_as_python(attributes, kind):
+    """The C attribute check gives ``_plain_py``'s answer for any dict, and hands other mappings to it."""
+    from collections import OrderedDict
+    from types import MappingProxyType
+
+    from opentelemetry.attributes import BoundedAttributes
+
+    if kind == "proxy":
+        attributes = MappingProxyType(attributes)
+    elif kind == "ordered":
+        attributes = OrderedDict(attributes)
+    elif kind == "bounded":
+        attributes = BoundedAttributes(attributes={k: v for k, v in attributes.items() if type(k) is str})
+    assert lean_span._plain is not lean_span._plain_py
+    assert lean_span._plain(attributes) is lean_span._plain_py(attributes)
+
+
+def test_plain_attribute_check_keeps_reference_counts():
+    """Checking plain and odd dicts leaves their keys' and values' reference counts as they were."""
+    key, value, odd = "a key", "a value", ["odd"]
+    plain, mixed = {key: value, "n": 1}, {key: value, "odd": odd}
+    watched = [key, value, odd, plain, mixed]
+    before = [sys.getrefcount(o) for o in watched]
+    for _ in range(2000):
+        assert lean_span._plain(plain) is True
+        assert lean_span._plain(mixed) is False
+    assert [sys.getrefcount(o) for o in watched] == before
