@@ -9,7 +9,7 @@ Django, so it is unit-tested against the stock helpers directly.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -70,31 +70,19 @@ class HttpConfig:
         return upper if self.capture_all_methods or upper in KNOWN_METHODS else "_OTHER"
 
 
-_user_agents: dict[str, Optional[str]] = {}
-
-
-def _synthetic_type(user_agent: str) -> Optional[str]:
+def _memo(cache: dict[Any, Any], key: Any, compute: Callable[[Any], Any]) -> Any:
+    """``cache[key]``, computed on a miss; a full cache starts over (keys may come from clients)."""
     try:
-        return _user_agents[user_agent]
+        return cache[key]
     except KeyError:
-        if len(_user_agents) >= _CACHE_LIMIT:
-            _user_agents.clear()
-        found = _user_agents[user_agent] = detect_synthetic_user_agent(user_agent)
-        return found
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        value = cache[key] = compute(key)
+        return value
 
 
-_ports: dict[str, int] = {}
-
-
-def _port(text: str) -> int:
-    """``int(text)`` of the server port, cached (a server has few); ValueError as ``int`` raises it."""
-    try:
-        return _ports[text]
-    except KeyError:
-        if len(_ports) >= _CACHE_LIMIT:
-            _ports.clear()
-        number = _ports[text] = int(text)
-        return number
+_user_agents: dict[str, Optional[str]] = {}  # User-Agent -> user_agent.synthetic.type
+_ports: dict[str, int] = {}  # SERVER_PORT -> its number (int() of a str costs more than the look-up)
 
 
 def request_attributes(environ: Mapping[str, Any], config: HttpConfig) -> dict[str, Any]:
@@ -129,7 +117,7 @@ def request_attributes(environ: Mapping[str, Any], config: HttpConfig) -> dict[s
         and len(flavor) > 5
     ):
         try:
-            host_port, peer_port = _port(port), int(remote_port)
+            host_port, peer_port = _memo(_ports, port, int), int(remote_port)
         except (TypeError, ValueError):
             return _request_attributes(environ, config)
         attrs = {
@@ -156,7 +144,7 @@ def _user_agent(attrs: dict[str, Any], user_agent: Any) -> None:
         user_agent = normalize_user_agent(user_agent)
     if user_agent:
         attrs["http.user_agent"] = user_agent
-        synthetic = _synthetic_type(user_agent)
+        synthetic = _memo(_user_agents, user_agent, detect_synthetic_user_agent)
         if synthetic:
             attrs["user_agent.synthetic.type"] = synthetic
 
