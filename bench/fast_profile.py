@@ -37,7 +37,8 @@ MODES = ("plain", "stock", "fast")
 
 
 def environ_for(path: str) -> dict[str, Any]:
-    """What uWSGI's http-socket hands the app for a wrk request (no User-Agent)."""
+    """What uWSGI's http-socket hands the app for a wrk request (no User-Agent; uWSGI 2.0 sets no
+    REMOTE_PORT)."""
     return {
         "REQUEST_METHOD": "GET",
         "SCRIPT_NAME": "",
@@ -48,7 +49,6 @@ def environ_for(path: str) -> dict[str, Any]:
         "SERVER_PORT": "8000",
         "SERVER_PROTOCOL": "HTTP/1.1",
         "REMOTE_ADDR": "127.0.0.1",
-        "REMOTE_PORT": "40000",
         "HTTP_HOST": "127.0.0.1:8000",
         "wsgi.url_scheme": "http",
         "wsgi.input": io.BytesIO(b""),

@@ -89,64 +89,62 @@ def request_attributes(environ: Mapping[str, Any], config: HttpConfig) -> dict[s
     """Server-span attributes of a WSGI request in the default (pre-1.21) semantic conventions.
 
     The same keys, values and order as ``opentelemetry.instrumentation.wsgi.collect_request_attributes``
-    in its default mode.  A request that has what a WSGI server normally sends (method, host,
-    port, target, peer address and port, HTTP/x protocol) gets them in one dict display;
-    anything else is built key by key by :func:`_request_attributes`.
+    in its default mode.  A request with what every WSGI server sends (method, server name and
+    port, scheme, Host, target, peer address) gets those in one dict display and the optional
+    rest after them; anything else is built key by key by :func:`_request_attributes`.
     """
     get = environ.get
     method = config.method(get("REQUEST_METHOD", "")).strip()
-    server_name, scheme, host = get("SERVER_NAME"), get("wsgi.url_scheme"), get("HTTP_HOST")
-    port, remote_addr, remote_port = get("SERVER_PORT"), get("REMOTE_ADDR"), get("REMOTE_PORT")
+    server_name, scheme, host, port = get("SERVER_NAME"), get("wsgi.url_scheme"), get("HTTP_HOST"), get("SERVER_PORT")
     target = get("RAW_URI")
     if target is None:
         target = get("REQUEST_URI")
-    flavor = get("SERVER_PROTOCOL", "")
-    remote_host = get("REMOTE_HOST")
-    if (
-        method
-        and server_name is not None
-        and scheme
-        and host
-        and port
-        and target
-        and remote_addr
-        and remote_port
-        and (not remote_host or remote_host == remote_addr)
-        and type(flavor) is str
-        and flavor.upper().startswith("HTTP/")
-        and len(flavor) > 5
-    ):
+    remote_addr = get("REMOTE_ADDR")
+    if not (method and server_name is not None and scheme and host and port and target and remote_addr):
+        return _request_attributes(environ, config)
+    try:
+        host_port = _memo(_ports, port, int)
+    except (TypeError, ValueError):
+        return _request_attributes(environ, config)
+    attrs = {
+        "http.method": method,
+        "http.server_name": server_name,
+        "http.scheme": scheme,
+        "net.host.name": host,
+        "http.host": host,
+        "net.host.port": host_port,
+        "http.target": target,
+        "net.peer.ip": remote_addr,
+    }
+    _peer_and_rest(attrs, get, remote_addr)
+    return attrs
+
+
+def _peer_and_rest(attrs: dict[str, Any], get: Callable[..., Any], remote_addr: Any) -> None:
+    """The attributes after ``net.peer.ip``: peer port and name, user agent, flavor."""
+    remote_port = get("REMOTE_PORT")
+    if remote_port:
         try:
-            host_port, peer_port = _memo(_ports, port, int), int(remote_port)
+            attrs["net.peer.port"] = int(remote_port)
         except (TypeError, ValueError):
-            return _request_attributes(environ, config)
-        attrs = {
-            "http.method": method,
-            "http.server_name": server_name,
-            "http.scheme": scheme,
-            "net.host.name": host,
-            "http.host": host,
-            "net.host.port": host_port,
-            "http.target": target,
-            "net.peer.ip": remote_addr,
-            "net.peer.port": peer_port,
-        }
-        user_agent = get("HTTP_USER_AGENT")
-        if user_agent:
-            _user_agent(attrs, user_agent)
-        attrs["http.flavor"] = flavor[5:]
-        return attrs
-    return _request_attributes(environ, config)
-
-
-def _user_agent(attrs: dict[str, Any], user_agent: Any) -> None:
-    if not isinstance(user_agent, str):
-        user_agent = normalize_user_agent(user_agent)
+            pass
+    remote_host = get("REMOTE_HOST")
+    if remote_host and remote_host != remote_addr:
+        attrs["net.peer.name"] = remote_host
+    user_agent = get("HTTP_USER_AGENT")
     if user_agent:
-        attrs["http.user_agent"] = user_agent
-        synthetic = _memo(_user_agents, user_agent, detect_synthetic_user_agent)
-        if synthetic:
-            attrs["user_agent.synthetic.type"] = synthetic
+        if not isinstance(user_agent, str):
+            user_agent = normalize_user_agent(user_agent)
+        if user_agent:
+            attrs["http.user_agent"] = user_agent
+            synthetic = _memo(_user_agents, user_agent, detect_synthetic_user_agent)
+            if synthetic:
+                attrs["user_agent.synthetic.type"] = synthetic
+    flavor = get("SERVER_PROTOCOL", "")
+    if flavor.upper().startswith("HTTP/"):
+        flavor = flavor[5:]
+    if flavor:
+        attrs["http.flavor"] = flavor
 
 
 def _request_attributes(environ: Mapping[str, Any], config: HttpConfig) -> dict[str, Any]:
@@ -183,23 +181,7 @@ def _request_attributes(environ: Mapping[str, Any], config: HttpConfig) -> dict[
     remote_addr = get("REMOTE_ADDR")
     if remote_addr:
         attrs["net.peer.ip"] = remote_addr
-    remote_port = get("REMOTE_PORT")
-    if remote_port:
-        try:
-            attrs["net.peer.port"] = int(remote_port)
-        except (TypeError, ValueError):
-            pass
-    remote_host = get("REMOTE_HOST")
-    if remote_host and remote_host != remote_addr:
-        attrs["net.peer.name"] = remote_host
-    user_agent = get("HTTP_USER_AGENT")
-    if user_agent:
-        _user_agent(attrs, user_agent)
-    flavor = get("SERVER_PROTOCOL", "")
-    if flavor.upper().startswith("HTTP/"):
-        flavor = flavor[5:]
-    if flavor:
-        attrs["http.flavor"] = flavor
+    _peer_and_rest(attrs, get, remote_addr)
     return attrs
 
 
