@@ -6,11 +6,17 @@ two steps of ``export`` change: the body is encoded by the direct encoder (same 
 CPU) and, with gzip, compressed at ``gzip_level`` (1 by default: a third of level 9's CPU for a
 body ~8% bigger).  The SDK client is built without compression and the exporter sends
 ``Content-Encoding: gzip`` itself, so the client never compresses a second time.
+
+For a plain ``http://`` endpoint that needs nothing ``requests`` adds (a proxy from the
+environment, ``~/.netrc`` credentials, a credential-provider session), the client sends through
+the SDK's own urllib3 transport instead of its default, requests: the same POST with the same
+retries and timeouts, at a quarter of the CPU per export (~0.3 against ~1 ms per batch here).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
@@ -26,6 +32,30 @@ logger = logging.getLogger(__name__)
 
 # What export() reuses from the SDK exporter (1.45); if a later SDK renames them, export() is the SDK's.
 _SDK_PARTS = ("_client", "_metrics", "_max_request_size", "_shutdown")
+# Set, they make the SDK build a requests session of its own (an entry point's), which a transport
+# passed in would bypass.
+_CREDENTIAL_PROVIDERS = (
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER",
+    "OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER",
+)
+
+
+def plain_http_transport(endpoint: Optional[str]) -> Optional[Any]:
+    """The SDK's urllib3 transport for ``endpoint`` when it is ``http://`` and requests would add
+    nothing to a POST there (no proxy for it in the environment, no netrc entry, no credential
+    provider); None otherwise: the SDK's default transport (requests) is used."""
+    if not endpoint or not endpoint.lower().startswith("http://"):
+        return None
+    if any(os.environ.get(name) for name in _CREDENTIAL_PROVIDERS):
+        return None
+    try:
+        from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
+        from requests.utils import get_environ_proxies, get_netrc_auth
+    except ImportError:  # another exporter release: its own transport
+        return None
+    if get_environ_proxies(endpoint) or get_netrc_auth(endpoint):
+        return None
+    return Urllib3HTTPTransport(verify=True, cert=None)
 
 
 class FastOTLPSpanExporter(OTLPSpanExporter):
@@ -50,7 +80,19 @@ class FastOTLPSpanExporter(OTLPSpanExporter):
             self._gzip_level = gzip_level
             headers = {**(headers or {}), "Content-Encoding": "gzip"}
             compression = Compression.NoCompression
-        super().__init__(compression=compression or Compression.NoCompression, headers=headers, **kwargs)
+        transport = plain_http_transport(kwargs.get("endpoint"))
+        try:
+            super().__init__(
+                compression=compression or Compression.NoCompression,
+                headers=headers,
+                **({"_transport": transport} if transport is not None else {}),
+                **kwargs,
+            )
+        except TypeError:  # an exporter without the _transport argument: its default client
+            if transport is None:
+                raise
+            transport.close()
+            super().__init__(compression=compression or Compression.NoCompression, headers=headers, **kwargs)
         self._fast = all(hasattr(self, name) for name in _SDK_PARTS)
         if not self._fast:
             logger.warning(
