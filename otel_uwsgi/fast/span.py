@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dis
 import logging
+import random
 import threading
 from time import time_ns
 from typing import Any, Callable, Optional
@@ -43,8 +44,9 @@ from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace import sampling as sdk_sampling
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.util import BoundedList
-from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import INVALID_SPAN_ID, INVALID_TRACE_ID, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE, TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
@@ -260,8 +262,11 @@ class LeanTracer:
                 lean = limits.max_span_attribute_length is None
                 self._max_attributes = limits.max_span_attributes
                 self._decide = decide
+                self._root_decision = _root_decision(tracer.sampler)
                 self._ids = tracer.id_generator
                 self._random_ids = bool(self._ids.is_trace_id_random())
+                # The SDK's default generator is random.getrandbits, called here without its frame
+                self._sdk_random_ids = type(self._ids) is RandomIdGenerator
                 metrics = tracer._tracer_metrics
                 self._metrics = None if type(metrics) is _NoOpTracerMetrics else metrics
                 self._hooks = _Hooks(tracer.span_processor)
@@ -309,16 +314,29 @@ class LeanTracer:
             random_id = parent_flags & TraceFlags.RANDOM_TRACE_ID
         elif parent is None or type(parent) is SpanContext:
             parent = None
-            trace_id = self._ids.generate_trace_id()
+            if self._sdk_random_ids:  # RandomIdGenerator.generate_trace_id
+                trace_id = random.getrandbits(128)
+                while trace_id == INVALID_TRACE_ID:
+                    trace_id = random.getrandbits(128)
+            else:
+                trace_id = self._ids.generate_trace_id()
             random_id, trace_state = self._random_ids, DEFAULT_TRACE_STATE
         else:  # a SpanContext subclass or something else: the SDK decides what that means
             return self._sdk_start(name, context, kind, attributes=attributes, start_time=start_time)
-        decision = self._decide(parent, trace_id)
+        if parent is None and self._root_decision is not None:
+            decision = self._root_decision
+        else:
+            decision = self._decide(parent, trace_id)
         if decision is _SAMPLE:
             flags = _SAMPLED_RANDOM if random_id else _SAMPLED
         else:
             flags = _UNSAMPLED_RANDOM if random_id else _UNSAMPLED
-        span_id = self._ids.generate_span_id()
+        if self._sdk_random_ids:  # RandomIdGenerator.generate_span_id
+            span_id = random.getrandbits(64)
+            while span_id == INVALID_SPAN_ID:
+                span_id = random.getrandbits(64)
+        else:
+            span_id = self._ids.generate_span_id()
         valid = 0 < trace_id <= _MAX_TRACE_ID and 0 < span_id <= _MAX_SPAN_ID
         span_context = tuple.__new__(SpanContext, (trace_id, span_id, False, flags, trace_state, valid))
         record_end_metrics = None if self._metrics is None else self._metrics.start_span(parent, decision)
@@ -383,6 +401,14 @@ class _ProbeSpan(SdkSpan):
 
 
 _PARENT_BASED = (sdk_sampling.ParentBased, sdk_sampling.ParentBasedTraceIdRatio)
+
+
+def _root_decision(sampler: Any) -> Optional[sdk_sampling.Decision]:
+    """The decision for every root span, when it does not depend on the trace id (a static
+    sampler, or a parent-based one with a static root): taken without calling the decider."""
+    if type(sampler) in _PARENT_BASED:
+        sampler = getattr(sampler, "_root", None)
+    return sampler._decision if type(sampler) is sdk_sampling.StaticSampler else None
 
 
 def _decider(sampler: Any) -> Optional[Callable[[Optional[SpanContext], int], sdk_sampling.Decision]]:

@@ -296,6 +296,36 @@ def test_the_decisions_are_the_sdk_samplers_decisions(sampler):
         assert decide(parent, trace_id) is expected, (parent, trace_id)
 
 
+@pytest.mark.parametrize("sampler", SAMPLERS, ids=lambda s: s.get_description())
+def test_a_root_decision_taken_without_the_decider_is_the_samplers(sampler):
+    """Where a root span's decision does not depend on the trace id it is taken once, and it is the
+    SDK sampler's for every trace id; where it does (a ratio at the root) none is taken."""
+    from otel_uwsgi.fast.span import _root_decision
+
+    decision = _root_decision(sampler)
+    root = getattr(sampler, "_root", sampler)
+    assert (decision is None) is (type(root) is not sampling.StaticSampler)
+    if decision is not None:
+        for trace_id in (1, 2**64, 2**128 - 1, 0xABCDEF):
+            assert sampler.should_sample(None, trace_id, "GET").decision is decision
+
+
+def test_ids_are_the_sdk_generators_from_the_same_random_state():
+    """With the SDK's RandomIdGenerator, lean spans draw the same trace and span ids from ``random``
+    as the SDK's spans do (same calls, same order), roots and children alike."""
+    import random
+
+    tracer, lean, _ = pipeline()
+
+    def ids(start: Any) -> list[tuple[int, int]]:
+        random.seed(42)
+        root = start("root", None)
+        child = start("child", trace.set_span_in_context(root))
+        return [(s.get_span_context().trace_id, s.get_span_context().span_id) for s in (root, child)]
+
+    assert ids(tracer.start_span) == ids(lean.start_span)
+
+
 def test_an_sdk_with_other_span_fields_gets_its_own_path(monkeypatch):
     from otel_uwsgi.fast import span as lean_module
 
