@@ -78,11 +78,13 @@ def summarize(runs: list[Run], configs: Sequence[str], paths: Sequence[str]) -> 
 
 def progress(run: Run) -> str:
     """One line per finished run, for stderr."""
-    spans = f"spans {run['spans_received']}/{run['spans_expected']}  " if config_exports(run["config"]) else ""
+    counted = config_exports(run["config"]) and run.get("spans_expected") is not None
+    spans = f"spans {run['spans_received']}/{run['spans_expected']}  " if counted else ""
+    stop = f"stop {run['stop_s']:.2f} s" if run.get("stop_s") is not None else ""
     return (
         f"  round {run['round']} {run['path']:6} {run['config']:13} {run['rps']:7.0f} req/s  "
         f"p99 {run['p99_ms'] or 0:7.2f} ms  CPU {run['cpu_us_per_request'] or 0:6.0f} µs/req  "
-        f"{spans}stop {run['stop_s']:.2f} s"
+        f"{spans}{stop}"
     )
 
 

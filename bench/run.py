@@ -153,49 +153,62 @@ class Instance:
         return time.monotonic() - started
 
 
-def measure(args: argparse.Namespace, config: str, path: str, round_no: int) -> dict[str, Any]:
-    """One uWSGI of ``config`` loaded on ``path``: warm-up, measure window, stop, count spans."""
-    result: dict[str, Any] = {"round": round_no, "config": config, "path": path}
-    receiver = StoringReceiver().start()
-    hanging = None
-    if config == "hanging":
-        hanging = Receiver().start()
-        hanging.fault.hang = True
-    instance = None
-    try:
-        extra = config_overrides(config, dead_port=free_port(), hanging=hanging)
-        instance = Instance(args, receiver.endpoint, extra, f"{config}-{path.strip('/') or 'root'}-r{round_no}")
-        instance.start(path)
-        load.run(instance.url(path), args.warmup, connections=args.connections, threads=args.threads, wrk=args.wrk)
+class Subject:
+    """One configuration's uWSGI on one path, with its receiver(s): started, loaded, stopped, counted."""
+
+    def __init__(self, args: argparse.Namespace, config: str, path: str, label: str) -> None:
+        self.args, self.config, self.path = args, config, path
+        self.receiver = StoringReceiver().start()
+        self.hanging: Optional[Receiver] = None
+        if config == "hanging":
+            self.hanging = Receiver().start()
+            self.hanging.fault.hang = True
+        self.instance: Optional[Instance] = None
+        extra = config_overrides(config, dead_port=free_port(), hanging=self.hanging)
+        self.instance = Instance(args, self.receiver.endpoint, extra, f"{config}-{path.strip('/') or 'root'}-{label}")
+
+    def start(self) -> None:
+        assert self.instance is not None
+        self.instance.start(self.path)
+
+    def window(self, warmup: float) -> dict[str, Any]:
+        """wrk for ``warmup`` seconds, then the measure window; CPU and requests of the window."""
+        args, instance = self.args, self.instance
+        assert instance is not None
+        load.run(instance.url(self.path), warmup, connections=args.connections, threads=args.threads, wrk=args.wrk)
         pgrp = instance.server.pid
         cpu0, served0 = procstat.group_cpu(pgrp), procstat.served(instance.stats())
         wrk = load.run(
-            instance.url(path), args.duration, connections=args.connections, threads=args.threads, wrk=args.wrk
+            instance.url(self.path), args.duration, connections=args.connections, threads=args.threads, wrk=args.wrk
         )
         cpu1, stats1 = procstat.group_cpu(pgrp), instance.stats()
         window_requests = procstat.served(stats1) - served0
         rss = [procstat.rss_kib(pid) for pid in procstat.worker_pids(stats1)]
-        total = procstat.served(instance.settled_stats())
-        result.update(
-            rps=wrk.rps,
-            p50_ms=wrk.latency_ms.get("50"),
-            p99_ms=wrk.latency_ms.get("99"),
-            wrk_requests=wrk.requests,
-            http_errors=wrk.errors,
-            window_requests=window_requests,
-            cpu_s=cpu1 - cpu0,
-            cpu_us_per_request=(cpu1 - cpu0) * 1e6 / window_requests if window_requests else None,
-            worker_rss_mib=report.median(r / 1024 for r in rss if r),
-            requests_total=total,
-        )
+        return {
+            "rps": wrk.rps,
+            "p50_ms": wrk.latency_ms.get("50"),
+            "p99_ms": wrk.latency_ms.get("99"),
+            "wrk_requests": wrk.requests,
+            "http_errors": wrk.errors,
+            "window_requests": window_requests,
+            "cpu_s": cpu1 - cpu0,
+            "cpu_us_per_request": (cpu1 - cpu0) * 1e6 / window_requests if window_requests else None,
+            "worker_rss_mib": report.median(r / 1024 for r in rss if r),
+        }
+
+    def finish(self) -> dict[str, Any]:
+        """Stop uWSGI (SIGINT: the workers flush) and count what reached the receiver."""
+        instance = self.instance
+        assert instance is not None
+        result: dict[str, Any] = {"requests_total": procstat.served(instance.settled_stats())}
         result["stop_s"] = instance.stop()
         result["uwsgi_exit"] = instance.server.returncode
-        counted = receiver.count()
-        per_request = SPANS_PER_REQUEST.get(path)
+        counted = self.receiver.count()
+        per_request = SPANS_PER_REQUEST.get(self.path)
         result.update(
             spans_total=counted.spans,
             spans_received=counted.per_request if per_request else counted.server,
-            spans_expected=total * per_request if per_request else total,
+            spans_expected=result["requests_total"] * per_request if per_request else result["requests_total"],
             export_requests=counted.requests,
             export_bytes=counted.bytes,
             undecodable=counted.bad,
@@ -203,18 +216,85 @@ def measure(args: argparse.Namespace, config: str, path: str, round_no: int) -> 
         lost = lifecycle_log.parse(instance.server.log()).not_delivered
         result["logged_not_delivered"] = sum(n for n, _ in lost.values())
         result["log"] = str(instance.server.log_path)
-    except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as exc:
-        result["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        say(f"  {config} {path}: FAILED: {exc}")
-        if instance is not None:
-            result["log"] = str(instance.server.log_path)
+        return result
+
+    def close(self) -> None:
+        """Whatever happened: uWSGI stopped by pid, receivers closed."""
+        if self.instance is not None:
+            self.instance.stop(kill_after=15)
+        self.receiver.stop()
+        if self.hanging is not None:
+            self.hanging.stop()
+
+
+_FAILURES = (RuntimeError, OSError, ValueError, subprocess.SubprocessError)
+
+
+def _failed(result: dict[str, Any], subject: Optional[Subject], exc: BaseException) -> None:
+    result["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    say(f"  {result['config']} {result['path']}: FAILED: {exc}")
+    if subject is not None and subject.instance is not None:
+        result["log"] = str(subject.instance.server.log_path)
+
+
+def measure(args: argparse.Namespace, config: str, path: str, round_no: int) -> dict[str, Any]:
+    """One uWSGI of ``config`` loaded on ``path``: warm-up, measure window, stop, count spans."""
+    result: dict[str, Any] = {"round": round_no, "config": config, "path": path}
+    subject = None
+    try:
+        subject = Subject(args, config, path, f"r{round_no}")
+        subject.start()
+        result.update(subject.window(args.warmup))
+        result.update(subject.finish())
+    except _FAILURES as exc:
+        _failed(result, subject, exc)
     finally:
-        if instance is not None:
-            instance.stop(kill_after=15)
-        receiver.stop()
-        if hanging is not None:
-            hanging.stop()
+        if subject is not None:
+            subject.close()
     return result
+
+
+def measure_interleaved(args: argparse.Namespace, path: str) -> list[dict[str, Any]]:
+    """Every configuration's uWSGI alive at once on ``path``; each round loads them in turn (A B C,
+    then C B A), so a round's windows lie seconds apart instead of a uWSGI start and stop each.
+    Spans are counted once per configuration, after the last round (on its last run)."""
+    subjects: dict[str, Subject] = {}
+    runs: list[dict[str, Any]] = []
+    try:
+        for config in args.configs:
+            subjects[config] = Subject(args, config, path, "interleaved")
+            subjects[config].start()
+        for round_no in range(1, args.rounds + 1):
+            order = args.configs if round_no % 2 else list(reversed(args.configs))
+            for config in order:
+                result: dict[str, Any] = {"round": round_no, "config": config, "path": path}
+                try:
+                    result.update(subjects[config].window(args.warmup))
+                except _FAILURES as exc:
+                    _failed(result, subjects[config], exc)
+                runs.append(result)
+                if not result.get("error"):
+                    say(report.progress(result))
+        for config, subject in subjects.items():
+            last = [r for r in runs if r["config"] == config and not r.get("error")]
+            try:
+                counted = subject.finish()
+            except _FAILURES as exc:
+                _failed(last[-1] if last else {"config": config, "path": path}, subject, exc)
+                continue
+            if last:
+                last[-1].update(counted)
+            say(
+                f"  {path} {config}: {counted.get('spans_received')}/{counted.get('spans_expected')} spans, "
+                f"stop {counted['stop_s']:.2f} s"
+            )
+    except _FAILURES as exc:
+        say(f"  {path}: interleaved run FAILED: {exc}")
+        runs.append({"round": 0, "config": "?", "path": path, "error": str(exc).splitlines()[0]})
+    finally:
+        for subject in subjects.values():
+            subject.close()
+    return runs
 
 
 def fill_queues(instance: Instance, queue: int, deadline_s: float) -> dict[int, int]:
@@ -295,6 +375,12 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=4, help="uWSGI processes (default 4)")
     parser.add_argument("--flush-queue", type=int, default=2048, help="otel-bsp-max-queue-size of the flush phase")
     parser.add_argument("--no-lifecycle", action="store_true", help="skip the start-up/exit-flush phase")
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="keep every configuration's uWSGI running and load them in turn each round (windows seconds "
+        "apart: less drift between a round's configurations; spans counted once, after the last round)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 1 s warm-up, 3 s window, / and /db")
     parser.add_argument("--json", type=Path, help="write every run, the summary and the targets here")
     parser.add_argument("--ini", type=Path, default=ROOT / "ini" / "django-mysql.ini", help="base ini")
@@ -354,7 +440,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         f"bench: {args.rounds} round(s) of {', '.join(args.configs)} on {', '.join(args.paths)}; logs in {args.workdir}"
     )
     try:
-        for round_no in range(1, args.rounds + 1):
+        for path in args.paths if args.interleave else ():
+            runs.extend(measure_interleaved(args, path))
+        for round_no in range(1, args.rounds + 1) if not args.interleave else ():
             for path in args.paths:
                 # A B C … in odd rounds, … C B A in even ones: a steady drift of the machine
                 # then favours no configuration over the rounds.
