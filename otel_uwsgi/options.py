@@ -322,7 +322,9 @@ OPTIONS: tuple[Option, ...] = (
            "uWSGI's `worker-reload-mercy`.", env="OTEL_UWSGI_EXIT_FLUSH_TIMEOUT", group=_OURS),
     Option("otel-fast-export", _bool, True,
            "Encode spans with otel-uwsgi's direct OTLP protobuf encoder (same bytes as the SDK's, about "
-           "5x less CPU) and gzip at `otel-gzip-level`; `false` uses the SDK's exporter unchanged.",
+           "5x less CPU; C where built), gzip at `otel-gzip-level`, and post to a plain `http://` "
+           "collector through the SDK's urllib3 transport (see How spans are sent); `false` uses the "
+           "SDK's exporter unchanged.",
            env="OTEL_UWSGI_FAST_EXPORT", group=_OURS),
     Option("otel-gzip-level", _int_range(1, 9), 1,
            "gzip level of export requests with `otel-fast-export` (1: a third of level 9's CPU, ~6% "
