@@ -8,9 +8,11 @@ SDK ``Span`` objects, with the same sampler, ids, limits, resource, scope and pr
 
 * attributes the caller vouches for (``str``/``int``/``float``/``bool`` values, at most the
   attribute-count limit, no value-length limit) go into the span's ``BoundedAttributes``
-  without the per-value checks; anything else takes the SDK's own path;
+  without the per-value checks (the test of the types is C where ``otel_uwsgi._native`` was
+  built); anything else takes the SDK's own path;
 * the SDK's own samplers (static, trace-id ratio, parent-based) are decided directly by their
-  rules, without a ``SamplingResult`` and three more look-ups of the parent;
+  rules, without a ``SamplingResult`` and three more look-ups of the parent (a root span's
+  static decision without any call), and the SDK's random ids come from ``random`` directly;
 * the events and links lists are made when the first event or link is added;
 * the ended span itself is handed to ``on_end`` (it is a ``ReadableSpan``, and once ended it
   no longer changes: every mutator of an ended SDK span is a no-op with a warning);
