@@ -279,8 +279,11 @@ def measure_interleaved(args: argparse.Namespace, path: str) -> list[dict[str, A
             last = [r for r in runs if r["config"] == config and not r.get("error")]
             try:
                 counted = subject.finish()
-            except _FAILURES as exc:
-                _failed(last[-1] if last else {"config": config, "path": path}, subject, exc)
+            except _FAILURES as exc:  # recorded on its last run, or as a run of its own when none succeeded
+                if not last:
+                    last = [{"round": 0, "config": config, "path": path}]
+                    runs.append(last[0])
+                _failed(last[-1], subject, exc)
                 continue
             if last:
                 last[-1].update(counted)
