@@ -438,6 +438,210 @@ static PyObject *set_plain_fallback(PyObject *module, PyObject *fallback) {
     Py_RETURN_NONE;
 }
 
+
+/* server_attributes(environ, capture_all_methods): otel_uwsgi.fast.config.request_attributes for
+ * an exact dict environ whose values are the exact str a WSGI server sends, with every key its
+ * one-display branch needs; None for anything else (the Python function then decides).  The
+ * known methods, the two look-up caches and the user-agent classifier are the Python module's
+ * own, handed over by set_http_helpers(). */
+static PyObject *KnownMethods, *PortCache, *AgentCache, *DetectAgent;
+static Py_ssize_t CacheLimit;
+static PyObject *s_upper, *s_strip, *s_other, *s_http_prefix, *k_request_method, *k_server_name, *k_scheme,
+    *k_host, *k_server_port, *k_raw_uri, *k_request_uri, *k_remote_addr, *k_remote_port, *k_remote_host,
+    *k_user_agent, *k_protocol, *a_method, *a_server_name, *a_scheme, *a_host_name, *a_host, *a_host_port,
+    *a_target, *a_peer_ip, *a_peer_port, *a_peer_name, *a_user_agent, *a_synthetic, *a_flavor;
+
+/* environ[key] when it is an exact str (a borrowed reference); NULL when absent or anything else,
+ * with *odd set for "present but not a str" (the caller then leaves the request to Python). */
+static PyObject *text(PyObject *environ, PyObject *key, int *odd) {
+    PyObject *v = PyDict_GetItemWithError(environ, key);
+    if (v == NULL) {
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            *odd = 1;
+        }
+        return NULL;
+    }
+    if (!PyUnicode_CheckExact(v)) {
+        *odd = 1;
+        return NULL;
+    }
+    return v;
+}
+
+/* cache[key], or compute(key) stored there (a full cache starts over): fast.config._memo.  NULL
+ * with the error cleared when compute fails (ValueError from int(): Python decides). */
+static PyObject *memo(PyObject *cache, PyObject *key, PyObject *(*compute)(PyObject *)) {
+    PyObject *v = PyDict_GetItemWithError(cache, key);
+    if (v != NULL) {
+        Py_INCREF(v);
+        return v;
+    }
+    if (PyErr_Occurred())
+        goto fail;
+    if ((v = compute(key)) == NULL)
+        goto fail;
+    if (PyDict_GET_SIZE(cache) >= CacheLimit)
+        PyDict_Clear(cache);
+    if (PyDict_SetItem(cache, key, v) < 0) {
+        Py_DECREF(v);
+        goto fail;
+    }
+    return v;
+fail:
+    PyErr_Clear();
+    return NULL;
+}
+
+static PyObject *to_int(PyObject *textual) { return PyLong_FromUnicodeObject(textual, 10); }
+
+static PyObject *detect_agent(PyObject *agent) { return PyObject_CallOneArg(DetectAgent, agent); }
+
+static int put(PyObject *attrs, PyObject *key, PyObject *value) { return PyDict_SetItem(attrs, key, value); }
+
+static PyObject *server_attributes(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "server_attributes(environ, capture_all_methods)");
+        return NULL;
+    }
+    PyObject *environ = args[0];
+    int capture_all = PyObject_IsTrue(args[1]);
+    if (KnownMethods == NULL || capture_all < 0 || !PyDict_CheckExact(environ)) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    int odd = 0;
+    PyObject *raw = PyDict_GetItemWithError(environ, k_request_method);
+    if (raw == NULL && PyErr_Occurred())
+        goto none;
+    if (raw != NULL && !PyUnicode_CheckExact(raw))
+        goto none;
+    PyObject *server_name = text(environ, k_server_name, &odd), *scheme = text(environ, k_scheme, &odd),
+             *host = text(environ, k_host, &odd), *port = text(environ, k_server_port, &odd),
+             *remote_addr = text(environ, k_remote_addr, &odd);
+    PyObject *target = PyDict_GetItemWithError(environ, k_raw_uri);
+    if (target == NULL) {
+        if (PyErr_Occurred())
+            goto none;
+        target = text(environ, k_request_uri, &odd);
+    } else if (!PyUnicode_CheckExact(target)) {
+        goto none;
+    }
+    if (odd || raw == NULL || server_name == NULL || scheme == NULL || host == NULL || port == NULL ||
+        target == NULL || remote_addr == NULL)
+        goto none;
+    if (!PyUnicode_GET_LENGTH(scheme) || !PyUnicode_GET_LENGTH(host) || !PyUnicode_GET_LENGTH(port) ||
+        !PyUnicode_GET_LENGTH(target) || !PyUnicode_GET_LENGTH(remote_addr))
+        goto none;
+
+    PyObject *attrs = NULL, *method = NULL, *upper = NULL, *host_port = NULL, *number = NULL, *synthetic = NULL,
+             *flavor_upper = NULL, *flavor_rest = NULL;
+    if ((upper = PyObject_CallMethodNoArgs(raw, s_upper)) == NULL)
+        goto fail;
+    if (!capture_all) {
+        int known = PySet_Contains(KnownMethods, upper);
+        if (known < 0)
+            goto fail;
+        if (!known) {
+            Py_INCREF(s_other);
+            Py_SETREF(upper, s_other);
+        }
+    }
+    if ((method = PyObject_CallMethodNoArgs(upper, s_strip)) == NULL)
+        goto fail;
+    if (!PyUnicode_CheckExact(method) || PyUnicode_GET_LENGTH(method) == 0)
+        goto fail;
+    if ((host_port = memo(PortCache, port, to_int)) == NULL)
+        goto fail;
+    if ((attrs = PyDict_New()) == NULL)
+        goto fail;
+    if (put(attrs, a_method, method) < 0 || put(attrs, a_server_name, server_name) < 0 ||
+        put(attrs, a_scheme, scheme) < 0 || put(attrs, a_host_name, host) < 0 || put(attrs, a_host, host) < 0 ||
+        put(attrs, a_host_port, host_port) < 0 || put(attrs, a_target, target) < 0 ||
+        put(attrs, a_peer_ip, remote_addr) < 0)
+        goto fail;
+    /* fast.config._peer_and_rest */
+    PyObject *remote_port = text(environ, k_remote_port, &odd);
+    if (remote_port != NULL && PyUnicode_GET_LENGTH(remote_port)) {
+        if ((number = PyLong_FromUnicodeObject(remote_port, 10)) == NULL)
+            PyErr_Clear(); /* int() failed: no net.peer.port, as in Python */
+        else if (put(attrs, a_peer_port, number) < 0)
+            goto fail;
+    }
+    PyObject *remote_host = text(environ, k_remote_host, &odd);
+    if (remote_host != NULL && PyUnicode_GET_LENGTH(remote_host)) {
+        int same = PyUnicode_Compare(remote_host, remote_addr) == 0;
+        if (PyErr_Occurred())
+            goto fail;
+        if (!same && put(attrs, a_peer_name, remote_host) < 0)
+            goto fail;
+    }
+    PyObject *agent = text(environ, k_user_agent, &odd);
+    if (agent != NULL && PyUnicode_GET_LENGTH(agent)) {
+        if (put(attrs, a_user_agent, agent) < 0)
+            goto fail;
+        if ((synthetic = memo(AgentCache, agent, detect_agent)) == NULL)
+            goto fail;
+        int truthy = PyObject_IsTrue(synthetic);
+        if (truthy < 0 || (truthy && put(attrs, a_synthetic, synthetic) < 0))
+            goto fail;
+    }
+    PyObject *flavor = text(environ, k_protocol, &odd);
+    if (odd)
+        goto fail;
+    if (flavor != NULL) {
+        if ((flavor_upper = PyObject_CallMethodNoArgs(flavor, s_upper)) == NULL)
+            goto fail;
+        int prefixed = PyUnicode_Tailmatch(flavor_upper, s_http_prefix, 0, PY_SSIZE_T_MAX, -1);
+        if (prefixed < 0)
+            goto fail;
+        if (prefixed) {
+            if ((flavor_rest = PyUnicode_Substring(flavor, 5, PY_SSIZE_T_MAX)) == NULL)
+                goto fail;
+            flavor = flavor_rest;
+        }
+        if (PyUnicode_GET_LENGTH(flavor) && put(attrs, a_flavor, flavor) < 0)
+            goto fail;
+    }
+    Py_DECREF(method);
+    Py_DECREF(upper);
+    Py_DECREF(host_port);
+    Py_XDECREF(number);
+    Py_XDECREF(synthetic);
+    Py_XDECREF(flavor_upper);
+    Py_XDECREF(flavor_rest);
+    return attrs;
+fail:
+    PyErr_Clear();
+    Py_XDECREF(attrs);
+    Py_XDECREF(method);
+    Py_XDECREF(upper);
+    Py_XDECREF(host_port);
+    Py_XDECREF(number);
+    Py_XDECREF(synthetic);
+    Py_XDECREF(flavor_upper);
+    Py_XDECREF(flavor_rest);
+none:
+    PyErr_Clear();
+    Py_RETURN_NONE;
+}
+
+static PyObject *set_http_helpers(PyObject *module, PyObject *args) {
+    PyObject *known, *ports, *agents, *detect;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "O!O!O!On:set_http_helpers", &PyFrozenSet_Type, &known, &PyDict_Type, &ports,
+                          &PyDict_Type, &agents, &detect, &limit))
+        return NULL;
+    PyObject **slots[] = {&KnownMethods, &PortCache, &AgentCache, &DetectAgent};
+    PyObject *values[] = {known, ports, agents, detect};
+    for (int i = 0; i < 4; i++) {
+        Py_INCREF(values[i]);
+        Py_XSETREF(*slots[i], values[i]);
+    }
+    CacheLimit = limit;
+    Py_RETURN_NONE;
+}
+
 #define HEADROOM 6 /* tag 0x12 and the body's length as a varint */
 
 static PyObject *span_field(PyObject *module, PyObject *span) {
@@ -498,6 +702,11 @@ static PyMethodDef methods[] = {
      "plain_attributes(mapping) -> bool: non-empty str keys and str/int/float/bool values only "
      "(otel_uwsgi.fast.span._plain_py, for an exact dict; other mappings go to the fallback)."},
     {"set_plain_fallback", set_plain_fallback, METH_O, "set_plain_fallback(function): plain_attributes of non-dicts"},
+    {"server_attributes", (PyCFunction)(void (*)(void))server_attributes, METH_FASTCALL,
+     "server_attributes(environ, capture_all_methods) -> dict | None: otel_uwsgi.fast.config.request_attributes "
+     "for a common WSGI environ (exact str values); None: the Python function decides."},
+    {"set_http_helpers", set_http_helpers, METH_VARARGS,
+     "set_http_helpers(KNOWN_METHODS, port_cache, user_agent_cache, detect_synthetic_user_agent, cache_limit)"},
     {"configure", configure, METH_VARARGS,
      "configure(SpanContext, Status, SpanKind, BoundedAttributes, BoundedList, DEFAULT_TRACE_STATE)"},
     {NULL, NULL, 0, NULL},
@@ -518,6 +727,17 @@ PyMODINIT_FUNC PyInit__native(void) {
         {&s_name, "_name"},               {&s_dq, "_dq"},                 {&s_dropped, "dropped"},
         {&s_immutable, "_immutable"},     {&s_dict, "_dict"},             {&s_description, "_description"},
         {&s_status_code, "_status_code"}, {&s_value, "_value_"},
+        {&s_upper, "upper"},              {&s_strip, "strip"},            {&s_other, "_OTHER"},
+        {&s_http_prefix, "HTTP/"},        {&k_request_method, "REQUEST_METHOD"},
+        {&k_server_name, "SERVER_NAME"},  {&k_scheme, "wsgi.url_scheme"}, {&k_host, "HTTP_HOST"},
+        {&k_server_port, "SERVER_PORT"},  {&k_raw_uri, "RAW_URI"},        {&k_request_uri, "REQUEST_URI"},
+        {&k_remote_addr, "REMOTE_ADDR"},  {&k_remote_port, "REMOTE_PORT"}, {&k_remote_host, "REMOTE_HOST"},
+        {&k_user_agent, "HTTP_USER_AGENT"}, {&k_protocol, "SERVER_PROTOCOL"},
+        {&a_method, "http.method"},       {&a_server_name, "http.server_name"}, {&a_scheme, "http.scheme"},
+        {&a_host_name, "net.host.name"},  {&a_host, "http.host"},       {&a_host_port, "net.host.port"},
+        {&a_target, "http.target"},       {&a_peer_ip, "net.peer.ip"},  {&a_peer_port, "net.peer.port"},
+        {&a_peer_name, "net.peer.name"},  {&a_user_agent, "http.user_agent"},
+        {&a_synthetic, "user_agent.synthetic.type"}, {&a_flavor, "http.flavor"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)

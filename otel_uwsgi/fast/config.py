@@ -24,6 +24,8 @@ from opentelemetry.util.http import (
     redact_url,
 )
 
+from otel_uwsgi import extensions
+
 #: Methods the stock instrumentations keep; any other becomes ``_OTHER`` (span name ``HTTP``).
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"))
 _CACHE_LIMIT = 512  # entries per lookup cache; a full cache is emptied (keys may come from clients)
@@ -83,6 +85,21 @@ def _memo(cache: dict[Any, Any], key: Any, compute: Callable[[Any], Any]) -> Any
 
 _user_agents: dict[str, Optional[str]] = {}  # User-Agent -> user_agent.synthetic.type
 _ports: dict[str, int] = {}  # SERVER_PORT -> its number (int() of a str costs more than the look-up)
+
+
+def _load_native_attributes() -> Optional[Callable[[Any, bool], Optional[dict[str, Any]]]]:
+    """The C twin of :func:`request_attributes` for a common environ (``server_attributes(environ,
+    capture_all_methods)``, None when Python must decide), sharing this module's caches; None
+    without the extension."""
+    native = extensions.load()
+    if native is None:
+        return None
+    native.set_http_helpers(KNOWN_METHODS, _ports, _user_agents, detect_synthetic_user_agent, _CACHE_LIMIT)
+    return native.server_attributes
+
+
+#: ``server_attributes(environ, capture_all_methods)`` of otel_uwsgi._native, or None.
+native_request_attributes = _load_native_attributes()
 
 
 def request_attributes(environ: Mapping[str, Any], config: HttpConfig) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import INVALID_SPAN, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from otel_uwsgi.fast.config import HeaderCapture, HttpConfig, request_attributes
+from otel_uwsgi.fast.config import HeaderCapture, HttpConfig, native_request_attributes, request_attributes
 from otel_uwsgi.fast.tracer import LazyTracer
 
 logger = logging.getLogger(__name__)
@@ -223,7 +223,11 @@ class ServerSpanMiddleware:
         else:
             kind = SpanKind.INTERNAL
         if setup.default_mode:
-            attributes = request_attributes(meta, setup.http)
+            attributes = None
+            if native_request_attributes is not None:  # C, for the request a WSGI server normally sends
+                attributes = native_request_attributes(meta, setup.http.capture_all_methods)
+            if attributes is None:
+                attributes = request_attributes(meta, setup.http)
         else:
             from opentelemetry.instrumentation.wsgi import collect_request_attributes
 

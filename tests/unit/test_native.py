@@ -246,3 +246,86 @@ def test_plain_attribute_check_keeps_reference_counts():
         assert lean_span._plain(plain) is True
         assert lean_span._plain(mixed) is False
     assert [sys.getrefcount(o) for o in watched] == before
+
+
+# -- server_attributes: fast.config.request_attributes for a common environ
+
+
+def _python_attributes(environ: dict, capture_all: bool) -> list:
+    from otel_uwsgi.fast.config import HttpConfig, request_attributes
+
+    http = HttpConfig.from_environ({"OTEL_PYTHON_INSTRUMENTATION_HTTP_CAPTURE_ALL_METHODS": "1"} if capture_all else {})
+    return list(request_attributes(environ, http).items())
+
+
+def _odd_values(environ: dict) -> st.SearchStrategy:
+    """The environ with some values made what no WSGI server sends (None, bytes, an int, a str subclass)."""
+    keys = sorted(environ)
+    if not keys:
+        return st.just(environ)
+    odd = st.sampled_from([None, b"x", 8000, _Text("GET"), ""])
+    return st.dictionaries(st.sampled_from(keys), odd, max_size=2).map(lambda changes: {**environ, **changes})
+
+
+def _environs() -> st.SearchStrategy:
+    from tests.unit.test_fast_config import environs, full_environs
+
+    return st.one_of(environs, full_environs, full_environs.flatmap(_odd_values))
+
+
+@settings(max_examples=600, deadline=None)
+@given(_environs(), st.booleans())
+def test_server_attributes_are_the_python_ones_or_none(environ, capture_all):
+    """For any environ the C builder returns request_attributes' keys, values and order, or None."""
+    from otel_uwsgi.fast.config import native_request_attributes
+
+    try:
+        expected = _python_attributes(environ, capture_all)
+    except Exception as error:  # noqa: BLE001 - what the Python builder raises, C must leave to it
+        assert native_request_attributes(environ, capture_all) is None, error
+        return
+    ours = native_request_attributes(environ, capture_all)
+    assert ours is None or list(ours.items()) == expected
+
+
+UWSGI_ENVIRON = {
+    "REQUEST_METHOD": "GET", "PATH_INFO": "/db", "REQUEST_URI": "/db?x=1", "QUERY_STRING": "x=1",
+    "SERVER_PROTOCOL": "HTTP/1.1", "SCRIPT_NAME": "", "SERVER_NAME": "vm", "SERVER_PORT": "8000",
+    "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "127.0.0.1:8000", "wsgi.url_scheme": "http",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"HTTP_USER_AGENT": "Mozilla/5.0"}, {"HTTP_USER_AGENT": "Googlebot/2.1", "REMOTE_PORT": "40000"},
+     {"REMOTE_HOST": "peer.example", "REMOTE_PORT": "x"}, {"REQUEST_METHOD": "FOO"}, {"SERVER_PROTOCOL": "SPDY/3"}],
+    ids=["uwsgi", "browser", "bot-with-port", "peer-name", "unknown-method", "odd-protocol"],
+)  # fmt: skip
+def test_what_a_wsgi_server_sends_is_built_in_c(extra):
+    """uWSGI's http-socket environ, with a browser's or a bot's User-Agent, a peer name or an unknown
+    method: built by C, the Python builder's result exactly (its caches shared)."""
+    from otel_uwsgi.fast import config
+
+    environ = {**UWSGI_ENVIRON, **extra}
+    ours = config.native_request_attributes(environ, False)
+    assert ours is not None
+    assert list(ours.items()) == _python_attributes(environ, False)
+    assert config._ports["8000"] == 8000
+    if "HTTP_USER_AGENT" in extra:
+        assert extra["HTTP_USER_AGENT"] in config._user_agents
+
+
+def test_server_attributes_keep_reference_counts():
+    """Building (and declining) leaves the environ's values with their reference counts."""
+    from otel_uwsgi.fast.config import native_request_attributes
+
+    environ = {**UWSGI_ENVIRON, "HTTP_USER_AGENT": "Mozilla/5.0", "REMOTE_PORT": "40000"}
+    declined = {**environ, "SERVER_NAME": b"vm"}
+    watched = [*environ.values(), environ, declined]
+    for _ in range(10):  # warm the caches
+        native_request_attributes(environ, False)
+    before = [sys.getrefcount(o) for o in watched]
+    for _ in range(2000):
+        assert native_request_attributes(environ, False) is not None
+        assert native_request_attributes(declined, False) is None
+    assert [sys.getrefcount(o) for o in watched] == before
