@@ -1,7 +1,7 @@
-"""Build of the optional C encoder (``otel_uwsgi._native``); the rest is in pyproject.toml.
+"""Build of the optional C extension (``otel_uwsgi._native``); the rest is in pyproject.toml.
 
 The extension is optional: without a C compiler the install goes on and otel-uwsgi encodes
-in Python (same bytes, more CPU).  ``OTEL_UWSGI_NO_EXTENSIONS=1`` at install time skips it,
+in Python (same results, more CPU).  ``OTEL_UWSGI_NO_EXTENSIONS=1`` at install time skips it,
 and at run time leaves it unused, as aiohttp's and yarl's ``*_NO_EXTENSIONS`` do.
 """
 
