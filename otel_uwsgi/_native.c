@@ -1,5 +1,6 @@
-/* otel_uwsgi's two hottest pure functions, in C: the common span shape of
- * otel_uwsgi.encoder._direct_span, and the attribute check of otel_uwsgi.fast.span._plain_py.
+/* otel_uwsgi's hottest pure functions, in C: the common span shape of
+ * otel_uwsgi.encoder._direct_span, the attribute check of otel_uwsgi.fast.span._plain_py, and the
+ * fast path's request attributes (otel_uwsgi.fast.config.request_attributes).
  *
  * span_field(span) returns the same bytes as the Python _direct_span (the ScopeSpans.spans field:
  * tag, length, Span message) for a span of the shape nearly every server and client span has, or
@@ -511,22 +512,12 @@ static PyObject *server_attributes(PyObject *module, PyObject *const *args, Py_s
         Py_RETURN_NONE;
     }
     int odd = 0;
-    PyObject *raw = PyDict_GetItemWithError(environ, k_request_method);
-    if (raw == NULL && PyErr_Occurred())
-        goto none;
-    if (raw != NULL && !PyUnicode_CheckExact(raw))
-        goto none;
-    PyObject *server_name = text(environ, k_server_name, &odd), *scheme = text(environ, k_scheme, &odd),
-             *host = text(environ, k_host, &odd), *port = text(environ, k_server_port, &odd),
-             *remote_addr = text(environ, k_remote_addr, &odd);
-    PyObject *target = PyDict_GetItemWithError(environ, k_raw_uri);
-    if (target == NULL) {
-        if (PyErr_Occurred())
-            goto none;
+    PyObject *raw = text(environ, k_request_method, &odd), *server_name = text(environ, k_server_name, &odd),
+             *scheme = text(environ, k_scheme, &odd), *host = text(environ, k_host, &odd),
+             *port = text(environ, k_server_port, &odd), *remote_addr = text(environ, k_remote_addr, &odd);
+    PyObject *target = text(environ, k_raw_uri, &odd); /* RAW_URI, else (absent) REQUEST_URI */
+    if (target == NULL && !odd)
         target = text(environ, k_request_uri, &odd);
-    } else if (!PyUnicode_CheckExact(target)) {
-        goto none;
-    }
     if (odd || raw == NULL || server_name == NULL || scheme == NULL || host == NULL || port == NULL ||
         target == NULL || remote_addr == NULL)
         goto none;
