@@ -164,8 +164,14 @@ class Subject:
             self.hanging = Receiver().start()
             self.hanging.fault.hang = True
         self.instance: Optional[Instance] = None
-        extra = config_overrides(config, dead_port=free_port(), hanging=self.hanging)
-        self.instance = Instance(args, self.receiver.endpoint, extra, f"{config}-{path.strip('/') or 'root'}-{label}")
+        try:
+            extra = config_overrides(config, dead_port=free_port(), hanging=self.hanging)
+            self.instance = Instance(
+                args, self.receiver.endpoint, extra, f"{config}-{path.strip('/') or 'root'}-{label}"
+            )
+        except BaseException:  # no Subject to close: stop the receivers here
+            self.close()
+            raise
 
     def start(self) -> None:
         assert self.instance is not None
