@@ -89,6 +89,10 @@ class Instance:
                 "processes": str(args.workers),
                 "stats": f"127.0.0.1:{self.stats_port}",
                 "disable-logging": "true",  # no request log: a constant cost we need not measure
+                # Serialise accept(): without it every connection wakes every idle worker (the
+                # thundering herd), kernel time that idle workers pay and busy ones do not, so
+                # the fastest configuration (plain) paid most and tracing looked cheaper than it is.
+                **({"thunder-lock": "true"} if getattr(args, "thunder_lock", True) else {}),
                 **extra,
             }
         )
@@ -384,6 +388,13 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=4, help="uWSGI processes (default 4)")
     parser.add_argument("--flush-queue", type=int, default=2048, help="otel-bsp-max-queue-size of the flush phase")
     parser.add_argument("--no-lifecycle", action="store_true", help="skip the start-up/exit-flush phase")
+    parser.add_argument(
+        "--no-thunder-lock",
+        dest="thunder_lock",
+        action="store_false",
+        help="run uWSGI without thunder-lock (every connection then wakes every idle worker: kernel time "
+        "that flatters slower configurations; see bench/README.md)",
+    )
     parser.add_argument(
         "--interleave",
         action="store_true",
