@@ -12,6 +12,8 @@
 #   5. docker/harness --broken duplicate:   must exit 1 with "FAIL: uWSGI server metrics arrived"
 #      ("... extra time(s) within one interval": every worker exports them, not only worker 1)
 #      (2b. with a CA bundle: an image that bakes the bundle in must fail the harness's proof)
+#      (2c. the secrets test of the image the harness built, which `python -m pytest` skips
+#       before dockerd runs: tests/faults/test_secrets.py::test_harness_image_layers_hold_no_token)
 #   6. no harness container left; finally (trap) docker/dockerd.sh stop
 # Exits non-zero on any failure.  Needs root.
 # Environment:
@@ -125,6 +127,20 @@ if [ -n "${OTEL_UWSGI_CA_BUNDLE:-}" ]; then
     else
         fail "the CA-bundle proof did not detect a baked-in bundle (exit $leak_rc)"
     fi
+fi
+
+section "2c/6 no header token in any layer of the harness image (tests/faults/test_secrets.py)"
+t=$(date +%s)
+set +e
+python3 -m pytest -q -rs tests/faults/test_secrets.py::test_harness_image_layers_hold_no_token 2>&1 \
+    | tee "$LOGDIR/image-secrets.log"
+secrets_rc=${PIPESTATUS[0]}
+set -e
+timings+=("image secrets test: $(since "$t") (exit $secrets_rc)")
+if [ "$secrets_rc" = 0 ] && grep -q '1 passed' "$LOGDIR/image-secrets.log"; then
+    ok "the harness image holds no header token and no header-like variable (test ran, not skipped)"
+else
+    fail "tests/faults/test_secrets.py::test_harness_image_layers_hold_no_token did not pass (exit $secrets_rc; skipped counts as failed here)"
 fi
 
 # expect_reject NAME REASON [ALSO] -- ARGS...: the harness must exit 1 (the checker's FAIL, not a
