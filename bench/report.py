@@ -209,7 +209,7 @@ def targets(rows: list[dict[str, Any]], phases: list[dict[str, Any]]) -> list[di
                 continue
             factor = row["p99_ms"] / healthy["p99_ms"]
             # the verdict is on the medians; the rounds' own ratios show how much of it is noise
-            mine, theirs = row.get("p99_ms_by_round", {}), healthy.get("p99_ms_by_round", {})
+            mine, theirs = row["p99_ms_by_round"], healthy["p99_ms_by_round"]
             per_round = median(mine[n] / theirs[n] for n in mine if theirs.get(n))
             spread = f"; per round median {per_round:.2f}×" if per_round is not None else ""
             add(

@@ -92,7 +92,7 @@ class Instance:
                 # Serialise accept(): without it every connection wakes every idle worker (the
                 # thundering herd), kernel time that idle workers pay and busy ones do not, so
                 # the fastest configuration (plain) paid most and tracing looked cheaper than it is.
-                **({"thunder-lock": "true"} if getattr(args, "thunder_lock", True) else {}),
+                **({"thunder-lock": "true"} if args.thunder_lock else {}),
                 **extra,
             }
         )
