@@ -51,7 +51,9 @@ def make_spans(batch: int) -> list[ReadableSpan]:
     )
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    django = provider.get_tracer("opentelemetry.instrumentation.django", "0.66b2", schema_url="https://opentelemetry.io/schemas/1.11.0")
+    django = provider.get_tracer(
+        "opentelemetry.instrumentation.django", "0.66b2", schema_url="https://opentelemetry.io/schemas/1.11.0"
+    )
     dbapi = provider.get_tracer("opentelemetry.instrumentation.dbapi", "0.66b2")
     request = 0
     while len(memory.get_finished_spans()) < batch:
@@ -74,8 +76,10 @@ def make_spans(batch: int) -> list[ReadableSpan]:
                 "http.route": "product/<int:pk>",
             },
         ) as server:
-            for statement in ("SELECT `shop_product`.`id`, `shop_product`.`name` FROM `shop_product` WHERE `id` = %s",
-                              "SELECT COUNT(*) AS `__count` FROM `shop_review` WHERE `product_id` = %s"):
+            for statement in (
+                "SELECT `shop_product`.`id`, `shop_product`.`name` FROM `shop_product` WHERE `id` = %s",
+                "SELECT COUNT(*) AS `__count` FROM `shop_review` WHERE `product_id` = %s",
+            ):
                 with dbapi.start_as_current_span(
                     "SELECT",
                     kind=SpanKind.CLIENT,
@@ -136,8 +140,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     n = len(spans)
     stock_bytes = sdk_encode_spans(spans).SerializeToString()
     ours = encode_spans(spans)
-    print(f"batch: {n} spans ({n // 3} Django server spans + {n - n // 3} MySQL spans), "
-          f"{len(ours)} bytes encoded, identical to the SDK's: {ours == stock_bytes}")
+    print(
+        f"batch: {n} spans ({n // 3} Django server spans + {n - n // 3} MySQL spans), "
+        f"{len(ours)} bytes encoded, identical to the SDK's: {ours == stock_bytes}"
+    )
     rows = {
         "encode: SDK encode_spans + SerializeToString": lambda: sdk_encode_spans(spans).SerializeToString(),
         "encode: otel_uwsgi.encoder.encode_spans": lambda: encode_spans(spans),
@@ -149,14 +155,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     for label, value in results.items():
         print(f"{label:<48} {value:7.2f} µs/span")
     level1, level9 = zlib.compress(ours, 1, 31), zlib.compress(ours, 9, 31)
-    print(f"gzip sizes: level 1 {len(level1)} bytes ({len(ours) / len(level1):.1f}x), "
-          f"level 9 {len(level9)} bytes ({len(ours) / len(level9):.1f}x), level 1 is "
-          f"{(len(level1) / len(level9) - 1) * 100:.0f}% bigger")
+    print(
+        f"gzip sizes: level 1 {len(level1)} bytes ({len(ours) / len(level1):.1f}x), "
+        f"level 9 {len(level9)} bytes ({len(ours) / len(level9):.1f}x), level 1 is "
+        f"{(len(level1) / len(level9) - 1) * 100:.0f}% bigger"
+    )
     labels = list(rows)
     stock_total = results[labels[0]] + results[labels[2]]
     fast_total = results[labels[1]] + results[labels[4]]
-    print(f"encode+gzip per span: SDK {stock_total:.2f} µs, otel-uwsgi {fast_total:.2f} µs "
-          f"({stock_total / fast_total:.1f}x less CPU)")
+    print(
+        f"encode+gzip per span: SDK {stock_total:.2f} µs, otel-uwsgi {fast_total:.2f} µs "
+        f"({stock_total / fast_total:.1f}x less CPU)"
+    )
 
 
 if __name__ == "__main__":

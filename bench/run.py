@@ -44,7 +44,7 @@ from otel_uwsgi.receiver import Receiver
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-CONFIGS = ("plain", "stock-export", "defaults", "fast", "metrics", "dead", "hanging")
+CONFIGS = ("plain", "stock-export", "defaults", "twin", "fast", "metrics", "dead", "hanging")
 TRACED_HEALTHY = ("stock-export", "defaults", "fast")
 PATHS = ("/", "/db", "/db10")
 MYSQL = ("127.0.0.1", 3306)
@@ -62,7 +62,7 @@ def config_overrides(config: str, *, dead_port: int, hanging: Optional[Receiver]
         return {"module": "plain_wsgi:application", "pythonpath": str(BENCH)}
     if config == "stock-export":  # the SDK's own exporter and span start: the "before" figure
         return {"otel-fast-export": "false", "otel-lean-spans": "false"}
-    if config == "defaults":
+    if config in ("defaults", "twin"):  # twin: a second defaults uWSGI, the A/A noise floor
         return {}
     if config == "fast":
         return {"otel-fast-instrumentation": "true"}
