@@ -38,6 +38,7 @@ import run
 from fast_profile import MODES, _Sink, child_command, child_env
 
 from otel_uwsgi.harness import free_port
+from otel_uwsgi.receiver import Receiver
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -71,7 +72,10 @@ def count_uwsgi(config: str, path: str, requests: int, warmup: int, endpoint: st
         f'{_uwsgi_binary()} "$@"\n'
     )
     wrapper.chmod(0o755)
-    overrides = run.config_overrides(config, dead_port=free_port(), hanging=None)
+    hanging = Receiver().start() if config == "hanging" else None
+    if hanging is not None:
+        hanging.fault.hang = True
+    overrides = run.config_overrides(config, dead_port=free_port(), hanging=hanging)
     overrides.update(kv.split("=", 1) for kv in extra)
     # one worker: no herd to serialise, and the counts stay comparable with earlier results
     settings = argparse.Namespace(
@@ -85,6 +89,8 @@ def count_uwsgi(config: str, path: str, requests: int, warmup: int, endpoint: st
             instance.get(path, timeout=120)
     finally:
         server.stop(signal.SIGINT, kill_after=600)  # the worker flushes its spans at exit: counted
+        if hanging is not None:
+            hanging.stop()
     log = server.log()
     worker = re.findall(r"spawned uWSGI worker 1 \(pid: (\d+)", log)
     counts = dict(re.findall(r"==(\d+)== Collected : (\d+)", log))
@@ -109,10 +115,16 @@ def main() -> None:
     parser.add_argument(
         "--uwsgi",
         action="store_true",
-        help="count a real uWSGI worker instead (modes: run.py configs plain,stock-export,defaults,fast)",
+        help="count a real uWSGI worker instead (modes: run.py configs plain,stock-export,defaults,fast; "
+        "also dead, hanging)",
     )
     parser.add_argument(
-        "--env", nargs="*", default=[], metavar="KEY=VALUE", help="extra OTEL_* settings (OTEL_TRACES_EXPORTER=none)"
+        "--env",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra OTEL_* settings (OTEL_TRACES_EXPORTER=none); with --uwsgi, ini options "
+        "(otel-bsp-max-queue-size=64)",
     )
     args = parser.parse_args()
     if subprocess.run(["valgrind", "--version"], capture_output=True).returncode != 0:
