@@ -38,7 +38,6 @@ import run
 from fast_profile import MODES, _Sink, child_command, child_env
 
 from otel_uwsgi.harness import free_port
-from otel_uwsgi.receiver import Receiver
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -72,9 +71,7 @@ def count_uwsgi(config: str, path: str, requests: int, warmup: int, endpoint: st
         f'{_uwsgi_binary()} "$@"\n'
     )
     wrapper.chmod(0o755)
-    hanging = Receiver().start() if config == "hanging" else None
-    if hanging is not None:
-        hanging.fault.hang = True
+    hanging = run.hanging_receiver() if config == "hanging" else None
     overrides = run.config_overrides(config, dead_port=free_port(), hanging=hanging)
     overrides.update(kv.split("=", 1) for kv in extra)
     # one worker: no herd to serialise, and the counts stay comparable with earlier results

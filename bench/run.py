@@ -76,6 +76,13 @@ def config_overrides(config: str, *, dead_port: int, hanging: Optional[Receiver]
     raise ValueError(config)
 
 
+def hanging_receiver() -> Receiver:
+    """A started receiver that accepts every export and never answers: the ``hanging`` collector."""
+    receiver = Receiver().start()
+    receiver.fault.hang = True
+    return receiver
+
+
 class Instance:
     """One uWSGI from the base ini plus overrides, with a stats socket; registered for cleanup."""
 
@@ -165,8 +172,7 @@ class Subject:
         self.receiver = StoringReceiver().start()
         self.hanging: Optional[Receiver] = None
         if config == "hanging":
-            self.hanging = Receiver().start()
-            self.hanging.fault.hang = True
+            self.hanging = hanging_receiver()
         self.instance: Optional[Instance] = None
         try:
             extra = config_overrides(config, dead_port=free_port(), hanging=self.hanging)
