@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Sequence
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 Run = dict[str, Any]
 
@@ -200,7 +200,7 @@ def targets(rows: list[dict[str, Any]], phases: list[dict[str, Any]]) -> list[di
         )
     for config in ("dead", "hanging", "twin"):
         for row in (r for r in rows if r["config"] == config):
-            _p99_target(add, row, _find(rows, "defaults", row["path"]))
+            add(*_p99_target(row, _find(rows, "defaults", row["path"])))
     for row in (r for r in rows if r["config"] == "defaults" and r["spans_expected"] is not None):
         dropped = row["spans_expected"] - row["spans_received"]
         add(
@@ -227,9 +227,7 @@ def targets(rows: list[dict[str, Any]], phases: list[dict[str, Any]]) -> list[di
     return found
 
 
-def _p99_target(
-    add: Callable[[str, str, Optional[bool]], None], row: dict[str, Any], healthy: Optional[dict[str, Any]]
-) -> None:
+def _p99_target(row: dict[str, Any], healthy: Optional[dict[str, Any]]) -> tuple[str, str, Optional[bool]]:
     """p99 of ``row`` (dead, hanging, or twin: the A/A noise floor) against defaults.
 
     Judged like the capacity ratio: per round (the two windows seconds or minutes apart, not a
@@ -243,9 +241,8 @@ def _p99_target(
     ratios = [mine[n] / theirs[n] for n in sorted(mine) if theirs.get(n)]
     per_round = median(ratios)
     if healthy is None or per_round is None:  # a shared round implies both medians exist
-        add(name, "–", None)
-        return
-    add(
+        return name, "–", None
+    return (
         name,
         f"{per_round:.2f}× (rounds: {', '.join(f'{r:.2f}' for r in ratios)}; medians "
         f"{row['p99_ms']:.2f} vs {healthy['p99_ms']:.2f} ms, {row['p99_ms'] / healthy['p99_ms']:.2f}×)",
