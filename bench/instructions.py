@@ -85,9 +85,11 @@ def count_uwsgi(config: str, path: str, requests: int, warmup: int, endpoint: st
         for _ in range(warmup + requests):
             instance.get(path, timeout=120)
     finally:
-        server.stop(signal.SIGINT, kill_after=600)  # the worker flushes its spans at exit: counted
-        if hanging is not None:
-            hanging.stop()
+        try:
+            server.stop(signal.SIGINT, kill_after=600)  # the worker flushes its spans at exit: counted
+        finally:
+            if hanging is not None:
+                hanging.stop()
     log = server.log()
     worker = re.findall(r"spawned uWSGI worker 1 \(pid: (\d+)", log)
     counts = dict(re.findall(r"==(\d+)== Collected : (\d+)", log))
