@@ -25,7 +25,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -86,7 +85,7 @@ def count_uwsgi(config: str, path: str, requests: int, warmup: int, endpoint: st
             instance.get(path, timeout=120)
     finally:
         try:
-            server.stop(signal.SIGINT, kill_after=600)  # the worker flushes its spans at exit: counted
+            instance.stop(kill_after=600)  # the worker flushes its spans at exit: counted
         finally:
             if hanging is not None:
                 hanging.stop()

@@ -236,11 +236,13 @@ class Subject:
 
     def close(self) -> None:
         """Whatever happened: uWSGI stopped by pid, receivers closed."""
-        if self.instance is not None:
-            self.instance.stop(kill_after=15)
-        self.receiver.stop()
-        if self.hanging is not None:
-            self.hanging.stop()
+        try:
+            if self.instance is not None:
+                self.instance.stop(kill_after=15)
+        finally:
+            self.receiver.stop()
+            if self.hanging is not None:
+                self.hanging.stop()
 
 
 _FAILURES = (RuntimeError, OSError, ValueError, subprocess.SubprocessError)
@@ -364,9 +366,11 @@ def lifecycle(args: argparse.Namespace, config: str) -> dict[str, Any]:
         phase["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         say(f"  lifecycle {config}: FAILED: {exc}")
     finally:
-        if instance is not None:
-            instance.stop(kill_after=15)
-        receiver.stop()
+        try:
+            if instance is not None:
+                instance.stop(kill_after=15)
+        finally:
+            receiver.stop()
     return phase
 
 
