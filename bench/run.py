@@ -248,8 +248,14 @@ class Subject:
 _FAILURES = (RuntimeError, OSError, ValueError, subprocess.SubprocessError)
 
 
+def _reason(exc: BaseException) -> str:
+    """The first line of ``exc`` for the JSON (its type's name when it has no message)."""
+    lines = str(exc).splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def _failed(result: dict[str, Any], subject: Optional[Subject], exc: BaseException) -> None:
-    result["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    result["error"] = _reason(exc)
     say(f"  {result['config']} {result['path']}: FAILED: {exc}")
     if subject is not None and subject.instance is not None:
         result["log"] = str(subject.instance.server.log_path)
@@ -311,7 +317,7 @@ def measure_interleaved(args: argparse.Namespace, path: str) -> list[dict[str, A
             )
     except _FAILURES as exc:
         say(f"  {path}: interleaved run FAILED: {exc}")
-        runs.append({"round": 0, "config": "?", "path": path, "error": str(exc).splitlines()[0]})
+        runs.append({"round": 0, "config": "?", "path": path, "error": _reason(exc)})
     finally:
         for subject in subjects.values():
             subject.close()
@@ -363,7 +369,7 @@ def lifecycle(args: argparse.Namespace, config: str) -> dict[str, Any]:
         phase["spans_received"] = receiver.count().spans
         phase["log"] = str(instance.server.log_path)
     except (RuntimeError, OSError, ValueError) as exc:
-        phase["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        phase["error"] = _reason(exc)
         say(f"  lifecycle {config}: FAILED: {exc}")
     finally:
         try:
