@@ -75,9 +75,10 @@ class Ledger:
     Spans a full queue pushed out are *derived*: ``ended - handed - still queued``; predicting
     the eviction in ``on_end`` races with the export thread taking a batch.  A snapshot taken
     while the export thread is between popping a batch and handing it over reads up to one batch
-    high for that moment; once the process is quiet it is exact.  At an exit that gives up, a
-    batch in flight is counted as dropped though a slow collector may still store it: the count
-    can overstate the loss by one batch, never understate it.
+    high for that moment; once the process is quiet it is exact.  At an exit that gives up
+    (:meth:`give_up`), a batch in flight is counted as dropped though a slow collector may still
+    store it: the count can overstate the loss by one batch, never understate it.  The books close
+    then: the export thread's later answer for that batch does not count it a second time.
     """
 
     def __init__(self, interval_s: float = WARNING_INTERVAL_S) -> None:
@@ -88,6 +89,7 @@ class Ledger:
         self._exported = 0
         self._failed = 0
         self._exit_timeout = 0
+        self._closed_queue: Optional[int] = None  # the queue length when the books closed
         self._interval = interval_s
         self._last_warning = -float("inf")
         self._reported = 0  # drops already announced in a warning
@@ -100,22 +102,48 @@ class Ledger:
 
     def handed(self, n: int) -> None:
         with self._lock:
-            self._handed += n
+            if self._closed_queue is None:
+                self._handed += n
 
     def exported(self, n: int) -> None:
         with self._lock:
-            self._exported += n
+            if self._closed_queue is None:
+                self._exported += n
 
     def failed(self, n: int) -> None:
         with self._lock:
+            if self._closed_queue is not None:
+                return
             self._failed += n
         self.warn("export_failed")
 
     def exit_timeout(self, n: int) -> None:
-        """Spans still queued or in flight when the exit flush gave up, or ended after shutdown."""
-        self._exit_timeout += n  # exit path: single thread, and it must not wait on a lock
+        """Spans ended after the exit flush began (the SDK drops them)."""
+        self._exit_timeout += n  # exit path: it must not wait on a lock
         if n:
             self.warn("exit_timeout")
+
+    def give_up(self) -> int:
+        """The exit flush ran out of time: count what is queued or in flight as dropped, and close
+        the books on one snapshot.  Returns that number.
+
+        The export thread may still be in an export; its answer for spans counted here must not
+        count them again (as export failed, or exported), which made the books show more spans
+        dropped than ended.  The lock is taken with a short timeout: the exit path must not hang
+        on a thread that a signal interrupted while it held it.
+        """
+        locked = self._lock.acquire(timeout=0.2)
+        try:
+            queued = self.queue_len()
+            lost = max(0, queued + self._handed - self._exported - self._failed)
+            self._closed_queue = queued
+            self._exit_timeout += lost
+        finally:
+            if locked:
+                self._lock.release()
+        if lost:
+            self.warn("exit_timeout")
+        return lost
 
     def warn(self, reason: str) -> None:
         """Log the drop numbers, at most once per interval (the first time at once)."""
@@ -141,7 +169,7 @@ class Ledger:
         """A snapshot, read without the lock: the exit path may run on a thread that a signal
         interrupted while it held the lock, and must not deadlock there."""
         ended = _value(self._ended)
-        queued = self.queue_len()
+        queued = self.queue_len() if self._closed_queue is None else self._closed_queue
         handed = self._handed
         exported, failed = self._exported, self._failed
         return Counts(
@@ -154,6 +182,8 @@ class Ledger:
 
     def unfinished(self) -> int:
         """Spans queued or handed to an export that has not answered yet."""
+        if self._closed_queue is not None:
+            return 0
         return max(0, self.queue_len() + self._handed - self._exported - self._failed)
 
 

@@ -202,7 +202,7 @@ def shutdown_bounded(provider: TracerProvider, timeout_s: float, ledger: Optiona
     elapsed_ms = (time.monotonic() - started) * 1000
     pid = os.getpid()
     if not finished:
-        lost = ledger.unfinished() if ledger else 0
+        lost = ledger.give_up() if ledger else 0
         logger.warning(
             "otel-uwsgi: pid %d gave up flushing spans after %.1f s (collector slow or unreachable); "
             "%d span(s) still queued were dropped (raise otel-exit-flush-timeout to wait longer)",
@@ -210,8 +210,6 @@ def shutdown_bounded(provider: TracerProvider, timeout_s: float, ledger: Optiona
             elapsed_ms / 1000,
             lost,
         )
-        if ledger:
-            ledger.exit_timeout(lost)
     else:
         logger.debug("otel-uwsgi: pid %d flushed %d spans in %.1f ms", pid, pending_before, elapsed_ms)
     if ledger:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import pytest
 from opentelemetry.sdk.resources import Resource
@@ -19,14 +20,24 @@ class Collector(SpanExporter):
     """An in-process exporter whose answer the test controls."""
 
     def __init__(self, result: SpanExportResult = SpanExportResult.SUCCESS) -> None:
-        self.result, self.received, self.release = result, 0, threading.Event()
+        self.result, self.received, self.answered, self.release = result, 0, 0, threading.Event()
         self.release.set()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         self.release.wait()
         if self.result is SpanExportResult.SUCCESS:
             self.received += len(spans)
+        self.answered += 1
         return self.result
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
 
 
 def provider_with(exporter: SpanExporter, ledger: Ledger, **kwargs: int) -> TracerProvider:
@@ -97,6 +108,25 @@ def test_spans_still_queued_at_the_deadline_are_counted_as_exit_timeout():
     counts = ledger.counts()
     assert counts.exit_timeout == 40 and counts.pending == 0
     collector.release.set()
+
+
+@pytest.mark.parametrize("answer", [SpanExportResult.FAILURE, SpanExportResult.SUCCESS])
+def test_a_batch_in_flight_at_the_deadline_is_counted_once(answer: SpanExportResult):
+    """The export thread answers for the batch it held after the exit flush gave up on it: the books
+    closed at the deadline do not count those spans again (more dropped than ended)."""
+    ledger, collector = Ledger(), Collector(answer)
+    collector.release.clear()
+    provider = provider_with(collector, ledger, max_export_batch_size=16, schedule_delay_millis=10)
+    end_spans(provider, 16)  # one batch, handed to the (blocked) collector
+    assert wait_for(lambda: ledger.counts().pending == 16 and ledger.queue_len() == 0)
+    end_spans(provider, 5)  # and five more still queued
+    assert not shutdown_bounded(provider, 0.3, ledger)
+    at_deadline = ledger.counts()
+    assert (at_deadline.ended, at_deadline.exit_timeout, at_deadline.dropped) == (21, 21, 21)
+    collector.release.set()
+    assert wait_for(lambda: collector.answered >= 1)
+    assert ledger.counts() == at_deadline
+    assert ledger.counts().dropped + ledger.counts().exported == 21
 
 
 def test_unsampled_spans_are_not_counted():
