@@ -1,7 +1,7 @@
 """Micro-benchmark of the export path: µs per span for encoding and gzip.
 
 Compares the SDK's ``encode_spans(...).SerializeToString()`` with otel-uwsgi's direct encoder
-(``otel_uwsgi.encoder``), and gzip level 1 with level 9 (the SDK exporter's), over batches of
+(``otel_uwsgi.export.encoder``), and gzip level 1 with level 9 (the SDK exporter's), over batches of
 realistic spans: one Django server span (~15 attributes) plus two MySQL spans per request, made
 by the real SDK TracerProvider.  Prints medians of several rounds; numbers drift on shared
 machines, so compare the columns of one run rather than across runs.
@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from otel_uwsgi.encoder import encode_spans
+from otel_uwsgi.export.encoder import encode_spans
 
 
 def make_spans(batch: int) -> list[ReadableSpan]:
@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     rows = {
         "encode: SDK encode_spans + SerializeToString": lambda: sdk_encode_spans(spans).SerializeToString(),
-        "encode: otel_uwsgi.encoder.encode_spans": lambda: encode_spans(spans),
+        "encode: otel_uwsgi.export.encoder.encode_spans": lambda: encode_spans(spans),
         "gzip level 9 (SDK exporter: GzipFile)": lambda: sdk_gzip(ours),
         "gzip level 9 (zlib)": lambda: zlib.compress(ours, 9, 31),
         "gzip level 1 (zlib, otel-gzip-level default)": lambda: zlib.compress(ours, 1, 31),

@@ -36,7 +36,7 @@ from pathlib import Path
 import run
 from fast_profile import MODES, _Sink, child_command, child_env
 
-from otel_uwsgi.harness import free_port
+from otel_uwsgi.tools.harness import free_port
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent

@@ -1,6 +1,6 @@
 """Per-worker start-up and exit-flush times and undelivered spans, from otel-uwsgi's log lines.
 
-With ``otel-log-level = debug`` otel-uwsgi logs (otel_uwsgi/lifecycle.py, tracing.py)::
+With ``otel-log-level = debug`` otel-uwsgi logs (otel_uwsgi/runtime/process.py, traces/flush.py)::
 
     otel-uwsgi: tracing started in worker pid 1234 in 3.2 ms
     otel-uwsgi: pid 1234 flushed 2048 spans in 412.0 ms

@@ -15,6 +15,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "otel_uwsgi.demo.settings")
 application = get_wsgi_application()
 get_resolver().url_patterns  # noqa: B018 - load the URLconf (and views) now, to check them too
 
-_traced = sorted(m for m in sys.modules if m.split(".")[0] == "opentelemetry" or m == "otel_uwsgi.lifecycle")
+_traced = sorted(m for m in sys.modules if m.split(".")[0] == "opentelemetry" or m == "otel_uwsgi.runtime.install")
 if _traced:
     raise RuntimeError(f"bench/plain_wsgi.py must load no tracing code, but these were imported: {_traced[:5]}")

@@ -39,8 +39,8 @@ import procstat
 import report
 from spans import SPANS_PER_REQUEST, StoringReceiver
 
-from otel_uwsgi.harness import UwsgiServer, free_port, owned_overrides, prepare_ini
-from otel_uwsgi.receiver import Receiver
+from otel_uwsgi.tools.harness import UwsgiServer, free_port, owned_overrides, prepare_ini
+from otel_uwsgi.tools.receiver import Receiver
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent

@@ -1,6 +1,6 @@
 """Counting what reached the collector, without the counting costing CPU during the run.
 
-``otel_uwsgi.receiver.Receiver`` decodes every request into Python objects as it arrives: at
+``otel_uwsgi.tools.receiver.Receiver`` decodes every request into Python objects as it arrives: at
 saturation on ``/db10`` that takes most of a core on the same box and would compete with the
 uWSGI being measured.  ``StoringReceiver`` is the same HTTP server answering the same way, but
 keeps the raw bodies; they are decoded and counted after uWSGI has exited.
@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from otel_uwsgi.receiver import Receiver
+from otel_uwsgi.tools.receiver import Receiver
 
 _DECOMPRESS = {"gzip": gzip.decompress, "deflate": zlib.decompress}
 SERVER_KIND = 2

@@ -22,7 +22,7 @@ Configuration
 -------------
 Every standard ``OTEL_*`` variable has a uWSGI option of the same name in lower case with
 dashes (``OTEL_SERVICE_NAME`` -> ``otel-service-name``); the ini wins over the environment.
-See the README's option table, generated from :mod:`otel_uwsgi.options`.
+See the README's option table, generated from :mod:`otel_uwsgi.config.options`.
 """
 
 from __future__ import annotations
@@ -40,14 +40,14 @@ def setup(*, environ: Optional[Mapping[str, str]] = None, instrumentations: Opti
     Reads the ``OTEL_*`` environment, instruments the installed libraries and starts exporting;
     queued spans are flushed (bounded) at exit.  Returns True when tracing started.
     """
-    from otel_uwsgi.lifecycle import setup as _setup
+    from otel_uwsgi.runtime.install import setup as _setup
 
     return _setup(environ=environ, instrumentations=instrumentations)
 
 
 def wrap_wsgi(application: Callable[..., Any]) -> Callable[..., Any]:
     """Trace a plain WSGI application (server spans, ``traceparent`` honoured)."""
-    from otel_uwsgi.instrumentation import wrap_wsgi as _wrap
+    from otel_uwsgi.instrumentation.wsgi import wrap_wsgi as _wrap
 
     return _wrap(application)
 
@@ -58,6 +58,6 @@ def delivery_counts() -> dict[str, int]:
 
     Drops are also logged (one rate-limited warning, and a summary when the process exits).
     """
-    from otel_uwsgi.lifecycle import delivery_counts as _counts
+    from otel_uwsgi.runtime.process import delivery_counts as _counts
 
     return _counts()

@@ -14,11 +14,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "check":
-        from otel_uwsgi.check import main as check_main
+        from otel_uwsgi.tools.check import main as check_main
 
         return check_main(rest)
     if command == "options":
-        from otel_uwsgi.docs import option_table, write_readme
+        from otel_uwsgi.tools.docs import option_table, write_readme
 
         if rest[:1] == ["--write"]:
             path = rest[1] if len(rest) > 1 else "README.md"

@@ -7,6 +7,6 @@ instruments Django / MySQL / SQLite now, and builds the tracer in each worker af
 Outside uWSGI it does nothing (one info line); use :func:`otel_uwsgi.setup` there.
 """
 
-from otel_uwsgi.lifecycle import install
+from otel_uwsgi.runtime.install import install
 
 install()

@@ -16,8 +16,8 @@ from typing import Callable, Optional
 
 import pytest
 
-from otel_uwsgi.harness import UwsgiServer, free_port, owned_overrides, prepare_ini
-from otel_uwsgi.receiver import Receiver
+from otel_uwsgi.tools.harness import UwsgiServer, free_port, owned_overrides, prepare_ini
+from otel_uwsgi.tools.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 INI = ROOT / "ini"

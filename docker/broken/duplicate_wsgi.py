@@ -8,7 +8,7 @@ Loaded in the master before fork; the workers build their metrics after fork wit
 
 import os
 
-from otel_uwsgi import server_metrics
+from otel_uwsgi.metrics import server as server_metrics
 
 server_metrics.owns_server_metrics = lambda process_type, worker_id: process_type == "worker"  # the bug
 

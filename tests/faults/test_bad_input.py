@@ -16,8 +16,8 @@ from typing import Callable
 
 import pytest
 
-from otel_uwsgi.harness import UwsgiServer, free_port, owned_overrides, prepare_ini
-from otel_uwsgi.receiver import ReceivedSpan
+from otel_uwsgi.tools.harness import UwsgiServer, free_port, owned_overrides, prepare_ini
+from otel_uwsgi.tools.receiver import ReceivedSpan
 
 from ..conftest import INI, ROOT, Server, wait_until
 

@@ -35,8 +35,8 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from otel_uwsgi.harness import free_port
-from otel_uwsgi.receiver import Fault, Receiver
+from otel_uwsgi.tools.harness import free_port
+from otel_uwsgi.tools.receiver import Fault, Receiver
 
 from ..conftest import Server, wait_until
 from ._load import Latencies, SteadyLoad

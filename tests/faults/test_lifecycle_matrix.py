@@ -27,7 +27,7 @@ from typing import Callable, Optional
 
 import pytest
 
-from otel_uwsgi.receiver import Receiver
+from otel_uwsgi.tools.receiver import Receiver
 
 from ..conftest import Server, wait_until
 

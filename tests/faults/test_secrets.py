@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from otel_uwsgi.harness import free_port
-from otel_uwsgi.receiver import Fault
+from otel_uwsgi.tools.harness import free_port
+from otel_uwsgi.tools.receiver import Fault
 
 from ..conftest import INI, ROOT, wait_until
 

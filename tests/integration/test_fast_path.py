@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from otel_uwsgi import receiver as receiver_module
-from otel_uwsgi.receiver import attributes as kv_attributes
+from otel_uwsgi.tools import receiver as receiver_module
+from otel_uwsgi.tools.receiver import attributes as kv_attributes
 
 pytestmark = pytest.mark.integration
 

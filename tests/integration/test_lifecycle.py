@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from otel_uwsgi.harness import free_port
+from otel_uwsgi.tools.harness import free_port
 
 from ..conftest import wait_until
 

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from otel_uwsgi.receiver import ReceivedPoint
+from otel_uwsgi.tools.receiver import ReceivedPoint
 
 from ..conftest import wait_until
 
@@ -157,7 +157,7 @@ def _ignore_errors(fn, *args):
 def test_otel_uwsgi_check_verifies_metrics():
     """`otel-uwsgi check --metrics` passes on the sample ini and reports metrics from every worker pid
     and server metrics exported several times without a duplicate."""
-    from otel_uwsgi.check import run_check
+    from otel_uwsgi.tools.check import run_check
 
     from ..conftest import INI
 

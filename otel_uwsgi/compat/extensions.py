@@ -1,0 +1,34 @@
+"""The optional C extension ``otel_uwsgi.compat._native``, or None.
+
+Built by ``setup.py`` when a C compiler is there (uWSGI needs one anyway).  Every function in it
+has a Python twin that gives the same answer (``tests/unit/test_native.py``); without the
+extension, or with ``OTEL_UWSGI_NO_EXTENSIONS`` set to anything but empty or ``0`` (the
+aiohttp/yarl convention), the Python code runs, at more CPU per span.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Optional
+
+logger = logging.getLogger(__name__)
+
+#: Set to anything but "" or "0" to leave the C extension unused (and unbuilt, at install time).
+NO_EXTENSIONS = "OTEL_UWSGI_NO_EXTENSIONS"
+
+
+def disabled() -> bool:
+    return os.environ.get(NO_EXTENSIONS, "") not in ("", "0")
+
+
+def load() -> Optional[Any]:
+    """The ``otel_uwsgi.compat._native`` module, or None (not built, or turned off)."""
+    if disabled():
+        return None
+    try:
+        from otel_uwsgi.compat import _native
+    except ImportError:
+        logger.debug("otel-uwsgi: otel_uwsgi.compat._native was not built; its Python twins run instead")
+        return None
+    return _native

@@ -1,0 +1,10 @@
+"""What makes spans: the libraries instrumented at import, before the app exists.
+
+Belongs here: the registry that turns ``otel-instrumentations`` into instrumented libraries
+(:mod:`.registry`), one module per library (:mod:`.django`, :mod:`.dbapi` for MySQL and SQLite,
+:mod:`.wsgi` for a framework-less app), and the opt-in lean Django instrumentation
+(:mod:`.fast`).  Instrumenting creates no thread and no provider: it is safe in the master.
+
+Does not belong here: the provider the spans go to (:mod:`otel_uwsgi.traces`), anything that
+runs after fork (:mod:`otel_uwsgi.runtime`).
+"""

@@ -1,0 +1,65 @@
+"""Django: instrumented when Django builds its middleware chain, so settings exist by then.
+
+``DjangoInstrumentor().instrument()`` before settings are configured would configure empty
+settings; after ``get_wsgi_application()`` it yields no server spans at all.  Hooking
+``BaseHandler.load_middleware`` runs it at the one right moment, whatever the wsgi file's order.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from otel_uwsgi.instrumentation.missing import missing
+
+logger = logging.getLogger("otel_uwsgi.instrumentation")
+
+
+def instrument_django(explicit: bool, fast: bool = False) -> bool:
+    try:
+        from django.core.handlers import base
+        from opentelemetry.instrumentation.django import DjangoInstrumentor
+    except ImportError as exc:
+        missing("django", explicit, "otel-uwsgi[django]", exc)
+        return False
+
+    def instrument_now() -> None:
+        if fast:  # otel-fast-instrumentation: otel-uwsgi's own middleware instead of the stock one
+            from otel_uwsgi.instrumentation.fast.enable import add_middleware
+
+            add_middleware()
+            return
+        instrumentor = DjangoInstrumentor()
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument()
+
+    from django.apps import apps
+
+    if apps.ready:
+        # The app may already have built its middleware chain: those handlers stay untraced.
+        logger.warning(
+            "otel-uwsgi: Django was set up before otel_uwsgi.auto was imported; requests served by "
+            "a handler built before this point produce no server spans. Put `import otel_uwsgi.auto` "
+            "first in the wsgi file, before get_wsgi_application()."
+        )
+        instrument_now()
+        return True
+
+    original = base.BaseHandler.load_middleware
+    if getattr(original, "_otel_uwsgi", False):
+        return True
+
+    @functools.wraps(original)
+    def load_middleware(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # Settings are configured by now (django.setup() ran), so the instrumentor sees the real
+        # MIDDLEWARE instead of configuring empty settings, as it would at import time.
+        try:
+            instrument_now()
+        except Exception:  # noqa: BLE001 - a tracing problem must not stop the app
+            logger.exception("otel-uwsgi: could not instrument Django")
+        return original(self, *args, **kwargs)
+
+    load_middleware._otel_uwsgi = True  # type: ignore[attr-defined]
+    base.BaseHandler.load_middleware = load_middleware
+    return True

@@ -1,0 +1,181 @@
+"""DB client spans from Django's ``execute_wrapper``, one per query, for MySQL and SQLite.
+
+The stock dbapi integration wraps every connection and cursor in proxies and recomputes the
+connection's attributes for every query.  Here one wrapper object sits in each Django
+connection's ``execute_wrappers`` from the moment the connection object exists (so the queries
+Django runs while opening a connection are traced too, as with the stock proxies); it reads the
+driver connection's attributes once per connection and names each statement from a cache.
+The spans match the stock ones: name (first word of the statement, else the database, else the
+system), kind CLIENT, attributes, and on failure the driver's exception and ERROR status.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping
+from typing import Any, Callable
+
+from opentelemetry.instrumentation._semconv import (
+    _get_schema_url_for_signal_types,
+    _OpenTelemetrySemanticConventionStability,
+    _OpenTelemetryStabilitySignalType,
+    _set_db_name,
+    _set_db_statement,
+    _set_db_system,
+    _set_db_user,
+    _set_http_net_peer_name_client,
+    _set_http_peer_port_client,
+)
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from otel_uwsgi.instrumentation.fast.sql import operation_name
+from otel_uwsgi.instrumentation.fast.tracer import LazyTracer
+
+logger = logging.getLogger(__name__)
+
+#: Django ``connection.vendor`` of each system otel-uwsgi instruments (the dbapi ``db.system``).
+VENDORS = {"mysql": "mysql", "sqlite": "sqlite"}
+
+_wanted: dict[str, tuple[str, Mapping[str, str]]] = {}  # vendor -> (db.system, connection attribute paths)
+_tracer: LazyTracer | None = None
+
+
+def _statement(sql: object) -> str:
+    if isinstance(sql, str):
+        return sql
+    if isinstance(sql, bytes):
+        return sql.decode("utf8", "replace")
+    return ""
+
+
+def _driver_error(exc: BaseException) -> BaseException:
+    """The driver's exception behind Django's re-raised copy: the one the stock proxies record."""
+    cause = exc.__cause__
+    if cause is not None and type(exc).__module__ == "django.db.utils" and type(cause).__name__ == type(exc).__name__:
+        return cause
+    return exc
+
+
+class QuerySpans:
+    """An ``execute_wrapper`` making one CLIENT span per query of one Django connection."""
+
+    __slots__ = ("_system", "_paths", "_raw", "_static", "_fallback", "_statement_keys", "_modes")
+
+    def __init__(self, system: str, paths: Mapping[str, str]) -> None:
+        self._system, self._paths = system, paths
+        self._raw: Any = None
+        self._static: dict[str, Any] = {}
+        self._fallback = system
+        stability = _OpenTelemetrySemanticConventionStability
+        stability._initialize()
+        self._modes = (
+            stability._get_opentelemetry_stability_opt_in_mode(_OpenTelemetryStabilitySignalType.DATABASE),
+            stability._get_opentelemetry_stability_opt_in_mode(_OpenTelemetryStabilitySignalType.HTTP),
+        )
+        probe: dict[str, Any] = {}
+        _set_db_statement(probe, "", self._modes[0])
+        self._statement_keys = tuple(probe)
+
+    def _connected(self, raw: Any) -> None:
+        """Attributes of a new driver connection, read as the stock integration reads them."""
+        db_mode, http_mode = self._modes
+        props: dict[str, Any] = {}
+        for key, path in self._paths.items():
+            value = functools.reduce(lambda obj, name: getattr(obj, name, None), path.split("."), raw)
+            if value:
+                props[key] = value
+        database = props.get("database", "")
+        if database and hasattr(database, "decode"):
+            database = database.decode(errors="ignore")
+        static: dict[str, Any] = {}
+        _set_db_system(static, self._system, db_mode)
+        _set_db_name(static, database, db_mode)
+        user = props.get("user")
+        if isinstance(user, bytes):
+            user = user.decode()
+        if user is not None:
+            _set_db_user(static, str(user), db_mode)
+        if props.get("host") is not None:
+            _set_http_net_peer_name_client(static, props["host"], http_mode)
+        if props.get("port") is not None:
+            _set_http_peer_port_client(static, props["port"], http_mode)
+        self._raw, self._static, self._fallback = raw, static, database or self._system
+
+    def __call__(self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: dict) -> Any:
+        if not is_instrumentation_enabled():
+            return execute(sql, params, many, context)
+        raw = context["connection"].connection
+        if raw is not self._raw:
+            self._connected(raw)
+        attributes = dict(self._static)
+        statement = _statement(sql)
+        for key in self._statement_keys:
+            attributes[key] = statement
+        span = _tracer.get().start_span(  # type: ignore[union-attr]
+            operation_name(sql) or self._fallback, kind=SpanKind.CLIENT, attributes=attributes
+        )
+        try:
+            return execute(sql, params, many, context)
+        except Exception as exc:
+            if span.is_recording():
+                error = _driver_error(exc)
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            raise
+        finally:
+            span.end()
+
+
+def _attach(connection: Any) -> None:
+    wanted = _wanted.get(getattr(connection, "vendor", ""))
+    if wanted is None or any(isinstance(w, QuerySpans) for w in connection.execute_wrappers):
+        return
+    connection.execute_wrappers.insert(0, QuerySpans(*wanted))
+
+
+def install(system: str, connection_attributes: Mapping[str, str]) -> bool:
+    """Trace the queries of every Django connection of ``system`` (``mysql`` or ``sqlite``).
+
+    Returns False when Django is not installed (the caller then uses the stock integration).
+    """
+    try:
+        from django.db.backends.base.base import BaseDatabaseWrapper
+    except ImportError:
+        return False
+    global _tracer
+    if _tracer is None:
+        _OpenTelemetrySemanticConventionStability._initialize()
+        schema_url = _get_schema_url_for_signal_types(
+            [_OpenTelemetryStabilitySignalType.DATABASE, _OpenTelemetryStabilitySignalType.HTTP]
+        )
+        _tracer = LazyTracer("otel_uwsgi.fast.db", schema_url)
+    _wanted[VENDORS[system]] = (system, dict(connection_attributes))
+    original = BaseDatabaseWrapper.__init__
+    if not getattr(original, "_otel_uwsgi", False):
+
+        @functools.wraps(original)
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **kwargs)
+            try:
+                _attach(self)
+            except Exception:  # noqa: BLE001 - telemetry never breaks a connection
+                logger.exception("otel-uwsgi: could not trace queries of a %s connection", getattr(self, "vendor", "?"))
+
+        __init__._otel_uwsgi = True  # type: ignore[attr-defined]
+        BaseDatabaseWrapper.__init__ = __init__  # type: ignore[method-assign]
+    _attach_existing()
+    return True
+
+
+def _attach_existing() -> None:
+    """Connections made before this call (Django set up before ``otel_uwsgi.auto``): this thread's."""
+    from django.conf import settings
+
+    if not settings.configured:
+        return
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        _attach(connection)

@@ -1,0 +1,331 @@
+"""The server span of a Django request, computed once per request.
+
+Same span as opentelemetry-instrumentation-django's middleware (name, kind, parent, attributes,
+status, exception event), without its per-request overhead: the absolute URI is built at most
+once (only when URLs are excluded), the URL is resolved once (by Django; the span is renamed
+from ``request.resolver_match`` when the view is known), the header-capture settings are read at
+setup, and nothing is recorded to a meter.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Optional
+
+from django.conf import settings
+from django.urls import Resolver404, resolve
+from opentelemetry import context, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.instrumentation.propagators import get_global_response_propagator
+from opentelemetry.instrumentation.utils import http_status_to_status_code
+from opentelemetry.propagate import extract, get_global_textmap
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import INVALID_SPAN, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from otel_uwsgi.instrumentation.fast.http import (
+    HeaderCapture,
+    HttpConfig,
+    native_request_attributes,
+    request_attributes,
+)
+from otel_uwsgi.instrumentation.fast.tracer import LazyTracer
+
+logger = logging.getLogger(__name__)
+
+_STATE = "_otel_uwsgi_span"
+_LIMIT = 256
+
+
+class _EnvironGetter(Getter[dict]):
+    """Propagation headers from a WSGI environ (``traceparent`` -> ``HTTP_TRACEPARENT``)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, str] = {}
+
+    def get(self, carrier: dict, key: str) -> Optional[list[str]]:
+        environ_key = self._keys.get(key)
+        if environ_key is None:
+            if len(self._keys) >= _LIMIT:
+                self._keys.clear()
+            environ_key = self._keys[key] = "HTTP_" + key.upper().replace("-", "_")
+        value = carrier.get(environ_key)
+        return None if value is None else [value]
+
+    def keys(self, carrier: dict) -> list[str]:
+        return [k[5:].lower().replace("_", "-") for k in carrier if k.startswith("HTTP_")]
+
+
+class _Extractor:
+    """``extract()``, skipped when the request has none of the headers the global propagator reads.
+
+    Most requests carry no ``traceparent``/``tracestate``/``baggage``; then extraction returns
+    the current context unchanged, at the cost of a pass through every propagator.  Only the
+    W3C propagators (the default) are trusted to read nothing but their ``fields``; with any
+    other propagator every request is extracted.
+    """
+
+    def __init__(self) -> None:
+        self._propagator: Any = None
+        self._keys: Optional[tuple[str, ...]] = None  # environ keys, or None: always extract
+
+    def __call__(self, meta: dict, getter: Getter[dict]) -> Optional[context.Context]:
+        propagator = get_global_textmap()
+        if propagator is not self._propagator:
+            self._propagator, self._keys = propagator, _w3c_keys(propagator)
+        keys = self._keys
+        if keys is not None and meta.keys().isdisjoint(keys):
+            return None  # start_span and set_span_in_context then use the current context, as extract would
+        return extract(meta, getter=getter)
+
+
+def _w3c_keys(propagator: Any) -> Optional[tuple[str, ...]]:
+    parts = propagator._propagators if type(propagator) is CompositePropagator else [propagator]
+    if not all(type(p) in (TraceContextTextMapPropagator, W3CBaggagePropagator) for p in parts):
+        return None
+    return tuple(sorted("HTTP_" + field.upper().replace("-", "_") for p in parts for field in p.fields))
+
+
+class Setup:
+    """Everything read once: settings from the environment, semantic-convention mode, tracer."""
+
+    def __init__(self, http: HttpConfig, mode: Any, default_mode: bool, schema_url: str) -> None:
+        self.http, self.mode, self.default_mode = http, mode, default_mode
+        self.request_headers = HeaderCapture(http.request_headers, http.sanitize, "http.request.header.")
+        self.response_headers = HeaderCapture(http.response_headers, http.sanitize, "http.response.header.")
+        self.tracer = LazyTracer("otel_uwsgi.fast.django", schema_url)
+        self.getter = _EnvironGetter()
+        self.extract = _Extractor()
+
+
+_setup: Optional[Setup] = None
+
+
+def configure(setup: Setup) -> None:
+    """Use ``setup`` for the requests that follow (called when Django loads its middleware)."""
+    global _setup
+    _setup = setup
+
+
+class _Request:
+    """What one traced request carries from its start to its end (``request._otel_uwsgi_span``)."""
+
+    __slots__ = ("span", "token", "server", "named", "method", "exception", "route")
+
+    def __init__(self, span: Any, token: object, server: bool, named: bool, method: str) -> None:
+        self.span, self.token, self.server, self.named = span, token, server, named
+        self.method = method  # http.method as the stock helpers normalise it
+        self.exception: Optional[BaseException] = None
+        self.route: Optional[str] = None  # http.route, once the view is known
+
+
+def _name(request: Any, method: str, match: Any) -> str:
+    route = getattr(match, "route", None)
+    if route:
+        return f"{method} {route}"
+    url_name = getattr(match, "url_name", None)
+    if url_name:
+        return f"{method} {url_name}"
+    return request.method
+
+
+def _name_from_path(request: Any, method: str, urlconf: Optional[str] = None) -> str:
+    """The name the stock middleware gives: it resolves ``request.path`` against the default
+    URLconf when the request arrives."""
+    try:
+        return _name(request, method, resolve(request.path, urlconf))
+    except Resolver404:
+        return request.method
+
+
+class _Hosts:
+    """Hosts already accepted by ``request.get_host()`` (which the stock middleware calls on
+    every request: a Host outside ALLOWED_HOSTS raises DisallowedHost before any span exists)."""
+
+    def __init__(self) -> None:
+        self._allowed: Any = None
+        self._seen: set[Any] = set()
+
+    def check(self, request: Any) -> None:
+        meta = request.META
+        key = meta.get("HTTP_HOST")
+        if key is not None and settings.USE_X_FORWARDED_HOST:
+            key = (meta.get("HTTP_X_FORWARDED_HOST"), key)
+        allowed = settings.ALLOWED_HOSTS
+        if allowed is not self._allowed:
+            self._allowed, self._seen = allowed, set()
+        if key is None or key not in self._seen:
+            request.get_host()
+            if key is not None:
+                if len(self._seen) >= _LIMIT:
+                    self._seen.clear()
+                self._seen.add(key)
+
+
+_warned: list[bool] = []
+
+
+def _warn_once(what: str) -> None:
+    if not _warned:
+        _warned.append(True)
+        logger.exception("otel-uwsgi: fast instrumentation failed while %s; the request is served untraced", what)
+
+
+class ServerSpanMiddleware:
+    """Django middleware (first in ``MIDDLEWARE``) opening and closing the request's server span."""
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        self.get_response = get_response
+        self._hosts = _Hosts()
+
+    def __call__(self, request: Any) -> Any:
+        state = self._start(request)
+        if state is None:
+            return self.get_response(request)
+        try:
+            response = self.get_response(request)
+        except BaseException as exc:  # Django turns Exceptions into responses; this is the rest
+            self._end(request, state, None, exc if isinstance(exc, Exception) else None)
+            raise
+        self._end(request, state, response, state.exception)
+        return response
+
+    def _start(self, request: Any) -> Optional[_Request]:
+        setup = _setup
+        if setup is None:
+            return None
+        if setup.http.excluded is not None:
+            if setup.http.excluded.url_disabled(request.build_absolute_uri("?")):
+                return None
+        else:
+            self._hosts.check(request)
+        try:
+            return self._open(request, setup)
+        except Exception:  # noqa: BLE001 - telemetry never fails a request
+            _warn_once("starting a request span")
+            return None
+
+    def _open(self, request: Any, setup: Setup) -> _Request:
+        meta = request.META
+        method = setup.http.method(request.method.strip())
+        named = True
+        if method == "_OTHER":
+            name = "HTTP"
+        elif request.path != request.path_info:  # mounted under SCRIPT_NAME: resolve like the stock code
+            name = _name_from_path(request, method)
+        else:  # renamed in process_view from Django's own resolution, or in _end if never reached
+            name, named = request.method, False
+        ctx = context.get_current()
+        if trace.get_current_span(ctx) is INVALID_SPAN:
+            extracted = setup.extract(meta, setup.getter)
+            if extracted is not None:  # None: no propagation header, the current context stands
+                ctx = extracted
+            kind = SpanKind.SERVER
+        else:
+            kind = SpanKind.INTERNAL
+        if setup.default_mode:
+            attributes = None
+            if native_request_attributes is not None:  # C, for the request a WSGI server normally sends
+                attributes = native_request_attributes(meta, setup.http.capture_all_methods)
+            if attributes is None:
+                attributes = request_attributes(meta, setup.http)
+        else:
+            from opentelemetry.instrumentation.wsgi import collect_request_attributes
+
+            attributes = collect_request_attributes(meta, setup.mode)
+        span = setup.tracer.get().start_span(name, ctx, kind, attributes=attributes)
+        token = context.attach(trace.set_span_in_context(span, ctx))
+        state = _Request(span, token, kind is SpanKind.SERVER, named, method)
+        setattr(request, _STATE, state)
+        if span.is_recording():
+            extra: dict[str, Any] = {}
+            if state.server and setup.request_headers:
+                extra.update(setup.request_headers.from_environ(meta))
+            for attr in setup.http.traced_request_attrs:
+                value = getattr(request, attr, None)
+                if value is not None:
+                    extra[attr] = str(value)
+            if extra:
+                span.set_attributes(extra)
+        return state
+
+    def process_view(self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any) -> None:
+        state: Optional[_Request] = getattr(request, _STATE, None)
+        if state is None:
+            return None
+        try:
+            span = state.span
+            match = request.resolver_match
+            if match:
+                state.route = getattr(match, "route", None)  # set with the status code, in one call
+            if not state.named:
+                state.named = True
+                method = state.method
+                if hasattr(request, "urlconf"):  # Django resolved with another URLconf than the stock code
+                    name = _name_from_path(request, method, settings.ROOT_URLCONF)
+                else:
+                    name = _name(request, method, match)
+                if name != request.method:
+                    span.update_name(name)
+        except Exception:  # noqa: BLE001
+            _warn_once("naming a request span")
+        return None
+
+    def process_exception(self, request: Any, exception: Exception) -> None:
+        state: Optional[_Request] = getattr(request, _STATE, None)
+        if state is not None:
+            state.exception = exception
+        return None
+
+    def _end(self, request: Any, state: _Request, response: Any, exception: Optional[BaseException]) -> None:
+        span = state.span
+        setup = _setup
+        try:
+            if not state.named:  # no view was reached (404, or a middleware answered first)
+                state.named = True
+                name = _name_from_path(request, state.method, settings.ROOT_URLCONF)
+                if name != request.method:
+                    span.update_name(name)
+            recording = span.is_recording()
+            if recording:  # http.route and (default mode) http.status_code in one call
+                final: dict[str, Any] = {"http.route": state.route} if state.route else {}
+                if response is not None and setup.default_mode:
+                    final["http.status_code"] = response.status_code
+                if final:
+                    getattr(span, "set_checked_attributes", span.set_attributes)(final)
+            if response is not None:
+                if setup.default_mode:
+                    code = response.status_code
+                    if recording and not (type(code) is int and 100 <= code < 500):  # 1xx-4xx: UNSET on a server span
+                        status = http_status_to_status_code(code, server_span=True)
+                        if status is not StatusCode.UNSET:
+                            span.set_status(Status(status))
+                else:
+                    from opentelemetry.instrumentation.wsgi import add_response_attributes
+
+                    add_response_attributes(
+                        span,
+                        f"{response.status_code} {response.reason_phrase}",
+                        response.items(),
+                        duration_attrs={},
+                        sem_conv_opt_in_mode=setup.mode,
+                    )
+                if recording and state.server and setup.response_headers:
+                    captured = setup.response_headers.from_items(response.items())
+                    if captured:
+                        span.set_attributes(captured)
+                propagator = get_global_response_propagator()
+                if propagator:
+                    propagator.inject(response)
+            if exception is not None and recording:
+                span.record_exception(exception)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
+        except Exception:  # noqa: BLE001
+            _warn_once("closing a request span")
+        finally:
+            context.detach(state.token)
+            span.end()

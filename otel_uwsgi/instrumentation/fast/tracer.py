@@ -1,0 +1,33 @@
+"""The tracer of this process, looked up once the worker's provider exists.
+
+Middleware and DB hooks are created in the uWSGI master, before fork, when only the API's proxy
+provider exists; the SDK tracer is fetched on first use in each worker and kept (wrapped in a
+:class:`~otel_uwsgi.traces.lean.tracer.LeanTracer`), which saves the proxy's indirection on every span.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import trace
+
+from otel_uwsgi import __version__
+from otel_uwsgi.traces.lean.tracer import LeanTracer
+
+
+class LazyTracer:
+    """``get()`` returns the real tracer once a provider is set, the no-op proxy before."""
+
+    def __init__(self, name: str, schema_url: str) -> None:
+        self._name, self._schema_url = name, schema_url
+        self._tracer: Any = None
+
+    def get(self) -> Any:
+        tracer = self._tracer
+        if tracer is None:
+            provider = trace.get_tracer_provider()
+            tracer = provider.get_tracer(self._name, __version__, schema_url=self._schema_url)
+            if not isinstance(provider, trace.ProxyTracerProvider):
+                lean = getattr(tracer, "_lean", None)  # a LeanSdkTracer (otel-lean-spans) carries one
+                tracer = self._tracer = lean if isinstance(lean, LeanTracer) else LeanTracer(tracer)
+        return tracer

@@ -1,0 +1,34 @@
+"""What otel-uwsgi holds for this process: its settings, and the provider it built with its
+ledger and the other providers.  One object, read by the fork and exit hooks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from otel_uwsgi.config.settings import Settings
+
+
+@dataclass
+class State:
+    settings: Optional[Settings] = None
+    installed: bool = False
+    provider: Any = None
+    pid: int = 0  # the process that owns ``provider``
+    flushed: bool = False
+    exit_callback: Any = None  # keeps the ctypes callback alive
+    ledger: Any = None  # otel_uwsgi.traces.ledger.Ledger of ``provider``
+    others: Any = None  # otel_uwsgi.runtime.providers.Providers: meter/logger providers beside ``provider``
+
+
+state = State()
+
+
+def other_tracer_provider() -> Optional[str]:
+    """The class of a TracerProvider that someone else set in this process, or None."""
+    from opentelemetry import trace
+
+    current = trace.get_tracer_provider()
+    if isinstance(current, trace.ProxyTracerProvider):
+        return None
+    return f"{type(current).__module__}.{type(current).__qualname__}"

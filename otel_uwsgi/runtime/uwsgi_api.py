@@ -1,0 +1,156 @@
+"""The only module that imports ``uwsgi`` and ``uwsgidecorators``: options, process identity,
+fork and exit hooks, stopping startup, and the server state that server metrics read.
+
+Importing it outside uWSGI is fine; :func:`available` then returns False.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from typing import Any, Callable, NoReturn, Optional
+
+from otel_uwsgi.config import uwsgi_opt
+
+logger = logging.getLogger(__name__)
+
+try:  # pragma: no cover - only inside uWSGI
+    import uwsgi  # type: ignore[import-not-found]
+except ImportError:  # not running under uWSGI
+    uwsgi = None
+
+
+def available() -> bool:
+    """True inside a uWSGI process (master, worker, mule or spooler)."""
+    return uwsgi is not None
+
+
+def options() -> dict[str, Any]:
+    """``uwsgi.opt`` as a dict (str keys; bytes, True or list values)."""
+    return dict(uwsgi.opt) if uwsgi is not None else {}
+
+
+def identity() -> tuple[str, Optional[int], Optional[int]]:
+    """(process type, worker id, mule id) of this process: ``master`` before fork,
+    ``worker``, ``mule`` or ``spooler`` after."""
+    if uwsgi is None:
+        return "process", None, None
+    mule_id = uwsgi.mule_id() if hasattr(uwsgi, "mule_id") else 0
+    if mule_id:
+        return "mule", None, mule_id
+    if hasattr(uwsgi, "i_am_the_spooler") and uwsgi.i_am_the_spooler():
+        return "spooler", None, None
+    worker_id = uwsgi.worker_id()
+    if worker_id > 0:
+        return "worker", worker_id, None
+    return "master", None, None
+
+
+def master_pid() -> int:
+    return uwsgi.masterpid() if uwsgi is not None else 0
+
+
+def has_threads() -> bool:
+    """Whether Python threads run in this uWSGI (the real state, not ``enable-threads`` as written)."""
+    return bool(getattr(uwsgi, "has_threads", True))
+
+
+def process_count() -> int:
+    """How many worker processes uWSGI is configured with."""
+    return int(getattr(uwsgi, "numproc", 1))
+
+
+def register_postfork(hook: Callable[[], None]) -> None:
+    """Run ``hook`` in every process uWSGI forks (workers, mules, spooler).
+
+    uwsgidecorators' chain is used when it can be imported (it needs ``master``), so a later
+    ``@postfork`` of the user's does not replace ours; otherwise ``uwsgi.post_fork_hook`` is
+    chained by hand.
+    """
+    try:
+        import uwsgidecorators  # type: ignore[import-not-found]
+
+        uwsgidecorators.postfork(hook)
+        return
+    except Exception:  # noqa: BLE001 - uwsgidecorators raises a bare Exception without master
+        pass
+    previous = getattr(uwsgi, "post_fork_hook", None)
+
+    def chained() -> None:
+        if previous is not None:
+            previous()
+        hook()
+
+    uwsgi.post_fork_hook = chained
+
+
+def register_atexit(hook: Callable[[], None]) -> None:
+    """Chain ``hook`` onto ``uwsgi.atexit`` (called before Python finalises, idle workers only)."""
+    previous = getattr(uwsgi, "atexit", None)
+
+    def chained() -> None:
+        try:
+            hook()
+        finally:
+            if previous is not None:
+                previous()
+
+    uwsgi.atexit = chained
+
+
+def stop_startup(message: str) -> NoReturn:
+    """Stop uWSGI with one line on stderr and no traceback.
+
+    In the master (app loaded before fork) ``SystemExit`` makes uWSGI exit with status 1.  In a
+    worker (``lazy-apps``) exiting would only make the master respawn it forever, so the master
+    is asked to shut down first.
+    """
+    print(message, file=sys.stderr, flush=True)
+    kind = identity()[0]
+    if kind != "master" and master_pid() and master_pid() != os.getpid():
+        try:
+            os.kill(master_pid(), signal.SIGINT)
+        except OSError:
+            pass
+    raise SystemExit(1) from None
+
+
+# --------------------------------------------------------------------------- server state (for metrics.server)
+
+
+def started_on() -> int:
+    """When this uWSGI instance (re)started, epoch seconds; a graceful reload changes it."""
+    return int(getattr(uwsgi, "started_on", 0) or 0)
+
+
+def workers() -> list[dict[str, Any]]:
+    """A copy of ``uwsgi.workers()`` (uWSGI's shared-memory worker table), text values decoded.
+
+    uWSGI refills the same dicts on every call, so they are copied before anything else runs.
+    """
+    if uwsgi is None:
+        return []
+    rows = []
+    for raw in uwsgi.workers():
+        row = {k: v for k, v in raw.items() if k != "apps"}
+        if isinstance(row.get("status"), bytes):
+            row["status"] = row["status"].decode("ascii", "replace")
+        rows.append(row)
+    return rows
+
+
+def listen_fds() -> list[int]:
+    """File descriptors of the sockets uWSGI accepts on, inherited by every worker."""
+    return [int(fd) for fd in getattr(uwsgi, "sockets", ()) or ()] if uwsgi is not None else []
+
+
+def stats_server() -> tuple[Optional[str], bool]:
+    """(address of uWSGI's stats server or None, whether it speaks HTTP), from ``stats``/``stats-server``."""
+    opt = options()
+    for key in ("stats", "stats-server"):
+        value = uwsgi_opt.first_text(opt, key)
+        if value is not None and value.strip():
+            return value.strip(), uwsgi_opt.flag(opt, "stats-http")
+    return None, False

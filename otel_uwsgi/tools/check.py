@@ -1,0 +1,162 @@
+"""``otel-uwsgi check``: does tracing really work with *this* uwsgi.ini?
+
+Starts an embedded OTLP/HTTP receiver and uWSGI with the user's ini (socket and endpoint
+replaced, on loopback), sends requests until every worker has served one, stops uWSGI
+gracefully, then compares, per worker pid, the requests uWSGI logged with the server spans that
+arrived.  Exit status 0 only when every worker delivered spans and none was lost.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, TextIO
+
+from otel_uwsgi.tools import metrics_verdict
+from otel_uwsgi.tools.harness import OWNED_KEYS, Served, UwsgiServer, free_port, owned_overrides, prepare_ini
+from otel_uwsgi.tools.load import Load, load_until_covered
+from otel_uwsgi.tools.receiver import Receiver
+from otel_uwsgi.tools.verdict import Report, evaluate, render
+
+
+def count_workers(ini_text: str) -> int:
+    """``processes`` / ``workers`` from the prepared ini (last wins, as on uWSGI 2.0.x)."""
+    count = 1
+    for line in ini_text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() in ("processes", "workers"):
+            try:
+                count = int(value.strip())
+            except ValueError:
+                pass
+    return count
+
+
+def run_check(
+    ini: str,
+    *,
+    path: str = "/",
+    requests: int = 200,
+    timeout: float = 60.0,
+    progress: Optional[TextIO] = None,
+    extra: Optional[dict[str, str]] = None,
+    receiver: Optional[Receiver] = None,
+    endpoint: Optional[str] = None,
+    on_server: Optional[Callable[[UwsgiServer], None]] = None,
+) -> tuple[Report, str]:
+    """Run the check; returns the report and uWSGI's log.
+
+    ``receiver``/``endpoint`` let the Docker checker point uWSGI at a collector that forwards
+    to a receiver listening elsewhere.
+    """
+    own_receiver = receiver is None
+    receiver = receiver or Receiver().start()
+    deadline = time.monotonic() + timeout
+    # uWSGI's copy of the ini (it may hold header values) and its log: removed when done.
+    workdir = tempfile.mkdtemp(prefix="otel-uwsgi-check-")
+    try:
+        port = free_port()
+        overrides = owned_overrides(port, endpoint or receiver.endpoint)
+        overrides.update(extra or {})
+        drop = OWNED_KEYS | {"otel-exporter-otlp-metrics-endpoint", "otel-exporter-otlp-logs-endpoint"}
+        settings = metrics_verdict.settings_of(prepare_ini(ini, overrides, drop=drop))
+        if settings is not None and settings["otel-metrics-exporter"] != "none":
+            overrides.setdefault("otel-metric-export-interval", str(metrics_verdict.CHECK_INTERVAL_MS))
+            settings = metrics_verdict.settings_of(prepare_ini(ini, overrides, drop=drop))
+        text = prepare_ini(ini, overrides, drop=drop)
+        expected = count_workers(text)
+        started = time.monotonic()
+        server = UwsgiServer(text, workdir=workdir)
+        with server:
+            if on_server:
+                on_server(server)
+            server.wait_workers(expected, max(1.0, deadline - time.monotonic()))
+            with Load("127.0.0.1", port, path, concurrency=max(2, expected * 2)):
+                shown = [0.0]
+
+                def show(served: Served, done: bool) -> None:
+                    if progress and (time.monotonic() - shown[0] > 0.5 or done):
+                        shown[0] = time.monotonic()
+                        progress.write(
+                            f"\rwaiting: {len(served.covered)}/{expected} workers served, {served.total} requests, "
+                            f"{len(receiver.server_spans())} server spans received   "
+                        )
+                        progress.flush()
+
+                load_until_covered(
+                    server.served,
+                    workers=expected,
+                    requests=requests,
+                    deadline=deadline,
+                    also=lambda: _server_metrics_seen(receiver, settings),
+                    progress=show,
+                    running=server.alive,
+                )
+            server.stop(signal.SIGINT, kill_after=max(5.0, deadline - time.monotonic() + 5))
+            if progress:
+                progress.write("\n")
+        served = server.served()
+        # Graceful exit flushed each worker's queue; allow the last requests to land.
+        receiver.wait_for(lambda s: sum(1 for x in s if x.kind == "SERVER") >= served.total, 5.0)
+        report = evaluate(served, receiver.snapshot(), expected)
+        if settings is not None:
+            pids = [pid for pid, n in served.requests.items() if n]
+            if settings["otel-metrics-exporter"] != "none":  # each worker's final export arrives after it exits
+                receiver.wait_until(lambda: pids and {p.pid for p in receiver.points} >= set(pids), 5.0)
+            report = metrics_verdict.merge_into(report, metrics_verdict.evaluate_signals(
+                receiver.metric_points(), receiver.log_records(), pids, settings=settings,
+                window_s=time.monotonic() - started,
+            ))
+        return report, server.log()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        if own_receiver:
+            receiver.stop()
+
+
+def _server_metrics_seen(receiver: Receiver, settings: Any, exports: int = 3) -> bool:
+    """With server metrics on, keep the load up until worker 1 exported them a few times."""
+    if settings is None or settings["otel-metrics-exporter"] == "none" or not settings["otel-uwsgi-server-metrics"]:
+        return True
+    name, wid = metrics_verdict.REFERENCE
+    return sum(1 for p in receiver.metric_points(name) if p.attributes.get("uwsgi.worker.id") == wid) >= exports
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="otel-uwsgi check",
+        description="Start uWSGI with your ini and an embedded OTLP receiver; verify every worker sends spans.",
+    )
+    parser.add_argument("ini", help="path to your uwsgi.ini")
+    parser.add_argument("--requests", type=int, default=200, help="minimum requests to send (default 200)")
+    parser.add_argument("--path", default="/", help="URL path to request (default /)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds before giving up (default 60)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--show-log", action="store_true", help="print uWSGI's log after the report")
+    parser.add_argument("--metrics", action="store_true",
+                        help="turn metrics on for this run (otel-metrics-exporter = otlp) and verify them")
+    parser.add_argument("--logs", action="store_true", help="turn OTLP log export on for this run and count records")
+    args = parser.parse_args(argv)
+    if not Path(args.ini).is_file():
+        print(f"otel-uwsgi check: no such ini file: {args.ini}", file=sys.stderr)
+        return 2
+    report, log = run_check(
+        args.ini,
+        path=args.path,
+        requests=args.requests,
+        timeout=args.timeout,
+        progress=None if args.json else sys.stderr,
+        extra={**({"otel-metrics-exporter": "otlp"} if args.metrics else {}),
+               **({"otel-logs-exporter": "otlp"} if args.logs else {})},
+    )
+    print(report.to_json() if args.json else render(report))
+    if args.show_log or (not report.ok and not args.json):
+        tail = "\n".join(log.splitlines()[-40:])
+        print("\n--- last lines of the uWSGI log ---\n" + tail, file=sys.stderr)
+    return 0 if report.ok else 1

@@ -1,0 +1,258 @@
+"""Run a real uWSGI from a user's ini for checks and tests.
+
+The ini is copied with only what a check must own replaced: sockets (a free 127.0.0.1 port),
+the exporter endpoint (the embedded receiver), request logging (one parseable line per request,
+with the serving worker's pid) and daemonizing/log redirection (the log must reach us).  uWSGI's
+own log is the independent source of truth for which worker served how many requests.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+SOCKET_KEYS = frozenset(
+    {
+        "socket", "uwsgi-socket", "http-socket", "http", "https", "https-socket", "shared-socket",
+        "fastcgi-socket", "scgi-socket", "raw-socket", "http2", "suwsgi-socket", "zerg", "http-to",
+        "stats", "stats-server",
+    }
+)
+OWNED_KEYS = SOCKET_KEYS | {
+    "otel-exporter-otlp-endpoint", "otel-exporter-otlp-traces-endpoint",
+    "daemonize", "daemonize2", "logto", "logto2", "logger", "req-logger", "log-format", "logformat",
+    "disable-logging", "log-4xx", "log-5xx", "log-slow", "log-zero", "log-big", "log-sendfile",
+    "log-x-forwarded-for", "log-ioerror",
+}
+REQUEST_LOG = "otel-uwsgi-req pid=%(pid) wid=%(wid) status=%(status) uri=%(uri)"
+_REQ_RE = re.compile(r"otel-uwsgi-req pid=(\d+) wid=(\d+) status=(\d+)")
+_SPAWN_RE = re.compile(r"(?:spawned uWSGI worker (\d+) \(pid: (\d+)|Respawned uWSGI worker (\d+) \(new pid: (\d+))")
+_MAGIC_RE = re.compile(r"%([dpsncx%])")
+_KEY_RE = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=")
+
+Overrides = Mapping[str, Union[str, Sequence[str]]]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _magic(path: Path) -> dict[str, str]:
+    path = path.resolve()
+    return {
+        "d": str(path.parent) + "/",
+        "p": str(path),
+        "s": path.name,
+        "n": path.stem,
+        "c": path.parent.name,
+        "x": path.suffix.lstrip("."),
+    }
+
+
+def prepare_ini(source: Union[str, Path], overrides: Overrides, *, drop: Iterable[str] = OWNED_KEYS) -> str:
+    """The ``[uwsgi]`` section of ``source`` minus ``drop``ped keys, plus ``overrides``.
+
+    uWSGI's magic variables (``%d`` ...) are resolved against the original file, so the copy can
+    live anywhere.  Keys in ``overrides`` are always dropped from the original first.  Under
+    ``strict = true`` (where uWSGI rejects otel-* keys) an otel-* override is written as
+    ``set-ph = key=value``, and the original's ``set-ph`` for that key is dropped.
+    """
+    source = Path(source)
+    magic = _magic(source)
+    dropped = set(drop) | set(overrides)
+    strict = is_strict(source)
+    out = ["[uwsgi]"]
+    section = None
+    for raw in source.read_text().splitlines():
+        line = raw.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip()
+            continue
+        if section != "uwsgi" or not line or line[0] in ";#":
+            continue
+        match = _KEY_RE.match(line)
+        if match and match.group(1) in dropped:
+            continue
+        if match and match.group(1) == "set-ph":
+            placeholder = line.split("=", 1)[1].split("=", 1)[0].strip()
+            if placeholder in dropped:
+                continue
+        out.append(_MAGIC_RE.sub(lambda m: "%%" if m.group(1) == "%" else magic[m.group(1)], raw))
+    for key, value in overrides.items():
+        for item in [value] if isinstance(value, str) else value:
+            out.append(f"set-ph = {key}={item}" if strict and key.startswith("otel-") else f"{key} = {item}")
+    return "\n".join(out) + "\n"
+
+
+def is_strict(source: Union[str, Path]) -> bool:
+    """Whether the ini turns on uWSGI's ``strict`` mode."""
+    for raw in Path(source).read_text().splitlines():
+        match = _KEY_RE.match(raw)
+        if match and match.group(1) == "strict":
+            return raw.split("=", 1)[1].strip().lower() in ("true", "1", "yes", "on", "")
+    return False
+
+
+@dataclass
+class Served:
+    """What uWSGI's log says happened."""
+
+    spawned: dict[int, int] = field(default_factory=dict)  # pid -> worker id
+    requests: dict[int, int] = field(default_factory=dict)  # pid -> requests served
+    statuses: dict[int, int] = field(default_factory=dict)  # HTTP status -> count
+
+    @property
+    def worker_ids(self) -> set[int]:
+        return set(self.spawned.values())
+
+    @property
+    def total(self) -> int:
+        return sum(self.requests.values())
+
+    @property
+    def covered(self) -> set[int]:
+        """Worker ids that served at least one request."""
+        return {self.spawned[pid] for pid, n in self.requests.items() if n and pid in self.spawned}
+
+
+def parse_log(text: str) -> Served:
+    served = Served()
+    for match in _SPAWN_RE.finditer(text):
+        wid, pid = (match.group(1), match.group(2)) if match.group(1) else (match.group(3), match.group(4))
+        served.spawned[int(pid)] = int(wid)
+    for match in _REQ_RE.finditer(text):
+        pid, wid, status = (int(g) for g in match.groups())
+        served.requests[pid] = served.requests.get(pid, 0) + 1
+        served.statuses[status] = served.statuses.get(status, 0) + 1
+        served.spawned.setdefault(pid, wid)
+    return served
+
+
+class UwsgiServer:
+    """One uWSGI instance started from an ini text; stopped by its pid.
+
+    Use as a context manager: leaving it stops the master (SIGINT, then SIGKILL to the whole
+    process group after ``kill_after`` seconds).
+    """
+
+    def __init__(
+        self,
+        ini_text: str,
+        *,
+        env: Optional[Mapping[str, str]] = None,
+        cwd: Optional[str] = None,
+        workdir: Optional[str] = None,
+        uwsgi: str = "uwsgi",
+    ) -> None:
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="otel-uwsgi-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.ini_path = self.workdir / "uwsgi.ini"
+        self.ini_path.write_text(ini_text)
+        self.log_path = self.workdir / "uwsgi.log"
+        self.env = dict(os.environ if env is None else env)
+        self.cwd = cwd
+        self.uwsgi = uwsgi
+        self.process: Optional[subprocess.Popen[bytes]] = None
+        self.returncode: Optional[int] = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> UwsgiServer:
+        log = open(self.log_path, "wb")
+        try:
+            self.process = subprocess.Popen(
+                [self.uwsgi, "--ini", str(self.ini_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        return self
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def served(self) -> Served:
+        return parse_log(self.log())
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait_workers(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` workers have been spawned (or uWSGI died)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.served().worker_ids) >= count:
+                return True
+            if not self.alive():
+                return False
+            time.sleep(0.05)
+        return False
+
+    def send(self, signum: int) -> None:
+        if self.alive():
+            os.kill(self.pid, signum)
+
+    def wait(self, timeout: float) -> Optional[int]:
+        assert self.process is not None
+        try:
+            self.returncode = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return self.returncode
+
+    def stop(self, signum: int = signal.SIGINT, kill_after: float = 30.0) -> Optional[int]:
+        """Stop gracefully with ``signum``; SIGKILL the process group if it overstays."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.send(signum)
+            if self.wait(kill_after) is None:
+                try:
+                    os.killpg(self.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                self.wait(5)
+        self.returncode = self.process.returncode
+        # Leftovers (a worker that outlived its master) share the session: reap them.
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        return self.returncode
+
+    def __enter__(self) -> UwsgiServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def owned_overrides(http_port: int, endpoint: str) -> dict[str, str]:
+    """What a check replaces in the user's ini: the socket, the endpoint, the request log line."""
+    return {
+        "http-socket": f"127.0.0.1:{http_port}",
+        "otel-exporter-otlp-endpoint": endpoint,
+        "log-format": REQUEST_LOG,
+    }

@@ -1,0 +1,90 @@
+"""Request load for the checks: concurrent GETs until every worker has served and enough requests
+were answered."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from typing import Callable, Optional
+
+from otel_uwsgi.tools.harness import Served
+
+
+def http_get(host: str, port: int, path: str, timeout: float = 30.0) -> int:
+    """One GET on its own connection; the status code."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+class Load:
+    """Concurrent GETs (one connection each), counting statuses; concurrency spreads them over workers."""
+
+    def __init__(self, host: str, port: int, path: str, concurrency: int) -> None:
+        self.host, self.port, self.path = host, port, path
+        self.stop = threading.Event()
+        self.statuses: dict[int, int] = {}
+        self.errors = 0
+        self.last_error = ""
+        self._lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, name=f"load-{i}", daemon=True) for i in range(concurrency)]
+
+    @property
+    def completed(self) -> int:
+        with self._lock:
+            return sum(self.statuses.values())
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                status = http_get(self.host, self.port, self.path)
+            except OSError as exc:
+                with self._lock:
+                    self.errors += 1
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                self.stop.wait(0.1)
+                continue
+            with self._lock:
+                self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(35)
+
+
+def load_until_covered(
+    read: Callable[[], Optional[Served]],
+    *,
+    workers: int,
+    requests: int,
+    deadline: float,
+    also: Callable[[], bool] = lambda: True,
+    progress: Callable[[Served, bool], None] = lambda served, done: None,
+    step: float = 0.1,
+    running: Callable[[], bool] = lambda: True,
+) -> bool:
+    """Poll ``read`` (what uWSGI says it served; None when it cannot say now) until ``workers``
+    worker ids have served, ``requests`` were served in all and ``also`` holds, or ``deadline``
+    (``time.monotonic()``) passes or ``running`` turns false.  True when the load was enough.
+    ``progress`` sees each reading.  The load itself (:class:`Load`) runs meanwhile."""
+    while time.monotonic() < deadline and running():
+        served = read()
+        if served is not None:
+            done = len(served.covered) >= workers and served.total >= requests and also()
+            progress(served, done)
+            if done:
+                return True
+        time.sleep(step)
+    return False

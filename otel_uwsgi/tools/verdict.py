@@ -1,0 +1,171 @@
+"""The verdict on spans: per worker pid, requests served against server spans received.
+
+Used by ``otel-uwsgi check`` (:mod:`.check`) and the Docker checker (:mod:`.docker_checker`); the
+metrics and logs verdict is :mod:`.metrics_verdict`.  Pure: unit-tested without uWSGI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+from otel_uwsgi.tools.harness import Served
+from otel_uwsgi.tools.receiver import ReceivedSpan
+
+
+@dataclass
+class WorkerRow:
+    worker_id: int
+    pid: int
+    requests: int
+    spans: int
+    instance_ids: list[str]
+
+    @property
+    def lost(self) -> int:
+        return max(0, self.requests - self.spans)
+
+
+@dataclass
+class Report:
+    rows: list[WorkerRow]
+    expected_workers: int
+    requests: int
+    spans: int
+    lost: int
+    ok: bool
+    reason: str
+    problems: list[str] = field(default_factory=list)
+    signals: dict[str, Any] = field(default_factory=dict)  # metrics/logs verdict (metrics_verdict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        for row, out in zip(self.rows, data["rows"]):
+            out["lost"] = row.lost
+        return json.dumps(data, indent=2, sort_keys=True)
+
+
+def evaluate(served: Served, spans: list[ReceivedSpan], expected_workers: int) -> Report:
+    """The verdict: every worker id has a pid that delivered server spans, and none was lost."""
+    server = [s for s in spans if s.kind == "SERVER"]
+    by_pid: dict[int, list[ReceivedSpan]] = {}
+    for span in server:
+        by_pid.setdefault(span.pid or 0, []).append(span)
+    pids = set(served.requests) | set(by_pid) - {0}
+    rows = []
+    for pid in sorted(pids, key=lambda p: (served.spawned.get(p, 0), p)):
+        got = by_pid.get(pid, [])
+        wid = served.spawned.get(pid)
+        if wid is None and got:
+            wid = got[0].resource.get("uwsgi.worker.id", 0)
+        rows.append(
+            WorkerRow(
+                worker_id=int(wid or 0),
+                pid=pid,
+                requests=served.requests.get(pid, 0),
+                spans=len(got),
+                instance_ids=sorted({str(s.resource.get("service.instance.id", "?")) for s in got}),
+            )
+        )
+    requests = served.total
+    lost = sum(r.lost for r in rows)
+    problems: list[str] = []
+    silent = sorted({r.worker_id for r in rows if r.requests and not r.spans})
+    delivering = {r.worker_id for r in rows if r.spans}
+    never = sorted(set(range(1, expected_workers + 1)) - delivering)
+    if requests == 0:
+        problems.append("no request was served: is the app loading? see the uWSGI log")
+    elif never:
+        problems.append(
+            f"{len(never)} of {expected_workers} workers sent no spans (worker {', '.join(map(str, never))}): "
+            "is otel_uwsgi.auto imported by the app, enable-threads set and the endpoint reachable?"
+        )
+    if by_pid.get(0):
+        problems.append(f"{len(by_pid[0])} spans carry no process.pid (not from otel-uwsgi?)")
+    shared = [i for r in rows for i in r.instance_ids]
+    if len(shared) != len(set(shared)):
+        problems.append("several worker pids share one service.instance.id (provider built before fork?)")
+    if lost:
+        problems.append(f"{lost} of {requests} requests have no server span (spans lost)")
+    if silent and not never:
+        quiet = ", ".join(str(r.pid) for r in rows if r.requests and not r.spans)
+        problems.append(f"worker pids {quiet} sent no spans")
+    return Report(
+        rows=rows,
+        expected_workers=expected_workers,
+        requests=requests,
+        spans=len(server),
+        lost=lost,
+        ok=not problems,
+        reason=problems[0] if problems else f"every worker delivered spans ({len(server)} spans, 0 lost)",
+        problems=problems,
+    )
+
+
+def render(report: Report) -> str:
+    header = f"{'worker':>6} {'pid':>8} {'requests':>9} {'spans':>6} {'lost':>5}  service.instance.id"
+    lines = [header, "-" * len(header)]
+    for r in report.rows:
+        lines.append(
+            f"{r.worker_id:>6} {r.pid:>8} {r.requests:>9} {r.spans:>6} {r.lost:>5}  {', '.join(r.instance_ids) or '-'}"
+        )
+    lines.append("-" * len(header))
+    lines.append(f"{'total':>6} {'':>8} {report.requests:>9} {report.spans:>6} {report.lost:>5}")
+    lines.extend(report.notes)
+    lines.append(("OK: " if report.ok else "FAIL: ") + report.reason)
+    lines.extend(f"  also: {p}" for p in report.problems[1:])
+    return "\n".join(lines)
+
+
+def extra_problems(
+    served: Served,
+    spans: list[ReceivedSpan],
+    *,
+    load_errors: int = 0,
+    stopped: bool = True,
+    fifo_error: Optional[str] = None,
+    expect_db: Optional[str] = None,
+) -> list[str]:
+    """What the Docker checker adds to :func:`evaluate`'s verdict."""
+    problems: list[str] = []
+    if fifo_error:
+        problems.append(f"could not ask uWSGI for a graceful shutdown through its master FIFO: {fifo_error}")
+    elif not stopped:
+        problems.append("uWSGI did not stop after 'q' on its master FIFO (its stats port still answers)")
+    bad = {code: n for code, n in sorted(served.statuses.items()) if not 200 <= code < 400}
+    if bad:
+        total = sum(served.statuses.values())
+        listing = ", ".join(f"{n} x {code}" for code, n in bad.items())
+        problems.append(f"{sum(bad.values())} of {total} responses were errors ({listing}): see the app's log")
+    if load_errors:
+        problems.append(f"{load_errors} requests failed at the connection level")
+    if expect_db and served.total:
+        db = db_spans(spans, expect_db)
+        if not db:
+            problems.append(f"no {expect_db} DB spans arrived (is the demo on {expect_db}, the driver instrumented?)")
+    return problems
+
+
+def db_spans(spans: list[ReceivedSpan], system: Optional[str] = None) -> list[ReceivedSpan]:
+    """CLIENT spans of a database call (``db.system`` / ``db.system.name``), optionally of one system."""
+    out = []
+    for span in spans:
+        if span.kind != "CLIENT":
+            continue
+        value = span.attributes.get("db.system.name", span.attributes.get("db.system"))
+        if value is None:
+            continue
+        if system is None or str(value).lower() == system.lower():
+            out.append(span)
+    return out
+
+
+def merge(report: Report, problems: list[str]) -> Report:
+    """``report`` with ``problems`` appended (the first one becomes the reason if it was ok)."""
+    if not problems:
+        return report
+    merged = list(report.problems) + problems
+    return dataclasses.replace(report, ok=False, problems=merged, reason=merged[0])

@@ -1,0 +1,68 @@
+"""The bounded flush of a tracer provider at exit, and the summary of what it could not deliver."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Optional
+
+from opentelemetry.sdk.trace import TracerProvider
+
+from otel_uwsgi.traces.ledger import Ledger
+
+logger = logging.getLogger(__name__)
+
+
+def shutdown_bounded(provider: TracerProvider, timeout_s: float, ledger: Optional[Ledger] = None) -> bool:
+    """Export what is queued and shut down, giving up after ``timeout_s`` seconds.
+
+    The SDK's ``force_flush`` ignores its timeout and one export to a dead collector can block
+    for the exporter timeout, so the work runs in a helper thread that is joined with a deadline.
+    Spans still queued when the deadline passes are counted as dropped in ``ledger``.  Returns
+    True when everything finished in time.  Safe to call from a signal handler's exit path: it
+    takes no lock of its own.
+    """
+    started = time.monotonic()
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            provider.shutdown()
+        except Exception:  # noqa: BLE001 - never raise into uWSGI's exit path
+            logger.exception("otel-uwsgi: error while flushing spans at exit")
+        finally:
+            done.set()
+
+    pending_before = ledger.unfinished() if ledger else 0
+    thread = threading.Thread(target=work, name="otel-uwsgi-exit-flush", daemon=True)
+    thread.start()
+    finished = done.wait(timeout_s)
+    elapsed_ms = (time.monotonic() - started) * 1000
+    pid = os.getpid()
+    if not finished:
+        lost = ledger.give_up() if ledger else 0
+        logger.warning(
+            "otel-uwsgi: pid %d gave up flushing spans after %.1f s (collector slow or unreachable); "
+            "%d span(s) still queued were dropped (raise otel-exit-flush-timeout to wait longer)",
+            pid,
+            elapsed_ms / 1000,
+            lost,
+        )
+    else:
+        logger.debug("otel-uwsgi: pid %d flushed %d spans in %.1f ms", pid, pending_before, elapsed_ms)
+    if ledger:
+        counts = ledger.counts()
+        if counts.dropped:
+            logger.warning(
+                "otel-uwsgi: pid %d exiting: %d of %d span(s) were not delivered (queue full: %d, "
+                "export failed: %d, still queued at exit: %d)",
+                pid,
+                counts.dropped,
+                counts.ended,
+                counts.queue_full,
+                counts.export_failed,
+                counts.exit_timeout,
+            )
+    return finished

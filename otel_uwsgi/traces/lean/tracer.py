@@ -1,0 +1,219 @@
+"""The tracer that starts lean spans, or steps aside for the SDK's own ``start_span`` when
+anything it skips is asked for or the SDK is not the one it was checked against."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from time import time_ns
+from typing import Any, Optional
+
+from opentelemetry import trace as trace_api
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Span as SdkSpan
+from opentelemetry.sdk.trace import Tracer as SdkTracer
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import INVALID_SPAN_ID, INVALID_TRACE_ID, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
+
+from otel_uwsgi.compat.sdk import CONTEXT_AS_TUPLE, LEAN_SPAN_CLASSES
+from otel_uwsgi.traces.lean.sampling import DROP, SAMPLE, decider, root_decision
+from otel_uwsgi.traces.lean.span import Hooks, LeanSpan, NoOpTracerMetrics, plain_attributes
+
+_logger = logging.getLogger(__name__)
+# A new span's TraceFlags: sampled or not, with or without a random trace id
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
+_UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_UNSAMPLED_RANDOM = TraceFlags(TraceFlags.DEFAULT | TraceFlags.RANDOM_TRACE_ID)
+_MAX_TRACE_ID, _MAX_SPAN_ID = (1 << 128) - 1, (1 << 64) - 1
+
+
+class LeanTracer:
+    """``start_span`` of an SDK tracer, minus the work the fast path does not need."""
+
+    def __init__(self, tracer: Any) -> None:
+        self._tracer = tracer
+        self._sdk_start = SdkTracer.start_span.__get__(tracer) if isinstance(tracer, SdkTracer) else tracer.start_span
+        lean = False
+        try:
+            decide = decider(tracer.sampler) if isinstance(tracer, SdkTracer) else None
+            if decide is not None and CONTEXT_AS_TUPLE and _sdk_as_expected(tracer):
+                limits = tracer._span_limits
+                lean = limits.max_span_attribute_length is None
+                self._max_attributes = limits.max_span_attributes
+                self._decide = decide
+                self._root_decision = root_decision(tracer.sampler)
+                self._ids = tracer.id_generator
+                self._random_ids = bool(self._ids.is_trace_id_random())
+                # The SDK's default generator is random.getrandbits, called here without its frame
+                self._sdk_random_ids = type(self._ids) is RandomIdGenerator
+                metrics = tracer._tracer_metrics
+                self._metrics = None if type(metrics) is NoOpTracerMetrics else metrics
+                self._hooks = Hooks(tracer.span_processor)
+                self._span_class = type(
+                    "LeanSpan",
+                    (LeanSpan,),
+                    {
+                        "__module__": LeanSpan.__module__,
+                        "__qualname__": "LeanSpan",
+                        "_instrumentation_info": tracer.instrumentation_info,
+                        "_instrumentation_scope": tracer._instrumentation_scope,
+                        "_resource": tracer.resource,
+                        "_sampler": tracer.sampler,
+                        "_span_processor": tracer.span_processor,
+                        "_limits": limits,
+                        "_hooks": self._hooks,
+                    },
+                )
+                LEAN_SPAN_CLASSES.add(self._span_class)
+        except AttributeError:  # an SDK whose internals differ: its own path, always correct
+            lean = False
+        if not lean and isinstance(tracer, SdkTracer):
+            _logger.debug("otel-uwsgi: %s's spans are started by the SDK's own Tracer.start_span", tracer)
+        self.lean = lean
+
+    def start_span(
+        self,
+        name: str,
+        context: Optional[Context] = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Optional[dict[str, Any]] = None,
+        start_time: Optional[int] = None,
+    ) -> trace_api.Span:
+        """Like ``Tracer.start_span``; ``attributes`` values must be str, int, float or bool."""
+        tracer = self._tracer
+        if not self.lean or not tracer._is_enabled():
+            return self._sdk_start(name, context, kind, attributes=attributes, start_time=start_time)
+        if attributes and (
+            (self._max_attributes is not None and len(attributes) > self._max_attributes)
+            or not plain_attributes(attributes)
+        ):
+            return self._sdk_start(name, context, kind, attributes=attributes, start_time=start_time)
+        parent = trace_api.get_current_span(context).get_span_context()
+        if type(parent) is SpanContext and parent[5]:  # a valid parent; [5]: is_valid
+            trace_id, _, _, parent_flags, trace_state, _ = parent
+            random_id = parent_flags & TraceFlags.RANDOM_TRACE_ID
+        elif parent is None or type(parent) is SpanContext:
+            parent = None
+            if self._sdk_random_ids:  # RandomIdGenerator.generate_trace_id
+                trace_id = random.getrandbits(128)
+                while trace_id == INVALID_TRACE_ID:
+                    trace_id = random.getrandbits(128)
+            else:
+                trace_id = self._ids.generate_trace_id()
+            random_id, trace_state = self._random_ids, DEFAULT_TRACE_STATE
+        else:  # a SpanContext subclass or something else: the SDK decides what that means
+            return self._sdk_start(name, context, kind, attributes=attributes, start_time=start_time)
+        if parent is None and self._root_decision is not None:
+            decision = self._root_decision
+        else:
+            decision = self._decide(parent, trace_id)
+        if decision is SAMPLE:
+            flags = _SAMPLED_RANDOM if random_id else _SAMPLED
+        else:
+            flags = _UNSAMPLED_RANDOM if random_id else _UNSAMPLED
+        if self._sdk_random_ids:  # RandomIdGenerator.generate_span_id
+            span_id = random.getrandbits(64)
+            while span_id == INVALID_SPAN_ID:
+                span_id = random.getrandbits(64)
+        else:
+            span_id = self._ids.generate_span_id()
+        valid = 0 < trace_id <= _MAX_TRACE_ID and 0 < span_id <= _MAX_SPAN_ID
+        span_context = tuple.__new__(SpanContext, (trace_id, span_id, False, flags, trace_state, valid))
+        record_end_metrics = None if self._metrics is None else self._metrics.start_span(parent, decision)
+        if decision is DROP:
+            return trace_api.NonRecordingSpan(span_context)
+        span = object.__new__(self._span_class)  # the tracer's fields are its class's (see LeanSpan)
+        span._name = name
+        span._context = span_context
+        span._kind = kind
+        span._parent = parent
+        span._lock = threading.Lock()
+        bounded = object.__new__(BoundedAttributes)  # BoundedAttributes(max, None, immutable=False)
+        bounded._dict = dict(attributes) if attributes else {}
+        bounded.maxlen = self._max_attributes
+        bounded.dropped = 0
+        bounded.max_value_len = None
+        bounded._lock = threading.Lock()
+        bounded._immutable = False
+        span._attributes = bounded
+        if record_end_metrics is not None:
+            span._record_end_metrics = record_end_metrics
+        span._start_time = time_ns() if start_time is None else start_time
+        hooks = self._hooks
+        if hooks.chain is not None:
+            if hooks.chain._span_processors is not hooks.processors:
+                hooks.refresh()
+            for on_start in hooks.on_start:
+                on_start(span, parent_context=context)
+        else:
+            span._span_processor.on_start(span, parent_context=context)
+        return span
+
+
+# The fields LeanTracer sets on a span and on its BoundedAttributes: those of this SDK's own.
+_SPAN_FIELDS = frozenset(
+    (
+        "_name _context _kind _instrumentation_info _instrumentation_scope _parent _start_time _end_time "
+        "_resource _status _sampler _trace_config _record_exception _set_status_on_exception "
+        "_span_processor _limits _lock _attributes _events _links _record_end_metrics"
+    ).split()
+)
+_ATTRIBUTES_FIELDS = frozenset("_dict maxlen dropped max_value_len _lock _immutable".split())
+
+
+def _sdk_as_expected(tracer: Any) -> bool:
+    """Whether this SDK's spans have exactly the fields LeanTracer sets, and its tracer the parts
+    it reads: checked once per tracer on an SDK span that is built but never started (no
+    processor sees it), so an SDK release that changes them gets its own path, not a half-made
+    span."""
+    for name in ("_tracer_metrics", "_span_limits", "_instrumentation_scope", "_is_enabled"):
+        if not hasattr(tracer, name):
+            return False
+    probe = SdkSpan.__new__(_ProbeSpan)
+    SdkSpan.__init__(  # with the tracer's resource: without one the SDK would build (and detect) a new one
+        probe, "probe", trace_api.INVALID_SPAN_CONTEXT, resource=tracer.resource, limits=tracer._span_limits
+    )
+    return set(vars(probe)) == _SPAN_FIELDS and set(vars(probe._attributes)) == _ATTRIBUTES_FIELDS
+
+
+class _ProbeSpan(SdkSpan):
+    """An SDK span class that may be instantiated (``Span`` itself refuses), for the check above."""
+
+
+class LeanSdkTracer(SdkTracer):
+    """An SDK tracer whose ``start_span`` is :class:`LeanTracer`'s when nothing it skips is asked
+    for (links, ``record_exception=False``...): what the stock instrumentations' tracers become."""
+
+    _lean: LeanTracer
+
+    def start_span(  # type: ignore[override]
+        self,
+        name: str,
+        context: Optional[Context] = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Any = None,
+        links: Any = (),
+        start_time: Optional[int] = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> trace_api.Span:
+        if links or not record_exception or not set_status_on_exception:
+            return SdkTracer.start_span(
+                self, name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
+            )
+        return self._lean.start_span(name, context, kind, attributes, start_time)
+
+
+def make_lean(tracer: Any) -> Any:
+    """``tracer`` made a :class:`LeanSdkTracer` when LeanTracer can serve it, else unchanged."""
+    if type(tracer) is not SdkTracer:
+        return tracer
+    lean = LeanTracer(tracer)
+    if lean.lean:
+        tracer.__class__ = LeanSdkTracer
+        tracer._lean = lean
+    return tracer

@@ -1,0 +1,193 @@
+"""Counting what happens to every ended span: exported, or dropped and why (the ledger itself;
+the processor that feeds it is :mod:`otel_uwsgi.traces.processor`).
+
+The SDK drops spans in three places without telling the user how many: the batch queue is full
+(one log line *per span*, a flood at saturation), the exporter gave up (collector down, 4xx/5xx
+after retries), or the process exited with spans still queued.  This module counts each case per
+process, replaces the per-span flood with one rate-limited warning that carries the numbers, and
+lets the user read the counts (:func:`otel_uwsgi.delivery_counts`, the exit summary line).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+logger = logging.getLogger("otel_uwsgi")
+
+#: At most one "spans dropped" warning per process per this many seconds (the first one at once).
+WARNING_INTERVAL_S = 60.0
+
+REASONS = ("queue_full", "export_failed", "exit_timeout")
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Spans handed to the batch processor in this process, and what became of them."""
+
+    ended: int
+    exported: int
+    queue_full: int
+    export_failed: int
+    exit_timeout: int
+
+    @property
+    def dropped(self) -> int:
+        return self.queue_full + self.export_failed + self.exit_timeout
+
+    @property
+    def pending(self) -> int:
+        """Ended spans neither exported nor dropped yet: queued or in an export in flight."""
+        return max(0, self.ended - self.exported - self.queue_full - self.export_failed - self.exit_timeout)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "ended": self.ended,
+            "exported": self.exported,
+            "dropped": self.dropped,
+            "queue_full": self.queue_full,
+            "export_failed": self.export_failed,
+            "exit_timeout": self.exit_timeout,
+            "pending": self.pending,
+        }
+
+
+def _value(counter: itertools.count[int]) -> int:
+    """Read an ``itertools.count`` without advancing it (its pickle state is the next value)."""
+    return counter.__reduce__()[1][0]  # type: ignore[index]
+
+
+class Ledger:
+    """Per-process counters.
+
+    Counted directly: spans ``ended`` into the queue (every span, so an ``itertools.count``:
+    atomic under the GIL, ~50 ns), spans ``handed`` to the exporter, and the exporter's answers.
+    Spans a full queue pushed out are *derived*: ``ended - handed - still queued``; predicting
+    the eviction in ``on_end`` races with the export thread taking a batch.  A snapshot taken
+    while the export thread is between popping a batch and handing it over reads up to one batch
+    high for that moment; once the process is quiet it is exact.  At an exit that gives up
+    (:meth:`give_up`), a batch in flight is counted as dropped though a slow collector may still
+    store it: the count can overstate the loss by one batch, never understate it.  The books close
+    then: the export thread's later answer for that batch does not count it a second time.
+    """
+
+    def __init__(self, interval_s: float = WARNING_INTERVAL_S) -> None:
+        self.pid = os.getpid()
+        self._ended = itertools.count()
+        self._lock = threading.Lock()
+        self._handed = 0
+        self._exported = 0
+        self._failed = 0
+        self._exit_timeout = 0
+        self._closed_queue: Optional[int] = None  # the queue length when the books closed
+        self._interval = interval_s
+        self._last_warning = -float("inf")
+        self._reported = 0  # drops already announced in a warning
+        #: Length of the processor's queue (set by the processor that owns the queue).
+        self.queue_len: Callable[[], int] = lambda: 0
+
+    def ended(self) -> None:
+        """Count one span (``next`` on the counter: callers in the span's path bind it directly)."""
+        next(self._ended)
+
+    def handed(self, n: int) -> None:
+        with self._lock:
+            if self._closed_queue is None:
+                self._handed += n
+
+    def exported(self, n: int) -> None:
+        with self._lock:
+            if self._closed_queue is None:
+                self._exported += n
+
+    def failed(self, n: int) -> None:
+        with self._lock:
+            if self._closed_queue is not None:
+                return
+            self._failed += n
+        self.warn("export_failed")
+
+    def exit_timeout(self, n: int) -> None:
+        """Spans ended after the exit flush began (the SDK drops them)."""
+        self._exit_timeout += n  # exit path: it must not wait on a lock
+        if n:
+            self.warn("exit_timeout")
+
+    def give_up(self) -> int:
+        """The exit flush ran out of time: count what is queued or in flight as dropped, and close
+        the books on one snapshot.  Returns that number.
+
+        The export thread may still be in an export; its answer for spans counted here must not
+        count them again (as export failed, or exported), which made the books show more spans
+        dropped than ended.  The lock is taken with a short timeout: the exit path must not hang
+        on a thread that a signal interrupted while it held it.
+        """
+        locked = self._lock.acquire(timeout=0.2)
+        try:
+            queued = self.queue_len()
+            lost = max(0, queued + self._handed - self._exported - self._failed)
+            self._closed_queue = queued
+            self._exit_timeout += lost
+        finally:
+            if locked:
+                self._lock.release()
+        if lost:
+            self.warn("exit_timeout")
+        return lost
+
+    def warn(self, reason: str) -> None:
+        """Log the drop numbers, at most once per interval (the first time at once)."""
+        now = time.monotonic()
+        if now - self._last_warning < self._interval:
+            return
+        self._last_warning = now
+        counts = self.counts()
+        fresh, self._reported = counts.dropped - self._reported, counts.dropped
+        logger.warning(
+            "otel-uwsgi: pid %d dropped %d span(s) since the last report, %d in all "
+            "(queue full: %d, export failed: %d, still queued at exit: %d). %s",
+            self.pid,
+            fresh,
+            counts.dropped,
+            counts.queue_full,
+            counts.export_failed,
+            counts.exit_timeout,
+            _advice(reason),
+        )
+
+    def counts(self) -> Counts:
+        """A snapshot, read without the lock: the exit path may run on a thread that a signal
+        interrupted while it held the lock, and must not deadlock there."""
+        ended = _value(self._ended)
+        queued = self.queue_len() if self._closed_queue is None else self._closed_queue
+        handed = self._handed
+        exported, failed = self._exported, self._failed
+        return Counts(
+            ended=ended,
+            exported=exported,
+            queue_full=max(0, ended - handed - queued),
+            export_failed=failed,
+            exit_timeout=self._exit_timeout,
+        )
+
+    def unfinished(self) -> int:
+        """Spans queued or handed to an export that has not answered yet."""
+        if self._closed_queue is not None:
+            return 0
+        return max(0, self.queue_len() + self._handed - self._exported - self._failed)
+
+
+def _advice(reason: str) -> str:
+    if reason == "queue_full":
+        return (
+            "The batch queue was full: the collector is slower than the traffic; raise "
+            "otel-bsp-max-queue-size or lower otel-bsp-schedule-delay."
+        )
+    if reason == "export_failed":
+        return "The collector refused or did not answer; check otel-exporter-otlp-endpoint and the collector."
+    return "The exit flush ran out of time; raise otel-exit-flush-timeout or check the collector."

@@ -1,0 +1,114 @@
+"""TracerProvider, sampler, span limits, counting batch processor and span exporter for one process.
+
+Everything here is built from resolved :class:`~otel_uwsgi.config.settings.Settings` and passed to
+the SDK as explicit arguments, so the SDK's own environment look-ups cannot override the ini.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider, sampling
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
+
+from otel_uwsgi.config.settings import Settings
+from otel_uwsgi.export import otlp
+from otel_uwsgi.traces.ledger import Ledger
+from otel_uwsgi.traces.processor import CountingBatchSpanProcessor, mute_sdk_queue_full_warning
+
+logger = logging.getLogger(__name__)
+
+
+def build_sampler(settings: Settings) -> sampling.Sampler:
+    """The sampler named by ``otel-traces-sampler`` with its ratio argument."""
+    name = settings["otel-traces-sampler"]
+    ratio = settings["otel-traces-sampler-arg"]
+    ratio = 1.0 if ratio is None else ratio
+    return {
+        "always_on": lambda: sampling.ALWAYS_ON,
+        "always_off": lambda: sampling.ALWAYS_OFF,
+        "traceidratio": lambda: sampling.TraceIdRatioBased(ratio),
+        "parentbased_always_on": lambda: sampling.ParentBased(sampling.ALWAYS_ON),
+        "parentbased_always_off": lambda: sampling.ParentBased(sampling.ALWAYS_OFF),
+        "parentbased_traceidratio": lambda: sampling.ParentBased(sampling.TraceIdRatioBased(ratio)),
+    }[name]()
+
+
+def build_span_limits(settings: Settings) -> SpanLimits:
+    """Span limits with the span-specific options winning over the generic ones."""
+
+    def either(specific: str, generic: str, unset: Optional[int]) -> Optional[int]:
+        value = settings.pick(specific, generic)[1]
+        return unset if value is None else value
+
+    return SpanLimits(
+        max_span_attributes=either("otel-span-attribute-count-limit", "otel-attribute-count-limit", 128),
+        max_events=settings["otel-span-event-count-limit"],
+        max_links=settings["otel-span-link-count-limit"],
+        max_event_attributes=either("otel-event-attribute-count-limit", "otel-attribute-count-limit", 128),
+        max_link_attributes=either("otel-link-attribute-count-limit", "otel-attribute-count-limit", 128),
+        max_span_attribute_length=either(
+            "otel-span-attribute-value-length-limit", "otel-attribute-value-length-limit", SpanLimits.UNSET
+        ),
+        max_attribute_length=settings["otel-attribute-value-length-limit"]
+        if settings["otel-attribute-value-length-limit"] is not None
+        else SpanLimits.UNSET,
+    )
+
+
+def build_exporter(settings: Settings) -> Optional[SpanExporter]:
+    """The span exporter named by ``otel-traces-exporter`` (None for ``none``)."""
+    kind = settings["otel-traces-exporter"]
+    if kind == "none":
+        return None
+    if kind == "console":
+        return ConsoleSpanExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    exporter_class, extra = OTLPSpanExporter, {}
+    if settings["otel-fast-export"]:  # same bytes, less CPU (export.encoder), gzip at otel-gzip-level
+        from otel_uwsgi.export.span_exporter import FastOTLPSpanExporter
+
+        exporter_class, extra = FastOTLPSpanExporter, {"gzip_level": settings["otel-gzip-level"]}
+    return otlp.build_exporter(exporter_class, settings, "traces", **extra)
+
+
+class LeanTracerProvider(TracerProvider):
+    """The SDK's TracerProvider whose tracers start spans the lean way (``otel-lean-spans``).
+
+    Every tracer it hands out (the stock instrumentations' too) is the SDK's, made a
+    :class:`~otel_uwsgi.traces.lean.tracer.LeanSdkTracer` when the sampler, limits and SDK allow it: the
+    same spans, with less work to start, fill and end them (README, Performance).
+    """
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+        from otel_uwsgi.traces.lean.tracer import make_lean
+
+        return make_lean(super().get_tracer(*args, **kwargs))
+
+
+def build_provider(settings: Settings, resource: Resource, ledger: Optional[Ledger] = None) -> TracerProvider:
+    """A TracerProvider with one (counting) BatchSpanProcessor; no SDK atexit hook (we flush with a bound)."""
+    provider_class = LeanTracerProvider if settings["otel-lean-spans"] else TracerProvider
+    provider = provider_class(
+        resource=resource,
+        sampler=build_sampler(settings),
+        span_limits=build_span_limits(settings),
+        shutdown_on_exit=False,
+    )
+    exporter = build_exporter(settings)
+    if exporter is not None:
+        mute_sdk_queue_full_warning()
+        provider.add_span_processor(
+            CountingBatchSpanProcessor(
+                exporter,
+                ledger or Ledger(),
+                max_queue_size=settings["otel-bsp-max-queue-size"],
+                schedule_delay_millis=settings["otel-bsp-schedule-delay"],
+                max_export_batch_size=settings["otel-bsp-max-export-batch-size"],
+                export_timeout_millis=settings["otel-bsp-export-timeout"],
+            )
+        )
+    return provider

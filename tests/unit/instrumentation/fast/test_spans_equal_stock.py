@@ -1,0 +1,398 @@
+"""The fast path emits the stock instrumentations' spans: a real Django site (views, URL
+patterns, middleware, SQLite) is driven in a subprocess once with the stock instrumentations and
+once with ``fast=True``, through otel-uwsgi's own ``instrument()``, and every span is compared.
+
+Run as a script (``python tests/unit/test_fast_equivalence.py stock|fast sqlite|mysql``) it is
+that subprocess: it prints the spans of every case as JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+from django.http import Http404, HttpResponse
+from django.urls import include, path, re_path
+
+# --------------------------------------------------------------------------- the site (subprocess)
+
+
+def _query(sql: str, params: Any = None, many: bool = False) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if many:
+            cursor.executemany(sql, params)
+        else:
+            cursor.execute(sql, params)
+
+
+def index(request, **kwargs):
+    return HttpResponse("ok", content_type="text/plain")
+
+
+def item(request, pk):
+    response = HttpResponse(f"item {pk}")
+    response["X-Resp-Secret"] = "s3cret"
+    response["X-Resp-Plain"] = "visible"
+    return response
+
+
+def queries(request):
+    _query("SELECT %s", [1])
+    _query("/* tagged */ select 2")
+    _query("  \n SELECT 3")
+    _query("CREATE TEMPORARY TABLE IF NOT EXISTS fast_t (n integer)")
+    _query("INSERT INTO fast_t (n) VALUES (%s)", [(1,), (2,)], many=True)
+    return HttpResponse("queries")
+
+
+def bad_query(request):
+    _query("SELECT * FROM fast_no_such_table")
+    return HttpResponse("unreachable")
+
+
+def missing(request):
+    raise Http404("no such thing")
+
+
+def boom(request):
+    raise RuntimeError("demo error")
+
+
+def alternate(request, **kwargs):
+    return HttpResponse("alternate")
+
+
+urlpatterns = [
+    path("", index, name="home"),
+    path("items/<int:pk>", item),
+    path("api/", include([path("v1/<slug:s>", index, name="api-v1")])),
+    re_path(r"^re/(?P<n>[0-9]+)$", index),
+    path("queries", queries),
+    path("bad-query", bad_query),
+    path("missing", missing),
+    path("error", boom),
+    path("short/<int:n>", index),
+    path("health", index),
+]
+alternate_urlpatterns = [path("alt/<int:n>", alternate)]
+
+
+class SiteMiddleware:
+    """Answers ``/short/...`` itself; switches ``/alt/...`` to another URLconf."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path.startswith("/short/"):
+            return HttpResponse("short-circuited", status=403)
+        if request.path.startswith("/alt/"):
+            request.urlconf = AlternateUrls
+        return self.get_response(request)
+
+
+class AlternateUrls:
+    urlpatterns = alternate_urlpatterns
+
+
+def _environ(path_info: str, method: str = "GET", query: str = "", **extra: str) -> dict[str, Any]:
+    import io
+
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path_info,
+        "QUERY_STRING": query,
+        "REQUEST_URI": path_info + (f"?{query}" if query else ""),
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "REMOTE_PORT": "40000",
+        "HTTP_HOST": "testserver",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": sys.stderr,
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    environ.update(extra)
+    return environ
+
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+CASES: dict[str, dict[str, Any]] = {
+    "trivial": _environ("/"),
+    "route": _environ("/items/42", query="a=1&b=2"),
+    "include": _environ("/api/v1/hello"),
+    "regex": _environ("/re/7"),
+    "queries": _environ("/queries"),
+    "bad-query": _environ("/bad-query"),
+    "404": _environ("/nope"),
+    "http404": _environ("/missing"),
+    "error": _environ("/error"),
+    "short-circuit": _environ("/short/3"),
+    "urlconf": _environ("/alt/5"),
+    "other-method": _environ("/", method="FOO"),
+    "head": _environ("/items/1", method="HEAD"),
+    "post": _environ("/", method="POST", CONTENT_TYPE="application/json", CONTENT_LENGTH="0"),
+    "traceparent": _environ("/", HTTP_TRACEPARENT=TRACEPARENT, HTTP_TRACESTATE="k=v", HTTP_BAGGAGE="b=1"),
+    "bad-traceparent": _environ("/", HTTP_TRACEPARENT="00-nonsense"),
+    "bot": _environ("/", HTTP_USER_AGENT="Mozilla/5.0 (compatible; Googlebot/2.1)"),
+    "user-agent": _environ("/", HTTP_USER_AGENT="curl/8.0"),
+    "headers": _environ(
+        "/items/9",
+        HTTP_X_CUSTOM_A="1",
+        HTTP_X_CUSTOM_SECRET="hunter2",
+        HTTP_X_OTHER="no",
+        HTTP_USER_AGENT="curl/8.0",
+    ),
+    "mounted": _environ("/items/4", SCRIPT_NAME="/mount", REQUEST_URI="/mount/items/4"),
+    "disallowed-host": _environ("/", HTTP_HOST="evil.example"),
+    "excluded": _environ("/health"),
+    "no-request-uri": _environ("/items/5", REQUEST_URI="", QUERY_STRING="x=1"),
+    "remote-host": _environ("/", REMOTE_HOST="client.example"),
+    "inside-span": _environ("/queries"),  # served while another span is current: INTERNAL, not SERVER
+}
+
+
+def _describe(span: Any, ids: dict[int, int]) -> dict[str, Any]:
+    parent = span.parent
+    if parent is None:
+        parent_ref: Any = None
+    elif parent.is_remote:
+        parent_ref = f"remote:{parent.span_id:016x}"
+    else:
+        parent_ref = ids.get(parent.span_id, "unknown")
+    events = []
+    for event in span.events:
+        attributes = dict(event.attributes)
+        stacktrace = attributes.pop("exception.stacktrace", "")
+        events.append({"name": event.name, "attributes": attributes, "last_line": stacktrace.strip().splitlines()[-1:]})
+    return {
+        "name": span.name,
+        "kind": span.kind.name,
+        "parent": parent_ref,
+        "trace_id": f"{span.context.trace_id:032x}" if parent_ref and str(parent_ref).startswith("remote") else None,
+        "status": [span.status.status_code.name, span.status.description],
+        "events": events,
+        "attributes": dict(span.attributes),
+        "scope": span.instrumentation_scope.name,
+        "schema_url": span.instrumentation_scope.schema_url,
+    }
+
+
+def run_site(mode: str, db: str) -> dict[str, Any]:
+    """Drive every case through Django with ``mode`` instrumentation; spans per case."""
+    from django.conf import settings
+
+    if db == "mysql":
+        database = {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": "test",
+            "USER": "root",
+            "PASSWORD": "",
+            "HOST": "127.0.0.1",
+            "PORT": "3306",
+        }
+    else:
+        database = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="fast-path-test",
+        ALLOWED_HOSTS=["testserver"],
+        ROOT_URLCONF="__main__",
+        MIDDLEWARE=["__main__.SiteMiddleware"],
+        INSTALLED_APPS=[],
+        DATABASES={"default": database},
+        USE_TZ=True,
+        LOGGING_CONFIG=None,
+    )
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from otel_uwsgi.instrumentation.registry import instrument
+
+    instrument(("django", "mysql" if db == "mysql" else "sqlite3"), fast=mode == "fast")
+    exporter = InMemorySpanExporter()
+    if mode == "stock-lean":  # the stock instrumentations under otel-uwsgi's provider (otel-lean-spans)
+        from otel_uwsgi.traces.provider import LeanTracerProvider
+
+        provider = LeanTracerProvider()
+    else:
+        provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    if os.environ.get("FAST_TEST_RESPONSE_PROPAGATOR"):
+        from opentelemetry.instrumentation.propagators import (
+            TraceResponsePropagator,
+            set_global_response_propagator,
+        )
+
+        set_global_response_propagator(TraceResponsePropagator())
+    from django.core.wsgi import get_wsgi_application
+
+    app = get_wsgi_application()
+    out: dict[str, Any] = {}
+    for case, environ in CASES.items():
+        exporter.clear()
+        started: list[str] = []
+
+        def start_response(status: str, headers: list, exc_info: Any = None, started: list = started) -> None:
+            started.append(status)
+            started.append(any(name.lower() == "traceresponse" for name, _ in headers))
+
+        with contextlib.ExitStack() as stack:
+            if case == "inside-span":
+                stack.enter_context(trace.get_tracer("test").start_as_current_span("outer"))
+            result = app(dict(environ), start_response)
+            body = b"".join(result)
+            result.close()  # request_finished: Django closes or recycles the connection here
+        spans = exporter.get_finished_spans()
+        ids = {s.context.span_id: i for i, s in enumerate(spans)}
+        out[case] = {
+            "classes": sorted({type(s).__name__ for s in spans}),
+            "status": started[0],
+            "traceresponse": started[1],
+            "length": len(body),
+            "spans": [_describe(s, ids) for s in spans],
+        }
+    return out
+
+
+# --------------------------------------------------------------------------- the tests (pytest)
+
+HERE = Path(__file__).resolve()
+ROOT = HERE.parents[4]
+
+CAPTURE_ENV = {
+    "OTEL_PYTHON_DJANGO_EXCLUDED_URLS": "health,ping$",
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST": "x-custom-.*, user-agent",
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE": "content-type,x-resp-.*",
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS": ".*secret.*",
+    "OTEL_PYTHON_DJANGO_TRACED_REQUEST_ATTRS": "path,method,content_type,no_such_attr",
+    "FAST_TEST_RESPONSE_PROPAGATOR": "1",
+}
+
+
+def spans_of(mode: str, db: str, env: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    """Run the site in a subprocess; its spans per case."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    environ.update(env or {})
+    environ["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(
+        [sys.executable, str(HERE), mode, db], env=environ, cwd=str(ROOT), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def assert_same_spans(stock: dict[str, Any], fast: dict[str, Any], same_scopes: bool = False) -> None:
+    """Every case: same response, same spans field by field (scope names aside, unless ``same_scopes``)."""
+    assert stock.keys() == fast.keys()
+    for case in stock:
+        s, f = stock[case], fast[case]
+        assert (s["status"], s["length"], s["traceresponse"]) == (f["status"], f["length"], f["traceresponse"]), case
+        assert len(s["spans"]) == len(f["spans"]), (case, s["spans"], f["spans"])
+        for one, other in zip(s["spans"], f["spans"]):
+            if one["scope"] == "test" or same_scopes:  # the test's own outer span; or the same instrumentations
+                assert other["scope"] == one["scope"]
+            else:
+                assert one["scope"].startswith("opentelemetry.instrumentation.")
+                assert other["scope"].startswith("otel_uwsgi.fast.")
+            one, other = dict(one), dict(other)
+            del one["scope"], other["scope"]
+            assert one == other, case
+
+
+@pytest.fixture(scope="module")
+def default_mode() -> tuple[dict[str, Any], dict[str, Any]]:
+    return spans_of("stock", "sqlite"), spans_of("fast", "sqlite")
+
+
+def test_same_spans_in_the_default_mode(default_mode):
+    """Default settings: every case (routes, includes, 404s, exceptions, queries, failing query,
+    short-circuiting middleware, another URLconf, mounted app, odd methods) gives identical spans."""
+    stock, fast = default_mode
+    assert_same_spans(stock, fast)
+
+
+def test_the_cases_exercise_what_they_claim(default_mode):
+    """The comparison is not vacuous: names, parents, errors and DB spans are what the stock
+    instrumentations are known to emit."""
+    stock, _ = default_mode
+    assert [s["name"] for s in stock["route"]["spans"]] == ["GET items/<int:pk>"]
+    assert [s["name"] for s in stock["trivial"]["spans"]] == ["GET home"]
+    assert stock["404"]["spans"][0]["name"] == "GET" and stock["404"]["spans"][0]["status"][0] == "UNSET"
+    error = stock["error"]["spans"][0]
+    assert error["status"] == ["ERROR", "RuntimeError: demo error"] and error["attributes"]["http.status_code"] == 500
+    assert error["events"][0]["attributes"]["exception.type"] == "RuntimeError"
+    names = [s["name"] for s in stock["queries"]["spans"]]
+    assert names == ["SELECT", "select", "SELECT", "CREATE", "INSERT", "GET queries"]
+    assert all(s["parent"] == 5 for s in stock["queries"]["spans"][:5])
+    bad = stock["bad-query"]["spans"][0]
+    assert (
+        bad["status"][0] == "ERROR" and bad["events"][0]["attributes"]["exception.type"] == "sqlite3.OperationalError"
+    )
+    assert stock["traceparent"]["spans"][0]["parent"] == "remote:b7ad6b7169203331"
+    assert stock["disallowed-host"]["spans"] == [] and stock["disallowed-host"]["status"].startswith("400")
+    assert stock["short-circuit"]["spans"][0]["name"] == "GET short/<int:n>"
+    assert stock["other-method"]["spans"][0]["name"] == "HTTP"
+    inside = stock["inside-span"]["spans"]
+    assert [(s["name"], s["kind"], s["parent"]) for s in inside[-2:]] == [
+        ("GET queries", "INTERNAL", 6),
+        ("outer", "INTERNAL", None),
+    ]
+
+
+def test_same_spans_with_capture_exclusion_and_traced_attributes():
+    """Excluded URLs, captured and redacted request/response headers, traced request attributes
+    and a response propagator give identical spans (and ``traceresponse`` headers)."""
+    stock, fast = spans_of("stock", "sqlite", CAPTURE_ENV), spans_of("fast", "sqlite", CAPTURE_ENV)
+    assert_same_spans(stock, fast)
+    headers = stock["headers"]["spans"][0]["attributes"]
+    assert headers["http.request.header.x_custom_secret"] == ["[REDACTED]"]
+    assert headers["http.response.header.x_resp_secret"] == ["[REDACTED]"]
+    assert headers["http.response.header.x_resp_plain"] == ["visible"] and headers["path"] == "/items/9"
+    assert stock["excluded"]["spans"] == [] and not stock["excluded"]["traceresponse"]
+    assert stock["trivial"]["traceresponse"]
+
+
+@pytest.mark.parametrize("opt_in", ["http,database", "http/dup,database/dup"])
+def test_same_spans_in_the_new_semantic_conventions(opt_in):
+    """OTEL_SEMCONV_STABILITY_OPT_IN=http (and the dup mode) gives identical spans too."""
+    env = {"OTEL_SEMCONV_STABILITY_OPT_IN": opt_in}
+    stock, fast = spans_of("stock", "sqlite", env), spans_of("fast", "sqlite", env)
+    assert_same_spans(stock, fast)
+    assert "http.request.method" in stock["trivial"]["spans"][0]["attributes"]
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{}, CAPTURE_ENV, {"OTEL_SEMCONV_STABILITY_OPT_IN": "http/dup,database/dup"}],
+    ids=["default", "capture", "semconv-dup"],
+)
+def test_the_stock_instrumentations_spans_are_the_same_with_lean_spans(env):
+    """otel-lean-spans (on by default): the stock Django and dbapi instrumentations, started by
+    LeanSdkTracer instead of the SDK's Tracer.start_span, emit exactly the SDK's spans."""
+    sdk, lean = spans_of("stock", "sqlite", env), spans_of("stock-lean", "sqlite", env)
+    assert_same_spans(sdk, lean, same_scopes=True)
+    assert {c for case in sdk.values() for c in case["classes"]} == {"ReadableSpan"}
+    assert all(case["classes"] == (["LeanSpan"] if case["spans"] else []) for case in lean.values())
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_site(sys.argv[1], sys.argv[2])))

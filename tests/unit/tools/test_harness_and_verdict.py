@@ -1,0 +1,84 @@
+"""The README cannot drift from the option declarations; ini preparation and log parsing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from otel_uwsgi.tools.docs import BEGIN, END, option_table
+from otel_uwsgi.tools.harness import REQUEST_LOG, parse_log, prepare_ini
+from otel_uwsgi.tools.receiver import ReceivedSpan
+from otel_uwsgi.tools.verdict import evaluate, render
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_readme_option_table_is_generated_from_the_declarations():
+    """Regenerate with `otel-uwsgi options` and paste between the markers."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split(BEGIN, 1)[1].split(END, 1)[0]
+    assert table.strip() == option_table().strip()
+
+
+def test_importing_outside_uwsgi_has_no_side_effects():
+    """`import otel_uwsgi.auto` outside uWSGI does not crash and sets no provider."""
+    code = (
+        "import otel_uwsgi, otel_uwsgi.auto\n"
+        "from opentelemetry import trace\n"
+        "assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)\n"
+        "print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_prepare_ini_replaces_owned_keys_and_resolves_magic(tmp_path):
+    ini = tmp_path / "app.ini"
+    ini.write_text(
+        "[uwsgi]\nhttp-socket = :80\nmodule = app\nchdir = %d\nheaders = a=b%%20c\n"
+        "otel-exporter-otlp-endpoint = http://prod:4318\ndaemonize = /var/log/x\n[other]\nprocesses = 9\n"
+    )
+    text = prepare_ini(ini, {"http-socket": "127.0.0.1:5", "processes": "2"})
+    assert "http-socket = 127.0.0.1:5" in text and ":80" not in text
+    assert f"chdir = {tmp_path}/" in text and "a=b%%20c" in text
+    assert "prod" not in text and "daemonize" not in text and "processes = 9" not in text
+
+
+def test_parse_log_counts_requests_per_pid():
+    log = (
+        "spawned uWSGI worker 1 (pid: 10, cores: 1)\nspawned uWSGI worker 2 (pid: 11, cores: 1)\n"
+        + REQUEST_LOG.replace("%(pid)", "10").replace("%(wid)", "1").replace("%(status)", "200").replace("%(uri)", "/")
+        + "\nRespawned uWSGI worker 1 (new pid: 12)\n"
+        "otel-uwsgi-req pid=12 wid=1 status=500 uri=/x\n"
+    )
+    served = parse_log(log)
+    assert served.spawned == {10: 1, 11: 2, 12: 1}
+    assert served.requests == {10: 1, 12: 1} and served.statuses == {200: 1, 500: 1}
+
+
+def _span(pid, wid, instance):
+    return ReceivedSpan("GET /", "SERVER", "t", "s", "", {}, {"process.pid": pid, "uwsgi.worker.id": wid,
+                        "service.instance.id": instance}, "x", 0, ())
+
+
+def test_verdict_ok_when_every_worker_delivers():
+    served = parse_log("spawned uWSGI worker 1 (pid: 10, c\nspawned uWSGI worker 2 (pid: 11, c\n"
+                       "otel-uwsgi-req pid=10 wid=1 status=200\notel-uwsgi-req pid=11 wid=2 status=200\n")
+    report = evaluate(served, [_span(10, 1, "a"), _span(11, 2, "b")], expected_workers=2)
+    assert report.ok and report.lost == 0 and "every worker" in render(report)
+
+
+def test_verdict_names_silent_workers_and_lost_spans():
+    served = parse_log("otel-uwsgi-req pid=10 wid=1 status=200\notel-uwsgi-req pid=10 wid=1 status=200\n"
+                       "otel-uwsgi-req pid=11 wid=2 status=200\n")
+    report = evaluate(served, [_span(10, 1, "a")], expected_workers=2)
+    assert not report.ok
+    assert report.reason.startswith("1 of 2 workers sent no spans (worker 2)")
+    assert report.lost == 2 and any("2 of 3 requests have no server span" in p for p in report.problems)
+
+
+def test_verdict_flags_shared_instance_ids():
+    served = parse_log("otel-uwsgi-req pid=10 wid=1 status=200\notel-uwsgi-req pid=11 wid=2 status=200\n")
+    report = evaluate(served, [_span(10, 1, "same"), _span(11, 2, "same")], expected_workers=2)
+    assert not report.ok and "share one service.instance.id" in report.reason

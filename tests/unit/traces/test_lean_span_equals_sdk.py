@@ -1,0 +1,485 @@
+"""``LeanTracer`` makes the spans the SDK's tracer makes: same fields, same exported data, the
+SDK's own path whenever a shortcut would not be exact (custom sampler, value-length limit,
+attribute values it has not checked)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from opentelemetry import context, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider, sampling
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
+from opentelemetry.trace.status import Status, StatusCode
+
+from otel_uwsgi.traces.lean.sampling import decider as _decider
+from otel_uwsgi.traces.lean.span import LeanSpan
+from otel_uwsgi.traces.lean.tracer import LeanTracer
+
+ATTRIBUTES = {"http.method": "GET", "net.host.port": 8000, "ratio": 0.5, "flag": True, "http.target": "/db"}
+REMOTE = SpanContext(
+    0x0AF7651916CD43DD8448EB211C80319C,
+    0xB7AD6B7169203331,
+    is_remote=True,
+    trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    trace_state=TraceState([("vendor", "value")]),
+)
+
+
+def pipeline(**provider_kwargs: Any) -> tuple[Any, LeanTracer, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "lean"}), **provider_kwargs)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("scope", "1.2", schema_url="https://opentelemetry.io/schemas/1.11.0")
+    return tracer, LeanTracer(tracer), exporter
+
+
+def exported(span: Any) -> dict[str, Any]:
+    """Everything an exporter reads from a finished span, ids and times aside."""
+    return {
+        "name": span.name,
+        "kind": span.kind,
+        "parent": span.parent,
+        "trace_flags": span.context.trace_flags,
+        "trace_state": span.context.trace_state,
+        "remote": span.context.is_remote,
+        "attributes": dict(span.attributes),
+        "events": [(e.name, dict(e.attributes)) for e in span.events],
+        "links": [(link.context, dict(link.attributes)) for link in span.links],
+        "status": (span.status.status_code, span.status.description),
+        "resource": span.resource,
+        "scope": span.instrumentation_scope,
+        "dropped": (span.dropped_attributes, span.dropped_events, span.dropped_links),
+        "timed": span.start_time is not None and span.end_time is not None and span.end_time >= span.start_time,
+    }
+
+
+def both(tracer: Any, lean: LeanTracer, ctx: Any = None, attributes: Any = ATTRIBUTES, kind=SpanKind.SERVER):
+    return (
+        tracer.start_span("GET", ctx, kind, attributes=attributes),
+        lean.start_span("GET", ctx, kind, attributes=attributes),
+    )
+
+
+def test_a_lean_span_has_every_field_of_an_sdk_span_with_the_same_values():
+    tracer, lean, _ = pipeline()
+    assert lean.lean
+    ctx = trace.set_span_in_context(NonRecordingSpan(REMOTE))
+    sdk_span, lean_span = both(tracer, lean, ctx)
+    assert isinstance(lean_span, LeanSpan)
+    # Every field of the SDK's span, on the instance or (shared by the tracer's spans) its class
+    assert all(hasattr(lean_span, field) for field in vars(sdk_span))  # an SDK release adding a field fails here
+    assert set(vars(lean_span)) == {"_name", "_context", "_kind", "_parent", "_lock", "_attributes", "_start_time"}
+    differ = {"_context", "_start_time", "_end_time", "_lock", "_attributes", "_events", "_links", "_status"}
+    for field in vars(sdk_span).keys() - differ:
+        assert getattr(sdk_span, field) == getattr(lean_span, field), field
+    assert lean_span.get_span_context() == SpanContext(
+        lean_span.context.trace_id, lean_span.context.span_id, False, sdk_span.context.trace_flags, REMOTE.trace_state
+    )  # built as a tuple, as SpanContext() builds it
+    assert (sdk_span.status.status_code, sdk_span.status.description) == (
+        lean_span.status.status_code,
+        lean_span.status.description,
+    )
+    assert vars(sdk_span._attributes).keys() == vars(lean_span._attributes).keys()
+    for field in ("maxlen", "max_value_len", "dropped", "_immutable", "_dict"):
+        assert getattr(sdk_span._attributes, field) == getattr(lean_span._attributes, field), field
+    for field in ("_events", "_links"):  # empty until the first event/link (a tuple, then a BoundedList)
+        assert list(getattr(sdk_span, field)) == list(getattr(lean_span, field)) == [], field
+    assert lean_span.get_span_context().trace_id == REMOTE.trace_id
+    assert lean_span.get_span_context().span_id != sdk_span.get_span_context().span_id
+
+
+@pytest.mark.parametrize("parent", ["root", "remote", "local"])
+def test_the_exported_spans_are_the_same(parent):
+    tracer, lean, exporter = pipeline()
+    ctx = None
+    if parent == "remote":
+        ctx = trace.set_span_in_context(NonRecordingSpan(REMOTE))
+    elif parent == "local":
+        ctx = trace.set_span_in_context(tracer.start_span("outer"))
+    token = context.attach(ctx) if ctx is not None else None
+    try:
+        for span in both(tracer, lean, None, kind=SpanKind.CLIENT):
+            span.update_name("GET /items")
+            span.set_attribute("http.status_code", 500)
+            span.set_attributes({"list": [1, 2], "bad": object()})  # user values: still checked
+            span.add_event("event", {"n": 1})
+            span.add_link(REMOTE, {"why": "test"})
+            span.record_exception(ValueError("boom"))
+            span.set_status(Status(StatusCode.ERROR, "boom"))
+            span.end()
+    finally:
+        if token is not None:
+            context.detach(token)
+    sdk_span, lean_span = exporter.get_finished_spans()
+    one, other = exported(sdk_span), exported(lean_span)
+    one["events"][-1][1].pop("exception.stacktrace"), other["events"][-1][1].pop("exception.stacktrace")
+    assert one == other
+    assert other["attributes"]["list"] == (1, 2)  # the SDK's checks ran on what user code set
+    assert other["timed"]
+    if parent == "root":
+        assert lean_span.parent is None
+        assert lean_span.context.trace_flags == sdk_span.context.trace_flags
+    else:
+        assert lean_span.context.trace_id == sdk_span.context.trace_id
+
+
+def test_an_ended_lean_span_changes_no_more_and_is_exported_once(caplog):
+    _, lean, exporter = pipeline()
+    span = lean.start_span("GET", None, SpanKind.SERVER, attributes=dict(ATTRIBUTES))
+    span.end()
+    with caplog.at_level(logging.WARNING):
+        span.set_attribute("late", 1)
+        span.update_name("late")
+        span.set_status(Status(StatusCode.ERROR))
+        span.end()
+    (finished,) = exporter.get_finished_spans()
+    assert finished.name == "GET" and "late" not in finished.attributes
+    assert finished.status.status_code is StatusCode.UNSET
+    assert "ended span" in caplog.text
+
+
+def test_the_callers_attributes_are_copied_not_kept():
+    _, lean, exporter = pipeline()
+    attributes = dict(ATTRIBUTES)
+    span = lean.start_span("GET", None, SpanKind.SERVER, attributes=attributes)
+    attributes["later"] = "x"
+    span.end()
+    assert "later" not in exporter.get_finished_spans()[0].attributes
+
+
+@pytest.mark.parametrize(
+    "sampler,recorded",
+    [
+        (sampling.ALWAYS_OFF, False),
+        (sampling.ParentBased(sampling.ALWAYS_OFF), False),
+        (sampling.TraceIdRatioBased(1.0), True),
+        (sampling.ParentBasedTraceIdRatio(0.0), False),
+    ],
+)
+def test_sdk_samplers_decide_as_with_the_sdk(sampler, recorded):
+    tracer, lean, exporter = pipeline(sampler=sampler)
+    assert lean.lean
+    sdk_span, lean_span = both(tracer, lean)
+    assert sdk_span.is_recording() is lean_span.is_recording() is recorded
+    assert sdk_span.get_span_context().trace_flags == lean_span.get_span_context().trace_flags
+    sdk_span.end(), lean_span.end()
+    assert len(exporter.get_finished_spans()) == (2 if recorded else 0)
+
+
+class AddingSampler(sampling.Sampler):
+    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None):
+        return sampling.SamplingResult(sampling.Decision.RECORD_AND_SAMPLE, {**(attributes or {}), "sampler": "yes"})
+
+    def get_description(self) -> str:
+        return "adding"
+
+
+def test_a_custom_sampler_takes_the_sdk_path():
+    _, lean, exporter = pipeline(sampler=sampling.ParentBased(AddingSampler()))
+    assert not lean.lean
+    span = lean.start_span("GET", None, SpanKind.SERVER, attributes=dict(ATTRIBUTES))
+    span.end()
+    assert not isinstance(span, LeanSpan)
+    assert exporter.get_finished_spans()[0].attributes["sampler"] == "yes"
+
+
+def test_a_value_length_limit_takes_the_sdk_path():
+    _, lean, exporter = pipeline(span_limits=SpanLimits(max_span_attribute_length=3))
+    assert not lean.lean
+    lean.start_span("GET", None, SpanKind.SERVER, attributes=dict(ATTRIBUTES)).end()
+    assert exporter.get_finished_spans()[0].attributes["http.target"] == "/db"
+    assert exporter.get_finished_spans()[0].attributes["http.method"] == "GET"
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"list": ["a", "b"]},
+        {"none": None},
+        {"": "empty key"},
+        {f"k{i}": i for i in range(5)},  # more than the limit of 3 below
+    ],
+)
+def test_attributes_the_lean_path_has_not_checked_take_the_sdk_path(attributes):
+    tracer, lean, exporter = pipeline(span_limits=SpanLimits(max_span_attributes=3))
+    sdk_span, lean_span = both(tracer, lean, attributes=attributes)
+    assert not isinstance(lean_span, LeanSpan)
+    sdk_span.end(), lean_span.end()
+    one, other = (exported(s) for s in exporter.get_finished_spans())
+    assert one == other
+
+
+def test_without_an_sdk_tracer_it_delegates():
+    lean = LeanTracer(trace.NoOpTracer())
+    assert not lean.lean
+    span = lean.start_span("GET", None, SpanKind.SERVER, attributes=dict(ATTRIBUTES))
+    assert not span.is_recording()
+
+
+@pytest.mark.parametrize(
+    "later",
+    [
+        {"http.route": "items/<int:pk>", "http.status_code": 200},  # new keys: the shortcut
+        {"http.method": "POST", "http.status_code": 200},  # a key already set moves to the end
+        {"list": ["a"]},  # a value the shortcut has not checked
+        {f"k{i}": i for i in range(4)},  # more than the limit: the oldest are dropped
+    ],
+)
+def test_checked_attributes_end_as_with_set_attributes(later):
+    tracer, lean, exporter = pipeline(span_limits=SpanLimits(max_span_attributes=8))
+    sdk_span, lean_span = both(tracer, lean)
+    sdk_span.set_attributes(later)
+    lean_span.set_checked_attributes(later)
+    sdk_span.end(), lean_span.end()
+    one, other = exporter.get_finished_spans()
+    assert list(one.attributes.items()) == list(other.attributes.items())  # order too: it is exported
+    assert one.dropped_attributes == other.dropped_attributes
+
+
+def test_checked_attributes_on_an_ended_span_are_ignored(caplog):
+    _, lean, exporter = pipeline()
+    span = lean.start_span("GET", None, SpanKind.SERVER, attributes=dict(ATTRIBUTES))
+    span.end()
+    with caplog.at_level(logging.WARNING):
+        span.set_checked_attributes({"late": 1})
+    assert "late" not in exporter.get_finished_spans()[0].attributes
+    assert "ended span" in caplog.text
+
+
+def test_events_and_links_beyond_the_limits_are_dropped_as_by_the_sdk():
+    tracer, lean, exporter = pipeline(span_limits=SpanLimits(max_events=2, max_links=1))
+    for span in both(tracer, lean):
+        for i in range(3):
+            span.add_event(f"e{i}")
+            span.add_link(REMOTE, {"i": i})
+        span.end()
+        span.add_event("late")  # ignored, with the SDK's warning
+    one, other = (exported(s) for s in exporter.get_finished_spans())
+    assert one == other
+    assert other["dropped"] == (0, 1, 2) and [name for name, _ in other["events"]] == ["e1", "e2"]
+
+
+SAMPLERS = [
+    sampling.ALWAYS_ON,
+    sampling.ALWAYS_OFF,
+    sampling.TraceIdRatioBased(0.5),
+    sampling.ParentBased(sampling.ALWAYS_ON),
+    sampling.ParentBased(sampling.ALWAYS_OFF),
+    sampling.ParentBasedTraceIdRatio(0.25),
+    sampling.ParentBased(
+        sampling.TraceIdRatioBased(0.5),
+        remote_parent_sampled=sampling.ALWAYS_OFF,
+        remote_parent_not_sampled=sampling.ALWAYS_ON,
+        local_parent_sampled=sampling.TraceIdRatioBased(0.1),
+        local_parent_not_sampled=sampling.ALWAYS_ON,
+    ),
+]
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS, ids=lambda s: s.get_description())
+def test_the_decisions_are_the_sdk_samplers_decisions(sampler):
+    import random
+
+    rng = random.Random(5)
+    decide = _decider(sampler)
+    for _ in range(400):
+        trace_id = rng.getrandbits(128) or 1
+        flags = TraceFlags(rng.choice([TraceFlags.DEFAULT, TraceFlags.SAMPLED]))
+        parent = rng.choice(
+            [None, SpanContext(trace_id, rng.getrandbits(64) or 1, is_remote=rng.random() < 0.5, trace_flags=flags)]
+        )
+        ctx = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else None
+        expected = sampler.should_sample(ctx, trace_id, "GET").decision
+        assert decide(parent, trace_id) is expected, (parent, trace_id)
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS, ids=lambda s: s.get_description())
+def test_a_root_decision_taken_without_the_decider_is_the_samplers(sampler):
+    """Where a root span's decision does not depend on the trace id it is taken once, and it is the
+    SDK sampler's for every trace id; where it does (a ratio at the root) none is taken."""
+    from otel_uwsgi.traces.lean.sampling import root_decision as _root_decision
+
+    decision = _root_decision(sampler)
+    root = getattr(sampler, "_root", sampler)
+    assert (decision is None) is (type(root) is not sampling.StaticSampler)
+    if decision is not None:
+        for trace_id in (1, 2**64, 2**128 - 1, 0xABCDEF):
+            assert sampler.should_sample(None, trace_id, "GET").decision is decision
+
+
+def test_ids_are_the_sdk_generators_from_the_same_random_state():
+    """With the SDK's RandomIdGenerator, lean spans draw the same trace and span ids from ``random``
+    as the SDK's spans do (same calls, same order), roots and children alike."""
+    import random
+
+    tracer, lean, _ = pipeline()
+
+    def ids(start: Any) -> list[tuple[int, int]]:
+        random.seed(42)
+        root = start("root", None)
+        child = start("child", trace.set_span_in_context(root))
+        return [(s.get_span_context().trace_id, s.get_span_context().span_id) for s in (root, child)]
+
+    assert ids(tracer.start_span) == ids(lean.start_span)
+
+
+def test_an_sdk_with_other_span_fields_gets_its_own_path(monkeypatch):
+    from otel_uwsgi.traces.lean import tracer as lean_module
+
+    tracer, _, exporter = pipeline()
+    assert LeanTracer(tracer).lean
+    monkeypatch.setattr(lean_module, "_SPAN_FIELDS", lean_module._SPAN_FIELDS | {"_new_sdk_field"})
+    lean = LeanTracer(tracer)
+    assert not lean.lean
+    span = lean.start_span("GET", None, SpanKind.SERVER, attributes=dict(ATTRIBUTES))
+    span.end()
+    assert not isinstance(span, LeanSpan) and len(exporter.get_finished_spans()) == 1
+
+
+def test_an_sdk_tracer_without_the_parts_read_gets_its_own_path(monkeypatch):
+    tracer, _, _ = pipeline()
+    monkeypatch.delattr(tracer, "_tracer_metrics")
+    assert not LeanTracer(tracer).lean
+
+
+class Recording(SpanProcessor):
+    """A processor whose every hook records the span's name."""
+
+    def __init__(self, seen: list[str], label: str) -> None:
+        self.seen, self.label = seen, label
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.seen.append(f"{self.label} start {span.name}")
+
+    def _on_ending(self, span: Any) -> None:
+        self.seen.append(f"{self.label} ending {span.name}")
+
+    def on_end(self, span: Any) -> None:
+        self.seen.append(f"{self.label} end {span.name}")
+
+
+def test_processors_are_called_in_order_including_those_added_or_removed_later():
+    """Spans call the processors' hooks directly: the chain's order, re-read when it changes."""
+    provider = TracerProvider()
+    seen: list[str] = []
+    first, second = Recording(seen, "1"), Recording(seen, "2")
+    provider.add_span_processor(first)
+    lean = LeanTracer(provider.get_tracer("scope"))
+    assert lean.lean
+    lean.start_span("a").end()
+    provider.add_span_processor(second)
+    lean.start_span("b").end()
+    chain = provider._active_span_processor
+    chain._span_processors = (second,)  # what otel-uwsgi's first-request processor does to itself
+    lean.start_span("c").end()
+    assert seen == [
+        "1 start a", "1 ending a", "1 end a",
+        "1 start b", "2 start b", "1 ending b", "2 ending b", "1 end b", "2 end b",
+        "2 start c", "2 ending c", "2 end c",
+    ]  # fmt: skip
+
+
+def test_hooks_that_do_nothing_are_skipped_and_the_others_kept():
+    from opentelemetry.sdk.trace import SpanProcessor as Base
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from otel_uwsgi.traces.lean.span import _does_nothing
+    from otel_uwsgi.traces.processor import CountingBatchSpanProcessor
+
+    exporter = InMemorySpanExporter()
+    batch = BatchSpanProcessor(exporter)
+    try:
+        assert _does_nothing(batch.on_start) and _does_nothing(batch._on_ending)  # `pass`
+        assert _does_nothing(Base().on_start) and _does_nothing(Base()._on_ending)  # a docstring
+        assert not _does_nothing(batch.on_end)
+        assert not _does_nothing(Recording([], "r").on_start)
+        assert not _does_nothing(CountingBatchSpanProcessor.on_end.__get__(batch))
+        assert not _does_nothing(print) and not _does_nothing(lambda span: None.missing)
+    finally:
+        batch.shutdown()
+
+
+def test_a_provider_with_another_processor_chain_gets_it_called():
+    from opentelemetry.sdk.trace import ConcurrentMultiSpanProcessor
+
+    chain = ConcurrentMultiSpanProcessor(2)
+    provider = TracerProvider(active_span_processor=chain, shutdown_on_exit=False)
+    seen: list[str] = []
+    provider.add_span_processor(Recording(seen, "c"))
+    lean = LeanTracer(provider.get_tracer("scope"))
+    lean.start_span("a").end()
+    chain.shutdown()
+    assert sorted(seen) == ["c end a", "c ending a", "c start a"]
+
+
+@pytest.mark.parametrize("max_attributes", [None, 0, 1, 3])
+def test_set_attribute_keeps_what_the_sdk_keeps(max_attributes):
+    """Random set_attribute sequences (odd keys and values, repeats, a full span) end with the
+    attributes and drop count the SDK's span has."""
+    import random
+
+    rng = random.Random(max_attributes)
+    keys = ["a", "b", "c", "", None, 3, "d"]
+    values = ["x", 1, 2.5, True, b"raw", None, ["l", "m"], ("t",), {"no": 1}, 10**30]
+    for _ in range(60):
+        tracer, lean, _ = pipeline(span_limits=SpanLimits(max_span_attributes=max_attributes))
+        start = {"a": "first"} if rng.random() < 0.5 else None
+        sdk_span = tracer.start_span("s", attributes=start)
+        lean_span = lean.start_span("s", attributes=start)
+        assert isinstance(lean_span, LeanSpan) or (start and max_attributes == 0)  # too many: the SDK's
+        for _ in range(rng.randint(0, 8)):
+            key, value = rng.choice(keys), rng.choice(values)
+            sdk_span.set_attribute(key, value)
+            lean_span.set_attribute(key, value)
+        assert list(sdk_span.attributes.items()) == list(lean_span.attributes.items())
+        assert sdk_span.dropped_attributes == lean_span.dropped_attributes
+        sdk_span.end(), lean_span.end()
+        sdk_span.set_attribute("late", 1), lean_span.set_attribute("late", 1)
+        assert dict(sdk_span.attributes) == dict(lean_span.attributes)
+
+
+def test_a_lean_sdk_tracer_starts_lean_spans_unless_asked_for_what_it_skips():
+    from opentelemetry.trace import Link
+
+    from otel_uwsgi.traces.lean.tracer import LeanSdkTracer, make_lean
+    from otel_uwsgi.traces.provider import LeanTracerProvider
+
+    provider = LeanTracerProvider(shutdown_on_exit=False)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("stock.instrumentation", "1.0")
+    assert type(tracer) is LeanSdkTracer and make_lean(tracer) is tracer
+    with tracer.start_as_current_span("outer", kind=SpanKind.SERVER, attributes={"k": "v"}) as outer:
+        assert isinstance(outer, LeanSpan)
+        inner = tracer.start_span("timed", start_time=1234)
+        assert isinstance(inner, LeanSpan) and inner.start_time == 1234 and inner.parent == outer.context
+        inner.end(end_time=5678)
+        linked = tracer.start_span("linked", links=[Link(REMOTE)])
+        quiet = tracer.start_span("quiet", record_exception=False)
+        assert not isinstance(linked, LeanSpan) and not isinstance(quiet, LeanSpan)  # the SDK's own
+        assert quiet._record_exception is False and len(linked.links) == 1
+        linked.end(), quiet.end()
+    names = [s.name for s in exporter.get_finished_spans()]
+    assert names == ["timed", "linked", "quiet", "outer"]
+    assert exporter.get_finished_spans()[0].end_time == 5678
+
+
+def test_lean_spans_can_be_switched_off():
+    from opentelemetry.sdk.trace import Tracer
+
+    from otel_uwsgi.config.settings import load
+    from otel_uwsgi.traces.provider import LeanTracerProvider, build_provider
+
+    none = {"OTEL_TRACES_EXPORTER": "none"}
+    on = build_provider(load({}, none), Resource.create({}))
+    off = build_provider(load({}, {**none, "OTEL_UWSGI_LEAN_SPANS": "false"}), Resource.create({}))
+    off_ini = build_provider(load({"otel-lean-spans": "false"}, none), Resource.create({}))
+    assert type(on) is LeanTracerProvider and type(off) is not LeanTracerProvider
+    assert type(off.get_tracer("x")) is Tracer and type(off_ini.get_tracer("x")) is Tracer
+    with pytest.raises(Exception, match="otel-lean-spans"):
+        load({"otel-lean-spans": "maybe"}, {})
