@@ -17,8 +17,7 @@ import io
 import statistics
 import time
 import zlib
-from collections.abc import Sequence
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
 from opentelemetry.sdk.resources import Resource

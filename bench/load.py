@@ -50,7 +50,7 @@ def parse(text: str) -> WrkResult:
         result.non_2xx = int(non2xx.group(1))
     sock = _SOCKET_RE.search(text)
     if sock:
-        result.socket_errors = dict(zip(("connect", "read", "write", "timeout"), map(int, sock.groups())))
+        result.socket_errors = dict(zip(("connect", "read", "write", "timeout"), map(int, sock.groups()), strict=True))
     return result
 
 

@@ -27,8 +27,8 @@ See the README's option table, generated from :mod:`otel_uwsgi.config.options`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Callable, Optional
+from collections.abc import Callable, Mapping
+from typing import Any, Optional
 
 __version__ = "0.1.0"
 __all__ = ["delivery_counts", "setup", "wrap_wsgi", "__version__"]

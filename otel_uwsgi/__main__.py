@@ -1,33 +1,89 @@
-"""``otel-uwsgi`` / ``python -m otel_uwsgi``: command-line tools."""
+"""``otel-uwsgi`` / ``python -m otel_uwsgi``: the command-line tools (see ``otel-uwsgi --help``)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Optional
 
 
+def version() -> str:
+    """``otel-uwsgi X (opentelemetry-sdk Y, Python Z)``: what a bug report needs."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    from otel_uwsgi import __version__
+
+    try:
+        sdk = installed("opentelemetry-sdk")
+    except PackageNotFoundError:
+        sdk = "not installed"
+    python = ".".join(map(str, sys.version_info[:3]))
+    return f"otel-uwsgi {__version__} (opentelemetry-sdk {sdk}, Python {python})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from otel_uwsgi.tools import check
+
+    parser = argparse.ArgumentParser(
+        prog="otel-uwsgi",
+        description="OpenTelemetry under uWSGI: check that a uwsgi.ini really exports every worker's spans.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=version())
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check.add_arguments(
+        commands.add_parser(
+            "check",
+            help="run uWSGI with your ini and an embedded OTLP receiver; verify every worker's spans",
+            description=check.__doc__.strip().splitlines()[0] if check.__doc__ else None,
+        )
+    )
+    options = commands.add_parser(
+        "options",
+        help="print the option table (markdown), or update it in a README",
+        description="Print every otel-* option with its environment variable, default and meaning.",
+    )
+    options.add_argument(
+        "--write",
+        metavar="FILE",
+        nargs="?",
+        const="README.md",
+        help="replace the table between the options markers in FILE (default README.md) instead of printing it",
+    )
+    # Every subcommand and its flags, in the top-level help too.
+    usages = [sub.format_usage().replace("usage: ", "  ").rstrip() for sub in commands.choices.values()]
+    parser.epilog = "commands and their flags:\n" + "\n".join(usages) + "\n\n`otel-uwsgi COMMAND --help` explains each."
+    return parser
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: otel-uwsgi check path/to/uwsgi.ini [--requests N] [--path URL] [--timeout S] [--json]")
-        print("       otel-uwsgi options [--write README.md]   (the option table as markdown)")
-        return 0 if argv else 2
-    command, rest = argv[0], argv[1:]
-    if command == "check":
-        from otel_uwsgi.tools.check import main as check_main
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "check":
+        from otel_uwsgi.tools.check import run_from_arguments
 
-        return check_main(rest)
-    if command == "options":
-        from otel_uwsgi.tools.docs import option_table, write_readme
+        return run_from_arguments(args)
+    if args.command == "options":
+        return _options(args.write)
+    parser.print_help()
+    return 2
 
-        if rest[:1] == ["--write"]:
-            path = rest[1] if len(rest) > 1 else "README.md"
-            print(f"{path}: {'updated' if write_readme(path) else 'already current'}")
-            return 0
+
+def _options(path: Optional[str]) -> int:
+    from otel_uwsgi.tools.docs import option_table, write_readme
+
+    if path is None:
         print(option_table())
         return 0
-    print(f"otel-uwsgi: unknown command {command!r}; try: check, options", file=sys.stderr)
-    return 2
+    try:
+        changed = write_readme(path)
+    except (OSError, ValueError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        print(f"otel-uwsgi options: cannot update {path}: {reason}", file=sys.stderr)
+        return 2
+    print(f"{path}: {'updated' if changed else 'already current'}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ table is generated from :data:`OPTIONS` (``otel-uwsgi options``); :mod:`.setting
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from otel_uwsgi.config.parsers import (
     Invalid,

@@ -7,8 +7,7 @@ names what would have been accepted.  Pure functions: no uWSGI, no SDK.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import Callable
+from collections.abc import Callable, Iterable
 from urllib.parse import unquote, urlsplit
 
 

@@ -14,7 +14,9 @@ trace state or drops) is written from the SDK span's own fields in one function
 (the same bytes, ~12k instructions per span with this module's loop): it takes spans whose
 attribute values are str, bool, int64 or float and returns None for the rest, which this module
 then encodes.  Anything unexpected falls back to the SDK's encoder for that batch, so the
-output always decodes to the message the SDK would have sent.
+output always decodes to the message the SDK would have sent.  The direct path reads the SDK
+span's private fields: it is switched on at import only if probe spans of the installed SDK
+encode to the SDK encoder's exact bytes.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from typing import Any, Optional
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace import _Span as _SdkSpan
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanContext, SpanKind
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
@@ -148,9 +149,9 @@ def _span(span: ReadableSpan) -> bytes:
 # path's LeanSpans (one class per tracer, in _LEAN_SPAN_TYPES) keep in their fields exactly what
 # their properties return: for them the common shape is encoded from the fields, without a
 # property call (or an enum hash) per field.
-_DIRECT_TYPES = frozenset((ReadableSpan, _SdkSpan))
-if not CONTEXT_AS_TUPLE:  # an API whose SpanContext is not the tuple _direct_span unpacks
-    _DIRECT_TYPES = _LEAN_SPAN_TYPES = frozenset()
+# They are switched on below (_switch_on_direct_path) only once probe spans of this SDK encode to
+# the SDK encoder's bytes.
+_DIRECT_TYPES: frozenset[type] = frozenset()
 _KIND_BY_VALUE = {kind.value: field for kind, field in _KIND.items()}
 # Span.status (no description) then Span.flags, by status code value, for a local and a remote parent
 _TAIL_LOCAL = {code: status + _FLAGS_LOCAL_SPAN for code, status in _STATUS.items()}
@@ -262,18 +263,80 @@ def _scope_entry(scope: Any) -> tuple[Any, _Keyed, bytes]:
 
 
 def _load_native() -> Any:
-    """``otel_uwsgi._native.span_field`` (the C build of :func:`_direct_span`) when the extension is
-    there (:mod:`otel_uwsgi.extensions`) and this API's SpanContext is the tuple it reads; else None:
-    then the Python code encodes every span."""
-    native = extensions.load() if _DIRECT_TYPES else None
+    """``otel_uwsgi.compat._native.span_field`` (the C build of :func:`_direct_span`) when the
+    extension is there (:mod:`otel_uwsgi.compat.extensions`); else None: then the Python code
+    encodes every span."""
+    native = extensions.load()
     if native is None:
         return None
     native.configure(SpanContext, Status, SpanKind, BoundedAttributes, BoundedList, DEFAULT_TRACE_STATE)
     return native.span_field
 
 
+def _probe_spans() -> list[ReadableSpan]:
+    """Spans of the common shape from this SDK, as a span processor receives them: a server span,
+    its client child with an error status, every attribute value type the direct path writes."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+    from opentelemetry.trace import StatusCode
+
+    received: list[ReadableSpan] = []
+
+    class Keep(SpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            received.append(span)
+
+    provider = TracerProvider(resource=Resource({"service.name": "probe"}), sampler=ALWAYS_ON, shutdown_on_exit=False)
+    provider.add_span_processor(Keep())
+    tracer = provider.get_tracer("otel_uwsgi.probe", "1.0", schema_url="https://opentelemetry.io/schemas/1.11.0")
+    root = tracer.start_span("GET /probe", kind=SpanKind.SERVER, attributes={"s": "v", "i": 7, "f": 0.5, "b": True})
+    child = tracer.start_span("SELECT", context=trace.set_span_in_context(root), kind=SpanKind.CLIENT)
+    child.set_attribute("db.system", "mysql")
+    child.set_status(Status(StatusCode.ERROR))
+    child.end()
+    root.end()
+    return [*received, root, child]  # what processors get, and the SDK's span objects themselves
+
+
+def _switch_on_direct_path() -> Optional[Any]:
+    """Turn the direct path (and its C build) on when probe spans of the installed SDK encode to
+    exactly the SDK encoder's bytes; otherwise every span takes :func:`_span` (one info line).
+    Returns the C ``span_field`` or None."""
+    global _DIRECT_TYPES, native_span_field
+    native_span_field = None  # the Python direct path is checked first, then its C build against it
+    problem: Optional[str] = None
+    if not CONTEXT_AS_TUPLE:
+        problem = "its SpanContext is not the tuple the direct encoder reads"
+    else:
+        try:
+            from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
+
+            spans = _probe_spans()
+            _DIRECT_TYPES = frozenset(type(span) for span in spans)
+            direct = [_direct_span(span) for span in spans]
+            if None in direct or _encode(spans) != sdk_encode_spans(spans).SerializePartialToString():
+                problem = "its spans encode differently from what the direct encoder was checked against"
+            native = _load_native()
+            if problem is None and native is not None and [native(span) for span in spans] != direct:
+                logger.info("otel-uwsgi: the C span encoder disagrees with this SDK's spans; Python encodes them")
+                native = None
+        except Exception as error:  # noqa: BLE001 - a different SDK: the general path serves it
+            problem = f"probing it failed ({type(error).__name__}: {error})"
+    if problem is not None:
+        _DIRECT_TYPES = frozenset()
+        logger.info(
+            "otel-uwsgi: the direct span encoder steps aside for this opentelemetry-sdk (%s); spans are "
+            "encoded field by field (the same bytes, more CPU)",
+            problem,
+        )
+        return None
+    return native
+
+
 #: The C encoder of the common shape, or None; it returns None for any span it leaves to Python.
-native_span_field = _load_native()
+native_span_field: Optional[Any] = None
 
 
 def _encode(spans: Sequence[ReadableSpan]) -> bytes:
@@ -330,3 +393,6 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
         from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
 
         return sdk_encode_spans(spans).SerializePartialToString()
+
+
+native_span_field = _switch_on_direct_path()

@@ -129,7 +129,7 @@ def attributes(out: list[bytes], tag: bytes, values: Optional[Mapping[str, Any]]
             return out
     else:
         found = [None] * len(values)
-    for (key, value), encoded in zip(items, found):
+    for (key, value), encoded in zip(items, found, strict=False):
         if encoded is None:
             cacheable = type(value) in _STR_INT
             if cacheable:

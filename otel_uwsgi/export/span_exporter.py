@@ -128,7 +128,7 @@ class FastOTLPSpanExporter(OTLPSpanExporter):
                 result.error = _payload_too_large(message)
                 return SpanExportResult.FAILURE
             if self._gzip_level is not None:
-                body = zlib.compress(body, self._gzip_level, 31)  # wbits 31: gzip container
+                body = gzip_body(body, self._gzip_level)
             sent = self._client.export(body)
             if not sent.success:
                 result.error = sent.error
@@ -137,6 +137,13 @@ class FastOTLPSpanExporter(OTLPSpanExporter):
                 )
                 return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
+
+
+def gzip_body(body: bytes, level: int) -> bytes:
+    """``body`` in a gzip container at ``level``: ``zlib.compress(body, level, wbits=31)``, whose
+    ``wbits`` argument Python 3.10 lacks; a compressor object gives the same bytes everywhere."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+    return compressor.compress(body) + compressor.flush()
 
 
 def _payload_too_large(message: str) -> Exception:

@@ -12,8 +12,7 @@ warning naming the package to install when the user asked for it explicitly.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from typing import Callable
+from collections.abc import Callable, Iterable
 
 from otel_uwsgi.instrumentation.dbapi import dbapi_integration
 from otel_uwsgi.instrumentation.django import instrument_django

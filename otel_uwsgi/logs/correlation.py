@@ -11,7 +11,8 @@ installed at import, in the master, and inherited by the workers (it owns no thr
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from opentelemetry import trace
 

@@ -47,7 +47,17 @@ def exit_signals_blocked() -> Iterator[None]:
 
 
 def flush_at_exit() -> None:
-    """Flush and shut down this process's provider once, within ``otel-exit-flush-timeout``."""
+    """Flush and shut down this process's provider once, within ``otel-exit-flush-timeout``.
+
+    Never raises: it runs from exit hooks (C, ``uwsgi.atexit``, Python ``atexit``)."""
+    try:
+        _flush_once()
+    except BaseException:  # noqa: BLE001 - nothing may escape into an exit hook
+        with contextlib.suppress(BaseException):  # logging itself may be half torn down at exit
+            logger.exception("otel-uwsgi: error in the exit flush of pid %d", os.getpid())
+
+
+def _flush_once() -> None:
     if state.provider is None or state.pid != os.getpid() or state.flushed:
         return
     if uwsgi_api.available():
@@ -176,7 +186,4 @@ def _mask_stop_signals_in_handlers() -> None:
 
 
 def _c_exit_handler(status: int, arg: Any) -> None:
-    try:
-        flush_at_exit()
-    except BaseException:  # noqa: BLE001 - nothing may escape into C
-        pass
+    flush_at_exit()

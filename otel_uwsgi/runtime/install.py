@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Mapping
 from typing import Optional
 
 from otel_uwsgi.config import uwsgi_opt
 from otel_uwsgi.config.options import OPTIONS
 from otel_uwsgi.config.settings import ConfigError, Settings, load
-from otel_uwsgi.runtime import preflight, uwsgi_api
+from otel_uwsgi.runtime import own_log, preflight, uwsgi_api
 from otel_uwsgi.runtime.process import init_process
 from otel_uwsgi.runtime.state import other_tracer_provider, state
 
@@ -28,10 +27,6 @@ def _apply_process_settings(settings: Settings) -> None:
     if level:
         for name in ("otel_uwsgi", "opentelemetry"):
             logging.getLogger(name).setLevel(level.upper())
-        if not logger.handlers:
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-            logger.addHandler(handler)
     for option in OPTIONS:
         if option.passthrough and settings.source(option.name) == "uwsgi":
             os.environ[option.env] = settings[option.name]  # type: ignore[index]
@@ -65,7 +60,9 @@ def _set_propagators(names: tuple[str, ...]) -> None:
 def install(*, environ: Optional[Mapping[str, str]] = None) -> bool:
     """What ``import otel_uwsgi.auto`` does. Returns True when tracing is (or will be) set up.
 
-    Outside uWSGI it does nothing but log one line: call :func:`otel_uwsgi.setup` there.
+    Outside uWSGI it does nothing but log one line: call :func:`otel_uwsgi.setup` there.  A wrong
+    ``otel-*`` value in the ini stops uWSGI with one line (:class:`ConfigError`); any other
+    failure is logged and the app loads and serves untraced.
     """
     if state.installed:
         logger.debug("otel-uwsgi: already installed in pid %d", os.getpid())
@@ -76,27 +73,42 @@ def install(*, environ: Optional[Mapping[str, str]] = None) -> bool:
             "call otel_uwsgi.setup() to trace this process"
         )
         return False
-    environ = os.environ if environ is None else environ
-    opt = uwsgi_api.options()
-    where = uwsgi_opt.config_file(opt)
+    own_log.to_uwsgi_log()  # at INFO; otel-log-level, once read, adjusts it
     try:
-        settings = load(opt, environ, where=where)
-        fatal, warnings = preflight.problems(settings)
-        if fatal:
-            raise ConfigError(fatal[0])
-        for line in settings.warnings + warnings:
-            logger.warning("%s", line)
-        state.settings, state.installed = settings, True
-        if settings["otel-sdk-disabled"]:
-            logger.info("otel-uwsgi: otel-sdk-disabled is set: nothing is traced")
+        settings = _settings_of_this_uwsgi(os.environ if environ is None else environ)
+        if settings is None:
             return False
-        _apply_process_settings(settings)
+        return _install(settings)
     except ConfigError as exc:
         error = str(exc)
-    else:
-        error = None
-    if error is not None:  # outside the except block: no chained traceback in uWSGI's log
-        uwsgi_api.stop_startup(error)
+    except Exception:  # noqa: BLE001 - telemetry never stops the app from loading
+        logger.exception(
+            "otel-uwsgi: could not set up tracing in pid %d; the app runs untraced (please report this)", os.getpid()
+        )
+        return False
+    uwsgi_api.stop_startup(error)  # outside the except block: no chained traceback in uWSGI's log
+
+
+def _settings_of_this_uwsgi(environ: Mapping[str, str]) -> Optional[Settings]:
+    """The options from uwsgi.ini and the environment, checked against this uWSGI; process-wide
+    settings applied.  None when ``otel-sdk-disabled``.  Raises :class:`ConfigError`."""
+    opt = uwsgi_api.options()
+    settings = load(opt, environ, where=uwsgi_opt.config_file(opt))
+    fatal, warnings = preflight.problems(settings)
+    if fatal:
+        raise ConfigError(fatal[0])
+    for line in settings.warnings + warnings:
+        logger.warning("%s", line)
+    state.settings, state.installed = settings, True
+    if settings["otel-sdk-disabled"]:
+        logger.info("otel-uwsgi: otel-sdk-disabled is set: nothing is traced")
+        return None
+    _apply_process_settings(settings)
+    return settings
+
+
+def _install(settings: Settings) -> bool:
+    """Instrument, preload, and hook the per-process set-up to fork (or run it: lazy-apps)."""
     from otel_uwsgi.instrumentation.registry import instrument
 
     instrument(settings["otel-instrumentations"], fast=settings["otel-fast-instrumentation"])
@@ -130,20 +142,22 @@ def setup(*, environ: Optional[Mapping[str, str]] = None, instrumentations: Opti
     """
     if uwsgi_api.available():
         return install(environ=environ)
-    environ = os.environ if environ is None else environ
-    settings = load({}, environ)
-    for line in settings.warnings:
-        logger.warning("%s", line)
-    state.settings = settings
-    if settings["otel-sdk-disabled"]:
+    try:
+        environ = os.environ if environ is None else environ
+        settings = load({}, environ)
+        for line in settings.warnings:
+            logger.warning("%s", line)
+        state.settings = settings
+        if settings["otel-sdk-disabled"]:
+            return False
+        _apply_process_settings(settings)
+        from otel_uwsgi.instrumentation.registry import instrument
+
+        instrument(instrumentations or settings["otel-instrumentations"], fast=settings["otel-fast-instrumentation"])
+    except Exception:  # noqa: BLE001 - telemetry never stops the program
+        logger.exception("otel-uwsgi: could not set up tracing in pid %d; running untraced", os.getpid())
         return False
-    _apply_process_settings(settings)
-    from otel_uwsgi.instrumentation.registry import instrument
-
-    instrument(instrumentations or settings["otel-instrumentations"], fast=settings["otel-fast-instrumentation"])
     return init_process(settings)
-
-
 
 
 def _preload_export_path(settings: Settings) -> None:
@@ -151,8 +165,16 @@ def _preload_export_path(settings: Settings) -> None:
 
     Building the exporters imports ``requests`` and friends (~100 ms); done after fork, every
     worker pays it again and a signal arriving meanwhile interrupts a half-done import.  Imported
-    before fork, the modules are shared copy-on-write and a worker's init takes milliseconds.
+    before fork, the modules are shared copy-on-write and a worker's init takes milliseconds.  An
+    import that fails here is only a slower start: each worker tries again (and says why).
     """
+    try:
+        _import_export_path(settings)
+    except Exception as error:  # noqa: BLE001 - the workers build (or report) their exporters themselves
+        logger.info("otel-uwsgi: could not preload the export path in the master (%s: %s)", type(error).__name__, error)
+
+
+def _import_export_path(settings: Settings) -> None:
     if settings["otel-metrics-exporter"] == "otlp":
         import opentelemetry.exporter.otlp.proto.http.metric_exporter  # noqa: F401
         import opentelemetry.sdk.metrics  # noqa: F401

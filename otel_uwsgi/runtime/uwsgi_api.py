@@ -10,7 +10,8 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, Callable, NoReturn, Optional
+from collections.abc import Callable
+from typing import Any, NoReturn, Optional
 
 from otel_uwsgi.config import uwsgi_opt
 

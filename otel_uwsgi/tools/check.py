@@ -8,19 +8,32 @@ arrived.  Exit status 0 only when every worker delivered spans and none was lost
 
 from __future__ import annotations
 
+import argparse
+import os
 import shutil
 import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional, TextIO
+from typing import Any, Optional, TextIO
 
 from otel_uwsgi.tools import metrics_verdict
-from otel_uwsgi.tools.harness import OWNED_KEYS, Served, UwsgiServer, free_port, owned_overrides, prepare_ini
+from otel_uwsgi.tools.harness import (
+    NON_HTTP_SOCKETS,
+    OWNED_KEYS,
+    SERVICE_KEYS,
+    Served,
+    UwsgiServer,
+    free_port,
+    owned_overrides,
+    prepare_ini,
+    uwsgi_items,
+)
 from otel_uwsgi.tools.load import Load, load_until_covered
 from otel_uwsgi.tools.receiver import Receiver
-from otel_uwsgi.tools.verdict import Report, evaluate, render
+from otel_uwsgi.tools.verdict import Report, evaluate, explain, render
 
 
 def count_workers(ini_text: str) -> int:
@@ -61,6 +74,7 @@ def run_check(
     try:
         port = free_port()
         overrides = owned_overrides(port, endpoint or receiver.endpoint)
+        notes = _service_notes(ini, port, overrides, workdir)
         overrides.update(extra or {})
         drop = OWNED_KEYS | {"otel-exporter-otlp-metrics-endpoint", "otel-exporter-otlp-logs-endpoint"}
         settings = metrics_verdict.settings_of(prepare_ini(ini, overrides, drop=drop))
@@ -103,6 +117,10 @@ def run_check(
         # Graceful exit flushed each worker's queue; allow the last requests to land.
         receiver.wait_for(lambda s: sum(1 for x in s if x.kind == "SERVER") >= served.total, 5.0)
         report = evaluate(served, receiver.snapshot(), expected)
+        # uWSGI that exits with an error before serving anything did not start: its last words say why
+        started = served.total > 0 or server.returncode == 0
+        report = explain(report, server.log(), renamed={str(server.ini_path): str(ini)}, started=started)
+        report.notes[:0] = notes
         if settings is not None:
             pids = [pid for pid, n in served.requests.items() if n]
             if settings["otel-metrics-exporter"] != "none":  # each worker's final export arrives after it exits
@@ -118,6 +136,28 @@ def run_check(
             receiver.stop()
 
 
+def _service_notes(ini: str, port: int, overrides: dict[str, str], workdir: str) -> list[str]:
+    """Keep a running service started from the same ini safe (its pidfile, master FIFO, spool
+    directory, sockets and logs are the service's), and say what the check does instead."""
+    items = uwsgi_items(ini)
+    keys = {key for key, _ in items}
+    notes = []
+    if "spooler" in keys:
+        spool = os.path.join(workdir, "spool")
+        os.makedirs(spool, exist_ok=True)
+        overrides["spooler"] = spool
+    uwsgi_protocol = [f"{key} = {value}" for key, value in items if key in NON_HTTP_SOCKETS]
+    if uwsgi_protocol and not keys & {"http-socket", "http"}:
+        notes.append(
+            f"note: your ini serves {', '.join(uwsgi_protocol)} (not HTTP, e.g. the uwsgi protocol behind nginx); "
+            f"this check tests over HTTP instead, on its own socket 127.0.0.1:{port}"
+        )
+    left = sorted(keys & SERVICE_KEYS - {"spooler"})
+    if left:
+        notes.append(f"note: left alone, as a running service owns them: {', '.join(left)}")
+    return notes
+
+
 def _server_metrics_seen(receiver: Receiver, settings: Any, exports: int = 3) -> bool:
     """With server metrics on, keep the load up until worker 1 exported them a few times."""
     if settings is None or settings["otel-metrics-exporter"] == "none" or not settings["otel-uwsgi-server-metrics"]:
@@ -126,13 +166,8 @@ def _server_metrics_seen(receiver: Receiver, settings: Any, exports: int = 3) ->
     return sum(1 for p in receiver.metric_points(name) if p.attributes.get("uwsgi.worker.id") == wid) >= exports
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="otel-uwsgi check",
-        description="Start uWSGI with your ini and an embedded OTLP receiver; verify every worker sends spans.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``otel-uwsgi check``."""
     parser.add_argument("ini", help="path to your uwsgi.ini")
     parser.add_argument("--requests", type=int, default=200, help="minimum requests to send (default 200)")
     parser.add_argument("--path", default="/", help="URL path to request (default /)")
@@ -142,7 +177,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--metrics", action="store_true",
                         help="turn metrics on for this run (otel-metrics-exporter = otlp) and verify them")
     parser.add_argument("--logs", action="store_true", help="turn OTLP log export on for this run and count records")
-    args = parser.parse_args(argv)
+
+
+def run_from_arguments(args: argparse.Namespace) -> int:
+    """``otel-uwsgi check`` with parsed arguments; the exit status."""
     if not Path(args.ini).is_file():
         print(f"otel-uwsgi check: no such ini file: {args.ini}", file=sys.stderr)
         return 2
@@ -160,3 +198,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         tail = "\n".join(log.splitlines()[-40:])
         print("\n--- last lines of the uWSGI log ---\n" + tail, file=sys.stderr)
     return 0 if report.ok else 1
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """``otel-uwsgi check ARGS``."""
+    parser = argparse.ArgumentParser(prog="otel-uwsgi check", description=__doc__.strip().splitlines()[0])
+    add_arguments(parser)
+    return run_from_arguments(parser.parse_args(argv))

@@ -27,11 +27,27 @@ SOCKET_KEYS = frozenset(
         "stats", "stats-server",
     }
 )
-OWNED_KEYS = SOCKET_KEYS | {
+#: What belongs to a running service started from the same ini and must never be touched by a
+#: check's uWSGI: its pidfiles (``vacuum`` deletes them at exit), its master FIFO (a second
+#: uWSGI replaces it, and the service can no longer be stopped through it), its subscriptions and
+#: its spool directory (a check's spooler would run the service's tasks).  Sockets, the stats
+#: server and log files are in the lists above and below.
+SERVICE_KEYS = frozenset(
+    {
+        "pidfile", "pidfile2", "safe-pidfile", "safe-pidfile2", "master-fifo", "subscribe-to", "subscribe2",
+        "subscribe", "spooler", "spooler-external", "emperor", "touch-reload", "touch-chain-reload",
+        "touch-workers-reload", "touch-logrotate", "touch-logreopen", "touch-exec", "touch-signal",
+    }
+)
+#: uWSGI sockets that speak another protocol than HTTP (the uwsgi protocol behind nginx, ...).
+NON_HTTP_SOCKETS = frozenset(
+    {"socket", "uwsgi-socket", "suwsgi-socket", "fastcgi-socket", "scgi-socket", "raw-socket", "shared-socket", "zerg"}
+)
+OWNED_KEYS = SOCKET_KEYS | SERVICE_KEYS | {
     "otel-exporter-otlp-endpoint", "otel-exporter-otlp-traces-endpoint",
     "daemonize", "daemonize2", "logto", "logto2", "logger", "req-logger", "log-format", "logformat",
     "disable-logging", "log-4xx", "log-5xx", "log-slow", "log-zero", "log-big", "log-sendfile",
-    "log-x-forwarded-for", "log-ioerror",
+    "log-x-forwarded-for", "log-ioerror", "log-master", "log-reopen", "logfile-chown", "logfile-chmod",
 }
 REQUEST_LOG = "otel-uwsgi-req pid=%(pid) wid=%(wid) status=%(status) uri=%(uri)"
 _REQ_RE = re.compile(r"otel-uwsgi-req pid=(\d+) wid=(\d+) status=(\d+)")
@@ -93,6 +109,19 @@ def prepare_ini(source: Union[str, Path], overrides: Overrides, *, drop: Iterabl
         for item in [value] if isinstance(value, str) else value:
             out.append(f"set-ph = {key}={item}" if strict and key.startswith("otel-") else f"{key} = {item}")
     return "\n".join(out) + "\n"
+
+
+def uwsgi_items(source: Union[str, Path]) -> list[tuple[str, str]]:
+    """The ``key = value`` lines of the ini's ``[uwsgi]`` section, in order (comments skipped)."""
+    items, section = [], None
+    for raw in Path(source).read_text().splitlines():
+        line = raw.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip()
+        elif section == "uwsgi" and line and line[0] not in ";#" and "=" in line:
+            key, _, value = line.partition("=")
+            items.append((key.strip(), value.strip()))
+    return items
 
 
 def is_strict(source: Union[str, Path]) -> bool:

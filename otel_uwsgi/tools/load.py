@@ -6,7 +6,8 @@ from __future__ import annotations
 import http.client
 import threading
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 from otel_uwsgi.tools.harness import Served
 

@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, Optional
 
 from otel_uwsgi.config.settings import ConfigError, Settings, load
@@ -95,7 +96,7 @@ def evaluate_signals(
     report.server_pids = sorted({p.pid for p in server if p.pid})
     times = sorted(p.time_ns for p in server if (p.name, p.attributes.get("uwsgi.worker.id")) == REFERENCE)
     report.server_exports = len(times)
-    report.server_duplicates = sum(1 for a, b in zip(times, times[1:]) if (b - a) / 1e6 < report.interval_ms / 2)
+    report.server_duplicates = sum(1 for a, b in pairwise(times) if (b - a) / 1e6 < report.interval_ms / 2)
     serving = sorted(set(serving_pids))
     if report.metrics:
         silent = [pid for pid in serving if not report.metric_points.get(pid)]
@@ -171,7 +172,7 @@ def server_export_gaps(
     reader waits one interval after each export, so a late export alone stays well below.
     """
     times = sorted(set(times_ns) | set(window_ns or ()))
-    gaps = [(b - a) / 1e9 for a, b in zip(times, times[1:])]
+    gaps = [(b - a) / 1e9 for a, b in pairwise(times)]
     interval_s = interval_ms / 1000
     missed = sum(max(1, round(g / interval_s) - 1) for g in gaps if g > 1.75 * interval_s)
     return missed, round(max(gaps, default=0.0), 2)

@@ -43,7 +43,7 @@ class Report:
 
     def to_json(self) -> str:
         data = asdict(self)
-        for row, out in zip(self.rows, data["rows"]):
+        for row, out in zip(self.rows, data["rows"], strict=True):
             out["lost"] = row.lost
         return json.dumps(data, indent=2, sort_keys=True)
 
@@ -169,3 +169,42 @@ def merge(report: Report, problems: list[str]) -> Report:
         return report
     merged = list(report.problems) + problems
     return dataclasses.replace(report, ok=False, problems=merged, reason=merged[0])
+
+
+#: Lines otel-uwsgi itself writes to uWSGI's log (not the request log line ``otel-uwsgi-req``).
+_OWN = "otel-uwsgi: "
+_PROBLEM_LEVELS = ("WARNING: ", "ERROR: ", "CRITICAL: ")
+
+
+def own_lines(log: str, renamed: Optional[dict[str, str]] = None) -> tuple[list[str], list[str]]:
+    """(otel-uwsgi's warning and error lines, its other lines) from a uWSGI log, each once, in order,
+    with paths in ``renamed`` (the check's temporary copy of the ini) replaced by the user's."""
+    problems: list[str] = []
+    others: list[str] = []
+    for line in log.splitlines():
+        if not line.startswith(_OWN):
+            continue
+        for old, new in (renamed or {}).items():
+            line = line.replace(old, new)
+        bucket = problems if line[len(_OWN) :].startswith(_PROBLEM_LEVELS) else others
+        if line not in bucket:
+            bucket.append(line)
+    return problems, others
+
+
+def explain(report: Report, log: str, *, renamed: Optional[dict[str, str]] = None, started: bool = True) -> Report:
+    """Put otel-uwsgi's own words first: when uWSGI did not start, its last line (a configuration
+    error such as an unknown option, with its "did you mean") is the reason; when the check failed,
+    otel-uwsgi's first warning or error is (the likely cause, e.g. ``master`` missing, or the
+    import coming after ``get_wsgi_application()``); on success they are listed as notes."""
+    problems, others = own_lines(log, renamed)
+    if not started and (problems or others):
+        cause = (problems or others)[-1]
+        rest = [p for p in report.problems if p != cause]
+        return dataclasses.replace(report, ok=False, reason=cause, problems=[cause, *rest])
+    if not problems:
+        return report
+    if not report.ok:
+        merged = problems + [p for p in report.problems if p not in problems]
+        return dataclasses.replace(report, reason=merged[0], problems=merged)
+    return dataclasses.replace(report, notes=[*report.notes, *problems])

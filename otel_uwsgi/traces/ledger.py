@@ -13,10 +13,12 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 logger = logging.getLogger("otel_uwsgi")
 
@@ -58,8 +60,9 @@ class Counts:
 
 
 def _value(counter: itertools.count[int]) -> int:
-    """Read an ``itertools.count`` without advancing it (its pickle state is the next value)."""
-    return counter.__reduce__()[1][0]  # type: ignore[index]
+    """Read an ``itertools.count`` without advancing it, from its ``repr`` (``count(N)``, the next
+    value): its pickle support (``__reduce__``) is deprecated since Python 3.12 and gone in 3.14."""
+    return int(repr(counter)[6:-1])
 
 
 class Ledger:
@@ -88,6 +91,7 @@ class Ledger:
         self._interval = interval_s
         self._last_warning = -float("inf")
         self._reported = 0  # drops already announced in a warning
+        self._errors_seen: set[type] = set()  # exception types the exporter raised, each logged once
         #: Length of the processor's queue (set by the processor that owns the queue).
         self.queue_len: Callable[[], int] = lambda: 0
 
@@ -105,12 +109,24 @@ class Ledger:
             if self._closed_queue is None:
                 self._exported += n
 
-    def failed(self, n: int) -> None:
+    def failed(self, n: int, error: Optional[BaseException] = None) -> None:
+        """``n`` spans the exporter did not deliver: the collector's answer, or ``error``, an
+        exception the exporter raised (a fault on this side, said once per kind of error)."""
         with self._lock:
             if self._closed_queue is not None:
                 return
             self._failed += n
-        self.warn("export_failed")
+        if error is not None and type(error) not in self._errors_seen:
+            self._errors_seen.add(type(error))
+            logger.error(
+                "otel-uwsgi: pid %d: the span exporter raised %s: %s; this is not the collector's answer "
+                "but a fault in otel-uwsgi or a library it uses (Python %s): please report it",
+                self.pid,
+                type(error).__name__,
+                error,
+                ".".join(map(str, sys.version_info[:3])),
+            )
+        self.warn("export_error" if error is not None else "export_failed")
 
     def exit_timeout(self, n: int) -> None:
         """Spans ended after the exit flush began (the SDK drops them)."""
@@ -190,4 +206,6 @@ def _advice(reason: str) -> str:
         )
     if reason == "export_failed":
         return "The collector refused or did not answer; check otel-exporter-otlp-endpoint and the collector."
+    if reason == "export_error":
+        return "The exporter raised an exception (logged once above): not the collector's answer."
     return "The exit flush ran out of time; raise otel-exit-flush-timeout or check the collector."

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
-from typing import Any, Callable, Optional
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -29,8 +29,8 @@ class CountingExporter(SpanExporter):
         self.ledger.handed(len(spans))
         try:
             result = self.inner.export(spans)
-        except Exception:
-            self.ledger.failed(len(spans))
+        except Exception as error:
+            self.ledger.failed(len(spans), error)
             raise
         if result is SpanExportResult.SUCCESS:
             self.ledger.exported(len(spans))

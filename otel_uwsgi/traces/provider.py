@@ -67,12 +67,19 @@ def build_exporter(settings: Settings) -> Optional[SpanExporter]:
         return ConsoleSpanExporter()
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    exporter_class, extra = OTLPSpanExporter, {}
     if settings["otel-fast-export"]:  # same bytes, less CPU (export.encoder), gzip at otel-gzip-level
-        from otel_uwsgi.export.span_exporter import FastOTLPSpanExporter
+        try:
+            from otel_uwsgi.export.span_exporter import FastOTLPSpanExporter
 
-        exporter_class, extra = FastOTLPSpanExporter, {"gzip_level": settings["otel-gzip-level"]}
-    return otlp.build_exporter(exporter_class, settings, "traces", **extra)
+            return otlp.build_exporter(FastOTLPSpanExporter, settings, "traces", gzip_level=settings["otel-gzip-level"])
+        except Exception as error:  # noqa: BLE001 - an exporter release it was not built for: the SDK's own
+            logger.info(
+                "otel-uwsgi: otel-fast-export is unavailable with this opentelemetry-exporter-otlp-proto-http "
+                "(%s: %s); spans are exported by the SDK's own exporter",
+                type(error).__name__,
+                error,
+            )
+    return otlp.build_exporter(OTLPSpanExporter, settings, "traces")
 
 
 class LeanTracerProvider(TracerProvider):
@@ -83,10 +90,25 @@ class LeanTracerProvider(TracerProvider):
     same spans, with less work to start, fill and end them (README, Performance).
     """
 
-    def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
-        from otel_uwsgi.traces.lean.tracer import make_lean
+    _lean_broken = False
 
-        return make_lean(super().get_tracer(*args, **kwargs))
+    def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+        tracer = super().get_tracer(*args, **kwargs)
+        if self._lean_broken:
+            return tracer
+        try:
+            from otel_uwsgi.traces.lean.tracer import make_lean
+
+            return make_lean(tracer)
+        except Exception as error:  # noqa: BLE001 - an SDK the lean start cannot even load with
+            LeanTracerProvider._lean_broken = True
+            logger.info(
+                "otel-uwsgi: the lean span start is unavailable with this opentelemetry-sdk (%s: %s); spans "
+                "are started by the SDK's own code",
+                type(error).__name__,
+                error,
+            )
+            return tracer
 
 
 def build_provider(settings: Settings, resource: Resource, ledger: Optional[Ledger] = None) -> TracerProvider:

@@ -11,8 +11,8 @@ import os
 import re
 import signal
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 

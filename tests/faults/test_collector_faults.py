@@ -28,10 +28,10 @@ import collections
 import re
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import pytest
 
@@ -71,10 +71,10 @@ RSS_GROWTH_LIMIT_KB = 16 * 1024
 STOP_MARGIN_S = 2.0
 
 _SUMMARY_RE = re.compile(
-    r"otel-uwsgi: pid (\d+) exiting: (\d+) of (\d+) span\(s\) were not delivered "
+    r"otel-uwsgi: WARNING: pid (\d+) exiting: (\d+) of (\d+) span\(s\) were not delivered "
     r"\(queue full: (\d+), export failed: (\d+), still queued at exit: (\d+)\)"
 )
-_WARNING_RE = re.compile(r"otel-uwsgi: pid (\d+) dropped (\d+) span\(s\) since the last report, (\d+) in all")
+_WARNING_RE = re.compile(r"otel-uwsgi: WARNING: pid (\d+) dropped (\d+) span\(s\) since the last report, (\d+) in all")
 _REQUEST_RE = re.compile(r"otel-uwsgi-req pid=(\d+) wid=\d+ status=\d+ uri=(\S+)")
 
 

@@ -6,6 +6,7 @@ worker and a harakiri."""
 from __future__ import annotations
 
 import threading
+from itertools import pairwise
 
 import pytest
 
@@ -65,7 +66,7 @@ def assert_exported_once_per_interval(receiver, master_pid: int) -> None:
         streams.setdefault(_stream(p), []).append(p.time_ns)
     for key, times in streams.items():
         times.sort()
-        gaps_ms = [(b - a) / 1e6 for a, b in zip(times, times[1:])]
+        gaps_ms = [(b - a) / 1e6 for a, b in pairwise(times)]
         assert all(g >= INTERVAL_MS / 2 for g in gaps_ms), f"{key}: two exports within one interval: {gaps_ms}"
     lengths = [len(t) for t in streams.values()]
     span_s = (max(p.time_ns for p in points) - min(p.time_ns for p in points)) / 1e9

@@ -13,7 +13,7 @@ from ..conftest import INI, ROOT
 
 pytestmark = pytest.mark.integration
 
-SAMPLES = sorted(p.name for p in INI.glob("*.ini") if p.name != "docker.ini")
+SAMPLES = sorted(p.name for p in INI.glob("*.ini"))
 NEEDS_MYSQL = {"django-mysql.ini", "production.ini"}
 
 

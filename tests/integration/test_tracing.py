@@ -96,12 +96,17 @@ def test_headers_reach_the_collector_and_never_the_log(start_uwsgi, receiver):
 def test_import_twice_makes_one_provider(start_uwsgi, receiver):
     """`--import otel_uwsgi.auto` plus the wsgi file's own import: one provider per worker, no warning."""
     server = start_uwsgi("minimal.ini", extra={"import": "otel_uwsgi.auto"})
+    # every worker is past its post-fork set-up before the stop (a SIGINT during it is uWSGI's
+    # KeyboardInterrupt traceback, README "uWSGI behaviour worth knowing")
+    server.until_every_worker_served("/")
     server.hammer("/", 20)
     served = server.uwsgi.served()
     server.stop()
     assert receiver.wait_for(lambda s: len(s) >= served.total, 10)
     log = server.uwsgi.log()
-    assert "Overriding of current TracerProvider" not in log and "otel-uwsgi:" not in log
+    assert "Overriding of current TracerProvider" not in log
+    assert "otel-uwsgi: WARNING" not in log and "otel-uwsgi: ERROR" not in log and "Traceback" not in log
+    assert log.count("otel-uwsgi: instrumented ") == 1  # installed once, in the master
     per_pid = {}
     for s in receiver.server_spans():
         per_pid.setdefault(s.pid, set()).add(s.resource["service.instance.id"])

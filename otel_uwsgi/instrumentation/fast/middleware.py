@@ -10,7 +10,8 @@ setup, and nothing is recorded to a meter.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from django.conf import settings
 from django.urls import Resolver404, resolve

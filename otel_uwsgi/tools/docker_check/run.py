@@ -6,7 +6,8 @@ import dataclasses
 import json
 import sys
 import time
-from typing import Any, Callable, Optional, TextIO
+from collections.abc import Callable
+from typing import Any, Optional, TextIO
 from urllib.parse import urlsplit
 
 from otel_uwsgi.metrics.stats_server import StatsError, read_stats_server

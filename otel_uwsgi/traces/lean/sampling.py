@@ -3,7 +3,8 @@ parent span context and the trace id, without building a ``SamplingResult``."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from opentelemetry.sdk.trace import sampling as sdk_sampling
 from opentelemetry.trace import SpanContext, TraceFlags

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import dis
 import logging
+from collections.abc import Callable
 from time import time_ns
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor

@@ -3,6 +3,7 @@ anything it skips is asked for or the SDK is not the one it was checked against.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 import threading
@@ -40,7 +41,7 @@ class LeanTracer:
         lean = False
         try:
             decide = decider(tracer.sampler) if isinstance(tracer, SdkTracer) else None
-            if decide is not None and CONTEXT_AS_TUPLE and _sdk_as_expected(tracer):
+            if decide is not None and _sdk_fits(tracer):
                 limits = tracer._span_limits
                 lean = limits.max_span_attribute_length is None
                 self._max_attributes = limits.max_span_attributes
@@ -70,6 +71,7 @@ class LeanTracer:
                 )
                 LEAN_SPAN_CLASSES.add(self._span_class)
         except AttributeError:  # an SDK whose internals differ: its own path, always correct
+            _stepping_aside("a tracer part it reads is missing")
             lean = False
         if not lean and isinstance(tracer, SdkTracer):
             _logger.debug("otel-uwsgi: %s's spans are started by the SDK's own Tracer.start_span", tracer)
@@ -180,6 +182,39 @@ def _sdk_as_expected(tracer: Any) -> bool:
     return set(vars(probe)) == _SPAN_FIELDS and set(vars(probe._attributes)) == _ATTRIBUTES_FIELDS
 
 
+#: ``SdkTracer.start_span``'s parameters as LeanSdkTracer.start_span was written for them.
+_START_SPAN_PARAMETERS = (
+    "self name context kind attributes links start_time record_exception set_status_on_exception".split()
+)
+_told = False
+
+
+def _stepping_aside(why: str) -> None:
+    """Say once per process that the lean span start is off for this SDK, and why."""
+    global _told
+    if not _told:
+        _told = True
+        _logger.info(
+            "otel-uwsgi: the lean span start steps aside for this opentelemetry-sdk (%s); spans are "
+            "started by the SDK's own code (the same spans, more CPU)",
+            why,
+        )
+
+
+def _sdk_fits(tracer: Any) -> bool:
+    """Whether the installed SDK is the one the lean start was checked against (else one info line)."""
+    if not CONTEXT_AS_TUPLE:
+        _stepping_aside("its SpanContext is not the tuple the lean start builds")
+        return False
+    if list(inspect.signature(SdkTracer.start_span).parameters) != _START_SPAN_PARAMETERS:
+        _stepping_aside("Tracer.start_span takes other arguments")
+        return False
+    if not _sdk_as_expected(tracer):
+        _stepping_aside("its spans have other fields")
+        return False
+    return True
+
+
 class _ProbeSpan(SdkSpan):
     """An SDK span class that may be instantiated (``Span`` itself refuses), for the check above."""
 
@@ -200,10 +235,22 @@ class LeanSdkTracer(SdkTracer):
         start_time: Optional[int] = None,
         record_exception: bool = True,
         set_status_on_exception: bool = True,
+        *args: Any,
+        **kwargs: Any,
     ) -> trace_api.Span:
-        if links or not record_exception or not set_status_on_exception:
+        if links or not record_exception or not set_status_on_exception or args or kwargs:
             return SdkTracer.start_span(
-                self, name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
+                self,
+                name,
+                context,
+                kind,
+                attributes,
+                links,
+                start_time,
+                record_exception,
+                set_status_on_exception,
+                *args,
+                **kwargs,
             )
         return self._lean.start_span(name, context, kind, attributes, start_time)
 

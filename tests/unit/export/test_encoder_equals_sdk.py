@@ -363,3 +363,32 @@ def test_oversized_batch_and_shutdown_fail_without_a_request(capture):
     exporter.shutdown()
     assert exporter.export(spans) is SpanExportResult.FAILURE
     assert capture.requests == []
+
+
+def test_the_direct_path_is_on_for_this_sdk():
+    """The installed SDK is the one the direct path was checked against: its spans take it."""
+    from otel_uwsgi.export import encoder
+
+    assert ReadableSpan in encoder._DIRECT_TYPES
+
+
+def test_the_direct_path_steps_aside_for_an_sdk_whose_spans_it_misreads(monkeypatch, caplog):
+    """When probe spans of the installed SDK do not encode to the SDK encoder's bytes (a new SDK
+    laid its spans out otherwise), the direct path is off, one info line says so, and every span
+    is still encoded to the SDK's bytes by the general path."""
+    import logging
+
+    from otel_uwsgi.export import encoder
+
+    caplog.set_level(logging.INFO, logger="otel_uwsgi")
+    try:
+        monkeypatch.setattr(encoder, "_direct_span", lambda span: b"\x12\x00")  # misreads every span
+        assert encoder._switch_on_direct_path() is None
+        assert encoder._DIRECT_TYPES == frozenset()
+        assert [r.getMessage() for r in caplog.records if "steps aside" in r.getMessage()]
+        spans = django_like_spans(3)
+        assert encoder.encode_spans(spans) == sdk_encode_spans(spans).SerializeToString()
+    finally:
+        monkeypatch.undo()
+        encoder.native_span_field = encoder._switch_on_direct_path()
+    assert ReadableSpan in encoder._DIRECT_TYPES

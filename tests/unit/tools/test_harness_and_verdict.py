@@ -1,4 +1,4 @@
-"""The README cannot drift from the option declarations; ini preparation and log parsing."""
+"""Ini preparation and log parsing of the uWSGI harness, and the span verdict."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from otel_uwsgi.tools.docs import BEGIN, END, option_table
 from otel_uwsgi.tools.harness import REQUEST_LOG, parse_log, prepare_ini
 from otel_uwsgi.tools.receiver import ReceivedSpan
 from otel_uwsgi.tools.verdict import evaluate, render
@@ -14,11 +13,6 @@ from otel_uwsgi.tools.verdict import evaluate, render
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def test_readme_option_table_is_generated_from_the_declarations():
-    """Regenerate with `otel-uwsgi options` and paste between the markers."""
-    readme = (ROOT / "README.md").read_text()
-    table = readme.split(BEGIN, 1)[1].split(END, 1)[0]
-    assert table.strip() == option_table().strip()
 
 
 def test_importing_outside_uwsgi_has_no_side_effects():
@@ -82,3 +76,34 @@ def test_verdict_flags_shared_instance_ids():
     served = parse_log("otel-uwsgi-req pid=10 wid=1 status=200\notel-uwsgi-req pid=11 wid=2 status=200\n")
     report = evaluate(served, [_span(10, 1, "same"), _span(11, 2, "same")], expected_workers=2)
     assert not report.ok and "share one service.instance.id" in report.reason
+
+
+def test_otel_uwsgis_own_warning_is_the_headline_of_a_failed_check():
+    """A failed check leads with otel-uwsgi's own warning (the likely cause), with the user's ini
+    path in place of the check's temporary copy; a passing check lists it as a note."""
+    from otel_uwsgi.tools.verdict import explain
+
+    log = (
+        "spawned uWSGI worker 1 (pid: 11, cores: 1)\n"
+        "otel-uwsgi: instrumented django\n"
+        "otel-uwsgi: WARNING: Django was set up before otel_uwsgi.auto was imported "
+        "(in /tmp/otel-uwsgi-check-x/uwsgi.ini)\n"
+        "otel-uwsgi-req pid=11 wid=1 status=200 uri=/\n"
+    )
+    failed = evaluate(parse_log(log), [], 1)
+    explained = explain(failed, log, renamed={"/tmp/otel-uwsgi-check-x/uwsgi.ini": "/srv/app/uwsgi.ini"})
+    assert not explained.ok
+    assert explained.reason.startswith("otel-uwsgi: WARNING: Django was set up")
+    assert "/srv/app/uwsgi.ini" in explained.reason
+    assert len(explained.problems) == len(failed.problems) + 1
+    passed = explain(evaluate(parse_log(log), [_span(11, 1, "a")], 1), log)
+    assert passed.ok and any("Django was set up" in note for note in passed.notes)
+
+
+def test_a_uwsgi_that_did_not_start_is_explained_by_its_last_otel_uwsgi_line():
+    from otel_uwsgi.tools.verdict import explain
+
+    log = "otel-uwsgi: unknown option otel-servce-name in /tmp/c/uwsgi.ini; did you mean otel-service-name?\n"
+    report = explain(evaluate(parse_log(log), [], 4), log, renamed={"/tmp/c/uwsgi.ini": "app.ini"}, started=False)
+    assert not report.ok
+    assert report.reason == "otel-uwsgi: unknown option otel-servce-name in app.ini; did you mean otel-service-name?"

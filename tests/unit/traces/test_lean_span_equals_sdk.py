@@ -341,6 +341,22 @@ def test_an_sdk_with_other_span_fields_gets_its_own_path(monkeypatch):
     assert not isinstance(span, LeanSpan) and len(exporter.get_finished_spans()) == 1
 
 
+def test_an_sdk_whose_start_span_takes_other_arguments_gets_its_own_path(monkeypatch, caplog):
+    """A new SDK keyword on ``Tracer.start_span`` would not reach a lean start written before it:
+    the lean start steps aside, with one info line per process."""
+    import logging
+
+    from otel_uwsgi.traces.lean import tracer as lean_module
+
+    caplog.set_level(logging.INFO, logger="otel_uwsgi")
+    monkeypatch.setattr(lean_module, "_told", False)
+    monkeypatch.setattr(lean_module, "_START_SPAN_PARAMETERS", [*lean_module._START_SPAN_PARAMETERS, "new_keyword"])
+    tracer, _, exporter = pipeline()
+    assert not LeanTracer(tracer).lean and not LeanTracer(tracer).lean
+    told = [r.getMessage() for r in caplog.records if "lean span start steps aside" in r.getMessage()]
+    assert len(told) == 1 and "start_span takes other arguments" in told[0]
+
+
 def test_an_sdk_tracer_without_the_parts_read_gets_its_own_path(monkeypatch):
     tracer, _, _ = pipeline()
     monkeypatch.delattr(tracer, "_tracer_metrics")

@@ -140,3 +140,37 @@ def test_unsampled_spans_are_not_counted():
     end_spans(provider, 10)
     shutdown_bounded(provider, 5, ledger)
     assert ledger.counts().ended == 0
+
+
+def test_counts_are_read_without_the_counters_pickle_support():
+    """``itertools.count`` lost ``__reduce__`` in Python 3.14 (deprecated, with a warning, since
+    3.12): reading the ledger must not rely on it, or ``span.end()`` would raise on the request path."""
+    import warnings
+
+    ledger = Ledger()
+    for _ in range(1234):
+        ledger.ended()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ledger.counts().ended == 1234
+
+
+class Raising(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        raise TypeError("compress() takes at most 2 arguments (3 given)")
+
+
+def test_an_exporter_exception_is_named_once_and_not_blamed_on_the_collector(caplog: pytest.LogCaptureFixture):
+    """An exception inside the export (a library or Python mismatch) is logged once with its type,
+    and the drop warning does not send the user to the collector."""
+    caplog.set_level(logging.WARNING, logger="otel_uwsgi")
+    ledger = Ledger(interval_s=0)
+    provider = provider_with(Raising(), ledger, max_export_batch_size=5, schedule_delay_millis=10)
+    end_spans(provider, 20)
+    shutdown_bounded(provider, 5, ledger)
+    assert ledger.counts().export_failed == 20
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+    errors = [m for level, m in messages if level == logging.ERROR and "span exporter raised" in m]
+    assert len(errors) == 1 and "TypeError" in errors[0] and "not the collector's answer" in errors[0]
+    drops = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert drops and not any("collector refused" in d for d in drops)

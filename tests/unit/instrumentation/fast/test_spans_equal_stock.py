@@ -307,7 +307,7 @@ def assert_same_spans(stock: dict[str, Any], fast: dict[str, Any], same_scopes: 
         s, f = stock[case], fast[case]
         assert (s["status"], s["length"], s["traceresponse"]) == (f["status"], f["length"], f["traceresponse"]), case
         assert len(s["spans"]) == len(f["spans"]), (case, s["spans"], f["spans"])
-        for one, other in zip(s["spans"], f["spans"]):
+        for one, other in zip(s["spans"], f["spans"], strict=True):
             if one["scope"] == "test" or same_scopes:  # the test's own outer span; or the same instrumentations
                 assert other["scope"] == one["scope"]
             else:
