@@ -58,6 +58,19 @@ def plain_http_transport(endpoint: Optional[str]) -> Optional[Any]:
     return Urllib3HTTPTransport(verify=True, cert=None)
 
 
+_told = False
+
+
+def _stepping_aside() -> None:
+    global _told
+    if not _told:
+        _told = True
+        logger.info(
+            "otel-uwsgi: otel-fast-export steps aside for this opentelemetry-exporter-otlp-proto-http (its "
+            "exporter lacks the parts it reuses); spans are exported by the SDK's own code path"
+        )
+
+
 class FastOTLPSpanExporter(OTLPSpanExporter):
     """``OTLPSpanExporter`` with the direct encoder and gzip at ``gzip_level`` (1-9).
 
@@ -95,11 +108,7 @@ class FastOTLPSpanExporter(OTLPSpanExporter):
             super().__init__(compression=compression or Compression.NoCompression, headers=headers, **kwargs)
         self._fast = all(hasattr(self, name) for name in _SDK_PARTS)
         if not self._fast:
-            logger.warning(
-                "otel-uwsgi: this opentelemetry-exporter-otlp-proto-http version differs from the one "
-                "otel-fast-export was built for; spans are exported by the SDK's own code path "
-                "(set otel-fast-export = false to silence this)"
-            )
+            _stepping_aside()
             if self._gzip_level is not None:  # rebuilt so that the SDK's own code compresses
                 self._gzip_level = None
                 OTLPSpanExporter.shutdown(self)  # releases the first session

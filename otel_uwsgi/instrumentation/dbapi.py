@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from otel_uwsgi.instrumentation.missing import missing
+from otel_uwsgi.instrumentation.missing import fast_unavailable, missing
 
 
 def dbapi_integration(
@@ -20,10 +20,13 @@ def dbapi_integration(
             missing(system, explicit, package, exc)
             return False
         if fast:  # Django's queries through connection.execute_wrapper; without Django, the stock way
-            from otel_uwsgi.instrumentation.fast.enable import install_db
+            try:
+                from otel_uwsgi.instrumentation.fast.enable import install_db
 
-            if install_db(system, attributes):
-                return True
+                if install_db(system, attributes):
+                    return True
+            except ImportError as error:  # an instrumentation release it was not built for
+                fast_unavailable(error)
         trace_integration(module, "connect", system, connection_attributes=attributes)
         return True
 

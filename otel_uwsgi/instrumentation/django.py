@@ -11,7 +11,7 @@ import functools
 import logging
 from typing import Any
 
-from otel_uwsgi.instrumentation.missing import missing
+from otel_uwsgi.instrumentation.missing import fast_unavailable, missing
 
 logger = logging.getLogger("otel_uwsgi.instrumentation")
 
@@ -26,10 +26,13 @@ def instrument_django(explicit: bool, fast: bool = False) -> bool:
 
     def instrument_now() -> None:
         if fast:  # otel-fast-instrumentation: otel-uwsgi's own middleware instead of the stock one
-            from otel_uwsgi.instrumentation.fast.enable import add_middleware
+            try:
+                from otel_uwsgi.instrumentation.fast.enable import add_middleware
 
-            add_middleware()
-            return
+                add_middleware()
+                return
+            except ImportError as error:  # an instrumentation release it was not built for
+                fast_unavailable(error)
         instrumentor = DjangoInstrumentor()
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument()

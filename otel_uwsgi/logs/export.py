@@ -13,6 +13,7 @@ import traceback
 from typing import Any
 
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
 
 from otel_uwsgi.config.settings import Settings
@@ -55,17 +56,48 @@ class OTLPHandler(logging.Handler):
                 attributes["exception.type"] = exc_type.__name__
                 attributes["exception.message"] = str(exc)
                 attributes["exception.stacktrace"] = "".join(traceback.format_exception(exc_type, exc, tb))
-            otel_logger.emit(
-                timestamp=int(record.created * 1e9),
-                observed_timestamp=time.time_ns(),
-                context=otel_context.get_current(),
-                severity_number=severity(record.levelno),
-                severity_text=_SEVERITY_TEXT.get(record.levelname, record.levelname),
-                body=record.getMessage(),
-                attributes=attributes,
-            )
+            fields = {
+                "timestamp": int(record.created * 1e9),
+                "observed_timestamp": time.time_ns(),
+                "severity_number": severity(record.levelno),
+                "severity_text": _SEVERITY_TEXT.get(record.levelname, record.levelname),
+                "body": record.getMessage(),
+                "attributes": attributes,
+            }
+            if _emit_takes_fields(otel_logger):
+                otel_logger.emit(context=otel_context.get_current(), **fields)
+            else:  # SDKs before 1.38 take one LogRecord carrying the span context
+                otel_logger.emit(_record_of_span(fields, otel_logger))
         except Exception:  # noqa: BLE001 - logging must never break the app
             self.handleError(record)
+
+
+_fields_form: dict[type, bool] = {}
+
+
+def _emit_takes_fields(otel_logger: Any) -> bool:
+    """Whether this SDK's ``Logger.emit`` takes the record's fields as keywords (1.38 and later)."""
+    kind = type(otel_logger)
+    known = _fields_form.get(kind)
+    if known is None:
+        import inspect
+
+        known = _fields_form[kind] = "context" in inspect.signature(otel_logger.emit).parameters
+    return known
+
+
+def _record_of_span(fields: dict[str, Any], otel_logger: Any) -> Any:
+    """An SDK ``LogRecord`` with the active span's context, for SDKs whose ``emit`` takes one."""
+    from opentelemetry.sdk._logs import LogRecord
+
+    context = trace.get_current_span().get_span_context()
+    return LogRecord(
+        trace_id=context.trace_id,
+        span_id=context.span_id,
+        trace_flags=context.trace_flags,
+        resource=getattr(otel_logger, "resource", None),
+        **fields,
+    )
 
 
 class LogExport:
@@ -82,9 +114,12 @@ class LogExport:
 
 def build_exporter(settings: Settings) -> Any:
     if settings["otel-logs-exporter"] == "console":
-        from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
+        try:
+            from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter as Console
+        except ImportError:  # its name before SDK 1.39
+            from opentelemetry.sdk._logs.export import ConsoleLogExporter as Console  # type: ignore[attr-defined,no-redef]
 
-        return ConsoleLogRecordExporter()
+        return Console()
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
     otlp.limit_export_errors("opentelemetry.exporter.otlp.proto.http._log_exporter", "otel-logs-exporter")

@@ -25,7 +25,9 @@ from otel_uwsgi.tools.harness import (
     OWNED_KEYS,
     SERVICE_KEYS,
     Served,
+    UwsgiNotFound,
     UwsgiServer,
+    find_uwsgi,
     free_port,
     owned_overrides,
     prepare_ini,
@@ -60,12 +62,15 @@ def run_check(
     receiver: Optional[Receiver] = None,
     endpoint: Optional[str] = None,
     on_server: Optional[Callable[[UwsgiServer], None]] = None,
+    uwsgi: Optional[str] = None,
 ) -> tuple[Report, str]:
     """Run the check; returns the report and uWSGI's log.
 
     ``receiver``/``endpoint`` let the Docker checker point uWSGI at a collector that forwards
-    to a receiver listening elsewhere.
+    to a receiver listening elsewhere; ``uwsgi`` names the executable (:func:`find_uwsgi`).
+    Raises :class:`UwsgiNotFound` when there is none.
     """
+    uwsgi = find_uwsgi(uwsgi)
     own_receiver = receiver is None
     receiver = receiver or Receiver().start()
     deadline = time.monotonic() + timeout
@@ -84,7 +89,7 @@ def run_check(
         text = prepare_ini(ini, overrides, drop=drop)
         expected = count_workers(text)
         started = time.monotonic()
-        server = UwsgiServer(text, workdir=workdir)
+        server = UwsgiServer(text, workdir=workdir, uwsgi=uwsgi)
         with server:
             if on_server:
                 on_server(server)
@@ -177,6 +182,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", action="store_true",
                         help="turn metrics on for this run (otel-metrics-exporter = otlp) and verify them")
     parser.add_argument("--logs", action="store_true", help="turn OTLP log export on for this run and count records")
+    parser.add_argument(
+        "--uwsgi",
+        metavar="PATH",
+        help="the uwsgi executable (default: the one beside this Python, then the first on PATH)",
+    )
 
 
 def run_from_arguments(args: argparse.Namespace) -> int:
@@ -184,8 +194,14 @@ def run_from_arguments(args: argparse.Namespace) -> int:
     if not Path(args.ini).is_file():
         print(f"otel-uwsgi check: no such ini file: {args.ini}", file=sys.stderr)
         return 2
+    try:
+        uwsgi = find_uwsgi(args.uwsgi)
+    except UwsgiNotFound as error:
+        print(f"otel-uwsgi check: {error}", file=sys.stderr)
+        return 2
     report, log = run_check(
         args.ini,
+        uwsgi=uwsgi,
         path=args.path,
         requests=args.requests,
         timeout=args.timeout,

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -56,6 +58,31 @@ _MAGIC_RE = re.compile(r"%([dpsncx%])")
 _KEY_RE = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=")
 
 Overrides = Mapping[str, Union[str, Sequence[str]]]
+
+
+class UwsgiNotFound(RuntimeError):
+    """No uwsgi executable to run; the message says where it looked and what to do."""
+
+
+def find_uwsgi(explicit: Optional[str] = None) -> str:
+    """The uwsgi executable to run: ``explicit`` (``--uwsgi PATH``), else the one installed beside
+    the running interpreter (a venv's, even when the venv is not activated, as systemd units and
+    CI scripts call it), else the first on PATH."""
+    if explicit:
+        found = shutil.which(explicit)
+        if found is None:
+            raise UwsgiNotFound(f"--uwsgi {explicit}: no such executable")
+        return found
+    beside = Path(sys.executable).parent / "uwsgi"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("uwsgi")
+    if found is None:
+        raise UwsgiNotFound(
+            f"no uwsgi executable beside {sys.executable} or on PATH; install it "
+            "(pip install 'otel-uwsgi[uwsgi]', or your distribution's uwsgi) or name it with --uwsgi PATH"
+        )
+    return found
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -182,7 +209,7 @@ class UwsgiServer:
         env: Optional[Mapping[str, str]] = None,
         cwd: Optional[str] = None,
         workdir: Optional[str] = None,
-        uwsgi: str = "uwsgi",
+        uwsgi: Optional[str] = None,
     ) -> None:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="otel-uwsgi-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -191,7 +218,7 @@ class UwsgiServer:
         self.log_path = self.workdir / "uwsgi.log"
         self.env = dict(os.environ if env is None else env)
         self.cwd = cwd
-        self.uwsgi = uwsgi
+        self.uwsgi = find_uwsgi(uwsgi)
         self.process: Optional[subprocess.Popen[bytes]] = None
         self.returncode: Optional[int] = None
 

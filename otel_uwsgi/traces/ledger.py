@@ -92,8 +92,10 @@ class Ledger:
         self._last_warning = -float("inf")
         self._reported = 0  # drops already announced in a warning
         self._errors_seen: set[type] = set()  # exception types the exporter raised, each logged once
-        #: Length of the processor's queue (set by the processor that owns the queue).
-        self.queue_len: Callable[[], int] = lambda: 0
+        #: Length of the processor's queue, set by the processor that owns the queue when it finds
+        #: it.  Unknown (an SDK that keeps it elsewhere), spans a full queue drops cannot be told
+        #: from queued ones: they are not invented as drops but read as pending until the exit.
+        self.queue_len: Optional[Callable[[], int]] = None
 
     def ended(self) -> None:
         """Count one span (``next`` on the counter: callers in the span's path bind it directly)."""
@@ -145,7 +147,7 @@ class Ledger:
         """
         locked = self._lock.acquire(timeout=0.2)
         try:
-            queued = self.queue_len()
+            queued = self._queued()
             lost = max(0, queued + self._handed - self._exported - self._failed)
             self._closed_queue = queued
             self._exit_timeout += lost
@@ -180,7 +182,7 @@ class Ledger:
         """A snapshot, read without the lock: the exit path may run on a thread that a signal
         interrupted while it held the lock, and must not deadlock there."""
         ended = _value(self._ended)
-        queued = self.queue_len() if self._closed_queue is None else self._closed_queue
+        queued = self._queued(ended) if self._closed_queue is None else self._closed_queue
         handed = self._handed
         exported, failed = self._exported, self._failed
         return Counts(
@@ -195,7 +197,14 @@ class Ledger:
         """Spans queued or handed to an export that has not answered yet."""
         if self._closed_queue is not None:
             return 0
-        return max(0, self.queue_len() + self._handed - self._exported - self._failed)
+        return max(0, self._queued() + self._handed - self._exported - self._failed)
+
+    def _queued(self, ended: Optional[int] = None) -> int:
+        """Spans in the processor's queue; where the queue is unknown, every span not yet handed to
+        the exporter (queued, or dropped by the SDK's full queue: at exit both are lost)."""
+        if self.queue_len is not None:
+            return self.queue_len()
+        return max(0, (_value(self._ended) if ended is None else ended) - self._handed)
 
 
 def _advice(reason: str) -> str:

@@ -18,6 +18,8 @@ from opentelemetry.trace import TraceFlags
 
 from otel_uwsgi.traces.ledger import Ledger
 
+logger = logging.getLogger("otel_uwsgi")
+
 
 class CountingExporter(SpanExporter):
     """Wraps the real exporter: a batch is counted exported on SUCCESS, dropped otherwise."""
@@ -30,7 +32,8 @@ class CountingExporter(SpanExporter):
         try:
             result = self.inner.export(spans)
         except Exception as error:
-            self.ledger.failed(len(spans), error)
+            # a network error is the collector's (older exporters raise it); anything else is ours
+            self.ledger.failed(len(spans), None if isinstance(error, OSError) else error)
             raise
         if result is SpanExportResult.SUCCESS:
             self.ledger.exported(len(spans))
@@ -60,6 +63,12 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
         self._queue: Optional[Any] = queue
         if queue is not None:
             ledger.queue_len = queue.__len__
+        else:
+            logger.info(
+                "otel-uwsgi: this opentelemetry-sdk keeps its batch queue where otel-uwsgi does not look: "
+                "spans a full queue drops are not counted as such (the SDK logs them); they read as "
+                "pending until the exit"
+            )
         self._emit: Optional[Callable[[ReadableSpan], None]] = getattr(self._inner, "emit", None)
         self._count_ended = ledger._ended.__next__  # Ledger.ended() without its Python frame
         # The SDK's emit() re-checks what on_end has checked (shutdown, a full queue) and the pid,
@@ -68,6 +77,11 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
         self._append = queue is not None and all(
             hasattr(self._inner, name) for name in ("_max_export_batch_size", "_worker_awaken")
         )
+
+    @property
+    def counts_queue_full(self) -> bool:
+        """Whether spans a full queue pushes out are counted (the SDK's queue was found)."""
+        return self._queue is not None
 
     def on_end(self, span: ReadableSpan) -> None:
         context = span.context
@@ -106,6 +120,8 @@ class _QueueFullFilter(logging.Filter):
 
 
 def mute_sdk_queue_full_warning() -> None:
+    """Where the ledger counts queue-full drops (it found the SDK's queue), the SDK's per-span line
+    is muted; call it only then."""
     for name in ("opentelemetry.sdk._shared_internal", "opentelemetry.sdk.trace.export"):
         log = logging.getLogger(name)
         if not any(isinstance(f, _QueueFullFilter) for f in log.filters):

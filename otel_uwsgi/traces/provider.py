@@ -122,15 +122,15 @@ def build_provider(settings: Settings, resource: Resource, ledger: Optional[Ledg
     )
     exporter = build_exporter(settings)
     if exporter is not None:
-        mute_sdk_queue_full_warning()
-        provider.add_span_processor(
-            CountingBatchSpanProcessor(
-                exporter,
-                ledger or Ledger(),
-                max_queue_size=settings["otel-bsp-max-queue-size"],
-                schedule_delay_millis=settings["otel-bsp-schedule-delay"],
-                max_export_batch_size=settings["otel-bsp-max-export-batch-size"],
-                export_timeout_millis=settings["otel-bsp-export-timeout"],
-            )
+        processor = CountingBatchSpanProcessor(
+            exporter,
+            ledger or Ledger(),
+            max_queue_size=settings["otel-bsp-max-queue-size"],
+            schedule_delay_millis=settings["otel-bsp-schedule-delay"],
+            max_export_batch_size=settings["otel-bsp-max-export-batch-size"],
+            export_timeout_millis=settings["otel-bsp-export-timeout"],
         )
+        if processor.counts_queue_full:
+            mute_sdk_queue_full_warning()
+        provider.add_span_processor(processor)
     return provider

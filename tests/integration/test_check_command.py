@@ -93,3 +93,16 @@ def test_a_configuration_error_is_the_headline_with_the_users_ini(tmp_path):
     assert report["reason"].startswith("otel-uwsgi: unknown option otel-servce-name in ")
     assert str(ini) in report["reason"] and "did you mean otel-service-name?" in report["reason"]
     assert "otel-uwsgi-check-" not in out.stdout  # the temporary copy's path is not shown
+
+
+def test_check_called_by_path_without_uwsgi_on_path_finds_the_one_beside_it():
+    """`/venv/bin/otel-uwsgi check ...` with the venv not activated (PATH without it): the uwsgi
+    installed beside that Python runs, no FileNotFoundError."""
+    script = Path(sys.executable).parent / "otel-uwsgi"
+    if not script.exists():
+        pytest.skip(f"no otel-uwsgi script beside {sys.executable}")
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root")}
+    command = [str(script), "check", str(ROOT / "ini" / "minimal.ini"), "--json", "--requests", "20"]
+    out = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(out.stdout)["ok"]

@@ -107,3 +107,33 @@ def test_a_uwsgi_that_did_not_start_is_explained_by_its_last_otel_uwsgi_line():
     report = explain(evaluate(parse_log(log), [], 4), log, renamed={"/tmp/c/uwsgi.ini": "app.ini"}, started=False)
     assert not report.ok
     assert report.reason == "otel-uwsgi: unknown option otel-servce-name in app.ini; did you mean otel-service-name?"
+
+
+def test_the_uwsgi_beside_the_interpreter_comes_first_then_path(tmp_path, monkeypatch):
+    """A venv's uwsgi is found by a venv Python that is not activated (systemd units, CI scripts
+    call /venv/bin/otel-uwsgi); then PATH; else one line that says what to do."""
+    import os
+    import sys
+
+    import pytest
+
+    from otel_uwsgi.tools.harness import UwsgiNotFound, find_uwsgi
+
+    venv, elsewhere = tmp_path / "venv" / "bin", tmp_path / "elsewhere"
+    venv.mkdir(parents=True)
+    elsewhere.mkdir()
+    for directory in (venv, elsewhere):
+        (directory / "uwsgi").write_text("#!/bin/sh\n")
+        (directory / "uwsgi").chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(venv / "python"))
+    monkeypatch.setenv("PATH", str(elsewhere))
+    assert find_uwsgi() == str(venv / "uwsgi")
+    assert find_uwsgi(str(elsewhere / "uwsgi")) == str(elsewhere / "uwsgi")
+    os.unlink(venv / "uwsgi")
+    assert find_uwsgi() == str(elsewhere / "uwsgi")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(UwsgiNotFound) as raised:
+        find_uwsgi()
+    assert "--uwsgi PATH" in str(raised.value) and "\n" not in str(raised.value)
+    with pytest.raises(UwsgiNotFound, match="no such executable"):
+        find_uwsgi(str(tmp_path / "missing"))

@@ -119,7 +119,7 @@ def test_a_batch_in_flight_at_the_deadline_is_counted_once(answer: SpanExportRes
     collector.release.clear()
     provider = provider_with(collector, ledger, max_export_batch_size=16, schedule_delay_millis=10)
     end_spans(provider, 16)  # one batch, handed to the (blocked) collector
-    assert wait_for(lambda: ledger.counts().pending == 16 and ledger.queue_len() == 0)
+    assert wait_for(lambda: ledger.counts().pending == 16 and ledger.queue_len is not None and ledger.queue_len() == 0)
     end_spans(provider, 5)  # and five more still queued
     assert not shutdown_bounded(provider, 0.3, ledger)
     at_deadline = ledger.counts()
@@ -174,3 +174,25 @@ def test_an_exporter_exception_is_named_once_and_not_blamed_on_the_collector(cap
     assert len(errors) == 1 and "TypeError" in errors[0] and "not the collector's answer" in errors[0]
     drops = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
     assert drops and not any("collector refused" in d for d in drops)
+
+
+def test_without_the_sdks_queue_no_drop_is_invented():
+    """An SDK that keeps its batch queue elsewhere: spans not yet exported read as pending, not as
+    queue-full drops; an exit that gives up counts them as lost then, and the books balance."""
+    ledger = Ledger()
+    assert ledger.queue_len is None  # until a processor finds the queue
+    for _ in range(10):
+        ledger.ended()
+    ledger.handed(4)
+    ledger.exported(4)
+    counts = ledger.counts()
+    assert (counts.queue_full, counts.pending, counts.dropped) == (0, 6, 0)
+    assert ledger.give_up() == 6
+    counts = ledger.counts()
+    assert (counts.exit_timeout, counts.dropped, counts.exported + counts.dropped) == (6, 6, 10)
+
+
+def test_this_sdks_queue_is_found():
+    processor = CountingBatchSpanProcessor(Collector(), Ledger())
+    assert processor.counts_queue_full
+    processor.shutdown()

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# CI: otel-uwsgi in the environments users have, beside the main run (Python 3.11, the newest
+# OpenTelemetry from the index, PyPI's uWSGI), each in a fresh venv of its own:
+#   - every other supported Python that pyenv has here (3.10, 3.12, 3.13): the unit tests and the
+#     real-uWSGI smoke (spans from every worker, gzip on; an SDK whose private parts moved);
+#   - the oldest supported OpenTelemetry line (.ci/constraints-oldest.txt: the floors of
+#     pyproject.toml): the smoke, plus log export and the sample inis.
+# Each venv installs otel-uwsgi[test] itself (uWSGI compiles in it, so the tests run its uwsgi).
+# Exits non-zero on any failure.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+VENVS=${OTEL_UWSGI_CI_VENVS:-/tmp/otel-uwsgi-ci-venvs}
+mkdir -p "$VENVS"
+SMOKE=(tests/integration/test_tracing.py tests/integration/test_changed_sdk.py)
+failures=()
+
+run_in_venv() {  # name python constraints-or-empty pytest-args...
+    local name=$1 python=$2 constraints=$3
+    shift 3
+    local venv="$VENVS/$name" started
+    started=$(date +%s)
+    printf '\n--- %s (%s) ---\n' "$name" "$python"
+    rm -rf "$venv"
+    if ! "$python" -m venv "$venv" \
+        || ! "$venv/bin/python" -m pip install -q -U pip \
+        || ! "$venv/bin/python" -m pip install -q ${constraints:+-c "$constraints"} -e '.[test]'; then
+        failures+=("$name: install")
+        return
+    fi
+    "$venv/bin/python" - <<'EOF'
+import sys
+from importlib.metadata import version
+print("Python", sys.version.split()[0], "| opentelemetry-sdk", version("opentelemetry-sdk"),
+      "| opentelemetry-instrumentation", version("opentelemetry-instrumentation"), "| uWSGI", version("uwsgi"))
+EOF
+    "$venv/bin/python" -c 'import otel_uwsgi.compat._native' || failures+=("$name: the C extension did not build")
+    if ! "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"; then
+        failures+=("$name: tests")
+    fi
+    echo "$name: $(( $(date +%s) - started )) s"
+}
+
+PYENV_ROOT=${PYENV_ROOT:-$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")}
+for minor in 3.10 3.12 3.13; do
+    python=$(ls -d "$PYENV_ROOT"/versions/"$minor".*/bin/python 2>/dev/null | sort -V | tail -n 1 || true)
+    if [ -z "$python" ]; then
+        echo "matrix: no Python $minor under $PYENV_ROOT/versions: skipped"
+        continue
+    fi
+    run_in_venv "python-$minor" "$python" "" tests/unit "${SMOKE[@]}"
+done
+
+run_in_venv "opentelemetry-oldest" "$(command -v python3)" .ci/constraints-oldest.txt \
+    "${SMOKE[@]}" tests/integration/test_logs.py tests/integration/test_samples.py
+
+if [ "${#failures[@]}" -gt 0 ]; then
+    printf 'matrix: FAILED: %s\n' "${failures[@]}"
+    exit 1
+fi
+echo "matrix: all green"
