@@ -4,7 +4,10 @@
 #   - every other supported Python that pyenv has here (3.10, 3.12, 3.13): the unit tests and the
 #     real-uWSGI smoke (spans from every worker, gzip on; an SDK whose private parts moved);
 #   - the oldest supported OpenTelemetry line (.ci/constraints-oldest.txt: the floors of
-#     pyproject.toml): the smoke, plus log export and the sample inis.
+#     pyproject.toml): the smoke, plus log export and the sample inis;
+#   - Debian's packaged uWSGI (uwsgi-core + uwsgi-plugin-python3, 2.0.21-debian, Python as a
+#     plugin) with a venv of Debian's python3: `otel-uwsgi check --uwsgi /usr/bin/uwsgi` on the
+#     sample inis (the check adds plugins = python3 and the venv itself).
 # Each venv installs otel-uwsgi[test] itself (uWSGI compiles in it, so the tests run its uwsgi).
 # Exits non-zero on any failure.
 set -euo pipefail
@@ -54,6 +57,40 @@ done
 
 run_in_venv "opentelemetry-oldest" "$(command -v python3)" .ci/constraints-oldest.txt \
     "${SMOKE[@]}" tests/integration/test_logs.py tests/integration/test_samples.py
+
+debian_uwsgi() {
+    local venv="$VENVS/debian" started ini
+    started=$(date +%s)
+    printf '\n--- Debian uwsgi-core ---\n'
+    local need=()
+    for pkg in uwsgi-core uwsgi-plugin-python3 python3-venv python3-dev; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+    done
+    if [ "${#need[@]}" -gt 0 ]; then
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" \
+            || { failures+=("debian: apt-get install ${need[*]}"); return; }
+    fi
+    /usr/bin/uwsgi --version
+    rm -rf "$venv"
+    if ! /usr/bin/python3 -m venv "$venv" || ! "$venv/bin/python" -m pip install -q -U pip \
+        || ! "$venv/bin/python" -m pip install -q -e '.[django,mysql]'; then
+        failures+=("debian: install")
+        return
+    fi
+    for ini in minimal django-mysql production strict demo; do
+        if ! OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:9 "$venv/bin/otel-uwsgi" check --uwsgi /usr/bin/uwsgi \
+            "ini/$ini.ini" --requests 60; then
+            failures+=("debian: otel-uwsgi check ini/$ini.ini")
+        fi
+    done
+    echo "debian: $(( $(date +%s) - started )) s"
+}
+
+if command -v apt-get >/dev/null 2>&1 && [ -x /usr/bin/python3 ]; then
+    debian_uwsgi
+else
+    echo "matrix: not a Debian machine: Debian's uWSGI skipped"
+fi
 
 if [ "${#failures[@]}" -gt 0 ]; then
     printf 'matrix: FAILED: %s\n' "${failures[@]}"

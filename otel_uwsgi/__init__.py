@@ -14,7 +14,7 @@ and in ``uwsgi.ini``::
     otel-service-name = shop
     otel-exporter-otlp-endpoint = https://collector.example.com
 
-A plain WSGI app (no Django) also needs ``application = otel_uwsgi.wrap_wsgi(application)``.
+A framework-less WSGI app also needs ``application = otel_uwsgi.wrap_wsgi(application)``.
 
 Importing ``otel_uwsgi`` or any submodule other than ``otel_uwsgi.auto`` has no side effects.
 
@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Optional
 
 __version__ = "0.1.0"
-__all__ = ["delivery_counts", "setup", "wrap_wsgi", "__version__"]
+__all__ = ["delivery_counts", "instrumentation_options", "setup", "wrap_wsgi", "__version__"]
 
 
 def setup(*, environ: Optional[Mapping[str, str]] = None, instrumentations: Optional[tuple[str, ...]] = None) -> bool:
@@ -45,8 +45,28 @@ def setup(*, environ: Optional[Mapping[str, str]] = None, instrumentations: Opti
     return _setup(environ=environ, instrumentations=instrumentations)
 
 
+def instrumentation_options(name: str, **options: Any) -> None:
+    """Keyword arguments for one instrumentation's ``instrument()`` call, given in the wsgi file
+    *before* ``import otel_uwsgi.auto``::
+
+        import otel_uwsgi
+        otel_uwsgi.instrumentation_options("django", request_hook=my_hook, is_sql_commentor_enabled=True)
+        import otel_uwsgi.auto
+
+    ``name`` is the instrumentation's name in ``otel-instrumentations`` (``django``, ``psycopg``,
+    ``requests`` ...); the options are those its OpenTelemetry instrumentation documents.
+    """
+    from otel_uwsgi.instrumentation.registry import set_options
+
+    set_options(name, **options)
+
+
 def wrap_wsgi(application: Callable[..., Any]) -> Callable[..., Any]:
-    """Trace a plain WSGI application (server spans, ``traceparent`` honoured)."""
+    """Trace a framework-less WSGI application (server spans, ``traceparent`` honoured).
+
+    Apps on a framework with an OpenTelemetry instrumentation (Django, Flask ...) need only
+    ``import otel_uwsgi.auto``: wrapping them too would give each request two server spans.
+    """
     from otel_uwsgi.instrumentation.wsgi import wrap_wsgi as _wrap
 
     return _wrap(application)

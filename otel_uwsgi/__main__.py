@@ -39,6 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
             description=check.__doc__.strip().splitlines()[0] if check.__doc__ else None,
         )
     )
+    check.add_arguments(
+        commands.add_parser(
+            "demo",
+            help="the demo Django site (shipped in the package) under uWSGI, checked like your own ini",
+            description="Run the demo Django site under uWSGI with 4 workers and check /trace: a server span, a DB "
+            "span, a cache (or second DB) span and an HTTP call whose server span joins the same trace.",
+        ),
+        demo=True,
+    )
     options = commands.add_parser(
         "options",
         help="print the option table (markdown), or update it in a README",
@@ -60,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if args.command == "check":
+    if args.command in ("check", "demo"):
         from otel_uwsgi.tools.check import run_from_arguments
 
         return run_from_arguments(args)

@@ -22,27 +22,87 @@ from otel_uwsgi.tools.receiver import Receiver
 ROOT = Path(__file__).resolve().parent.parent
 INI = ROOT / "ini"
 MYSQL = ("127.0.0.1", 3306)
+POSTGRES = ("127.0.0.1", 5432)
+REDIS = ("127.0.0.1", 6379)
 
 
-def mysql_available() -> bool:
+def answers(address: tuple[str, int]) -> bool:
     try:
-        with socket.create_connection(MYSQL, timeout=1):
+        with socket.create_connection(address, timeout=1):
             return True
     except OSError:
         return False
 
 
+def mysql_available() -> bool:
+    return answers(MYSQL)
+
+
+def _require(address: tuple[str, int], what: str, start: str) -> None:
+    """Fail (or skip, with OTEL_UWSGI_TESTS_ALLOW_NO_<WHAT>) when ``what`` does not answer."""
+    if answers(address):
+        return
+    message = f"no {what} server answers on {address[0]}:{address[1]}; start one (e.g. `{start}`)"
+    if os.environ.get(f"OTEL_UWSGI_TESTS_ALLOW_NO_{what.split('/')[0].upper()}"):
+        pytest.skip(message)
+    pytest.fail(message)
+
+
 @pytest.fixture(scope="session")
 def mysql() -> None:
-    """The MariaDB/MySQL server the Django + MySQL tests need."""
-    if not mysql_available():
-        message = (
-            "no MySQL/MariaDB server answers on 127.0.0.1:3306 (root, empty password, database `test`); "
-            "start one (e.g. `start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd`)"
-        )
-        if os.environ.get("OTEL_UWSGI_TESTS_ALLOW_NO_MYSQL"):
-            pytest.skip(message)
-        pytest.fail(message)
+    """The MariaDB/MySQL server the Django + MySQL tests need (root, empty password, database `test`)."""
+    _require(MYSQL, "MySQL/MariaDB", "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> None:
+    """The PostgreSQL server the Django + PostgreSQL tests need (trust auth, user postgres, database `test`)."""
+    _require(POSTGRES, "PostgreSQL", "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")
+
+
+@pytest.fixture(scope="session")
+def redis() -> None:
+    """The Redis server the cache tests need."""
+    _require(REDIS, "Redis", "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ''")
+
+
+class Downstream:
+    """Another service the app calls over HTTP: records each request's path and headers, answers JSON."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        calls = self.calls = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                calls.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+                body = b'{"downstream": true}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/called"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def downstream() -> Iterator[Downstream]:
+    """A real HTTP server the app calls (stopped at teardown)."""
+    service = Downstream()
+    yield service
+    service.stop()
 
 
 @pytest.fixture

@@ -71,7 +71,6 @@ _SAMPLERS = choice(
     "parentbased_traceidratio",
 )
 _PROPAGATORS = ("tracecontext", "baggage", "b3", "b3multi", "jaeger", "xray", "ottrace")
-INSTRUMENTATIONS = ("django", "mysql", "sqlite3")
 _OTLP = "OTLP exporter"
 _OURS = "otel-uwsgi"
 _PASS = "Instrumentation (passed to the instrumentations as environment variables)"
@@ -158,10 +157,14 @@ OPTIONS: tuple[Option, ...] = (
     _std("otel-exporter-otlp-client-certificate", path, None, "Client certificate for mTLS.", group=_OTLP),
     _std("otel-exporter-otlp-traces-client-certificate", path, None, "Traces-only variant.", group=_OTLP),
     # -- ours
-    Option("otel-instrumentations", names(*INSTRUMENTATIONS, special=("auto", "none")), ("auto",),
-           "Libraries to instrument at import: `auto` (each of django, mysql (mysqlclient), sqlite3 "
-           "that is installed), `none`, or a list; a listed library that is missing is a warning.",
+    Option("otel-instrumentations", names(special=("auto", "none")), ("auto",),
+           "Libraries to instrument at import: `auto` (every installed OpenTelemetry instrumentation, as "
+           "`opentelemetry-instrument` finds them, plus mysqlclient and sqlite3), `none`, or a list of "
+           "their names (`django,psycopg,redis,requests`); a listed one that is not installed is a "
+           "warning naming its package, an unknown name an error listing what is installed.",
            env="OTEL_UWSGI_INSTRUMENTATIONS", group=_OURS),
+    _std("otel-python-disabled-instrumentations", names(), None,
+         "Instrumentations `auto` leaves out (names as in `otel-instrumentations`).", group=_OURS),
     Option("otel-exit-flush-timeout", at_least(1), 5000,
            "Milliseconds a worker may spend flushing queued spans when it exits; must stay below "
            "uWSGI's `worker-reload-mercy`.", env="OTEL_UWSGI_EXIT_FLUSH_TIMEOUT", group=_OURS),

@@ -7,6 +7,7 @@ names what would have been accepted.  Pure functions: no uWSGI, no SDK.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
 from urllib.parse import unquote, urlsplit
 
@@ -123,12 +124,15 @@ def attributes(text: str) -> dict[str, str]:
     return _pairs(text, "key")
 
 
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+
+
 def names(*choices: str, special: Iterable[str] = ()) -> Callable[[str], tuple[str, ...]]:
     specials = tuple(special)
 
     def parse(text: str) -> tuple[str, ...]:
         names = tuple(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
-        accepted = "a comma-separated list of " + ", ".join(choices) + (
+        accepted = "a comma-separated list of " + (", ".join(choices) if choices else "names") + (
             " (or " + " / ".join(specials) + " alone)" if specials else ""
         )
         if not names:
@@ -137,7 +141,7 @@ def names(*choices: str, special: Iterable[str] = ()) -> Callable[[str], tuple[s
             if name in specials:
                 if len(names) > 1:
                     raise Invalid(accepted)
-            elif choices and name not in choices:
+            elif choices and name not in choices or not _NAME.fullmatch(name):
                 raise Invalid(accepted)
         return names
 

@@ -1,8 +1,13 @@
 """Settings of the demo site.
 
-Database: ``OTEL_UWSGI_DEMO_DB`` = ``mysql``, ``sqlite`` or ``auto`` (default: MySQL when a server
-answers at ``OTEL_UWSGI_DEMO_MYSQL_HOST``:``OTEL_UWSGI_DEMO_MYSQL_PORT``, else an SQLite file), so
-the demo runs on any machine.
+Database: ``OTEL_UWSGI_DEMO_DB`` = ``mysql``, ``postgres``, ``sqlite`` or ``auto`` (default: MySQL
+when a server answers at ``OTEL_UWSGI_DEMO_MYSQL_HOST``:``OTEL_UWSGI_DEMO_MYSQL_PORT``, else an
+SQLite file), so the demo runs on any machine.  PostgreSQL: ``OTEL_UWSGI_DEMO_PG_HOST`` /
+``_PG_PORT`` / ``_PG_DB`` / ``_PG_USER`` (127.0.0.1, 5432, test, postgres).
+
+Cache: ``OTEL_UWSGI_DEMO_REDIS`` = ``host:port``, ``off`` or ``auto`` (default: Django's Redis
+cache when redis-py is installed and a server answers at 127.0.0.1:6379, else the local-memory
+cache, which makes no span: then ``/trace`` runs a second query instead).
 """
 
 from __future__ import annotations
@@ -25,19 +30,31 @@ _port = int(os.environ.get("OTEL_UWSGI_DEMO_MYSQL_PORT", "3306"))
 _choice = os.environ.get("OTEL_UWSGI_DEMO_DB", "auto").lower()
 
 
-def _mysql_answers() -> bool:
+def _answers(host: str, port: int, module: str) -> bool:
     try:
-        import MySQLdb  # noqa: F401
+        __import__(module)
     except ImportError:
         return False
     try:
-        with socket.create_connection((_host, _port), timeout=1):
+        with socket.create_connection((host, port), timeout=1):
             return True
     except OSError:
         return False
 
 
-if _choice == "mysql" or (_choice == "auto" and _mysql_answers()):
+if _choice == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("OTEL_UWSGI_DEMO_PG_DB", "test"),
+            "USER": os.environ.get("OTEL_UWSGI_DEMO_PG_USER", "postgres"),
+            "PASSWORD": os.environ.get("OTEL_UWSGI_DEMO_PG_PASSWORD", ""),
+            "HOST": os.environ.get("OTEL_UWSGI_DEMO_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("OTEL_UWSGI_DEMO_PG_PORT", "5432"),
+            "CONN_MAX_AGE": 60,
+        }
+    }
+elif _choice == "mysql" or (_choice == "auto" and _answers(_host, _port, "MySQLdb")):
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.mysql",
@@ -58,3 +75,15 @@ else:
             ),
         }
     }
+
+_redis = os.environ.get("OTEL_UWSGI_DEMO_REDIS", "auto").lower()
+_redis_host, _, _redis_port = ("127.0.0.1:6379" if _redis == "auto" else _redis).partition(":")
+if _redis != "off" and _answers(_redis_host, int(_redis_port or 6379), "redis"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://{_redis_host}:{_redis_port or 6379}",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -4,6 +4,8 @@ from otel_uwsgi.demo import views
 
 urlpatterns = [
     path("", views.index),
+    path("trace", views.whole_trace),
+    path("downstream", views.downstream),
     path("db", views.one_query),
     path("db10", views.ten_queries),
     path("slow", views.slow),

@@ -1,5 +1,6 @@
-"""Demo views: trivial, one query, ten queries, slow, failing, who-served-me, and two for fault
-tests: one that grows the worker's memory (reload-on-rss) and one that kills its worker."""
+"""Demo views: a whole trace (a query, the cache, and a call to a second view over HTTP), trivial,
+one query, ten queries, slow, failing, who-served-me, and two for fault tests: one that grows the
+worker's memory (reload-on-rss) and one that kills its worker."""
 
 from __future__ import annotations
 
@@ -24,6 +25,33 @@ def _worker_id() -> int:
 
 def index(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok\n", content_type="text/plain")
+
+
+def whole_trace(request: HttpRequest) -> JsonResponse:
+    """What a service does: a query, the cache (Redis when the demo has it, else a second
+    query), and a call to another service, here the demo's own ``/downstream``, over HTTP with
+    ``requests`` (``?downstream=URL`` calls another): its server span joins this request's trace."""
+    import requests
+    from django.core.cache import caches
+
+    rows = _query(1)
+    cache = caches["default"]
+    if "redis" in type(cache).__module__:
+        hits = cache.get_or_set("otel-uwsgi-demo", 0)
+    else:
+        hits = _query(1)[0]
+    url = request.GET.get("downstream") or f"http://{request.get_host()}/downstream"
+    answer = requests.get(url, timeout=5)
+    return JsonResponse(
+        {"rows": rows, "cache": hits, "downstream": answer.json(), "pid": os.getpid(), "worker": _worker_id()}
+    )
+
+
+def downstream(request: HttpRequest) -> JsonResponse:
+    """The second service of :func:`whole_trace`: who answered, and the trace it was called in."""
+    return JsonResponse(
+        {"pid": os.getpid(), "worker": _worker_id(), "traceparent": request.META.get("HTTP_TRACEPARENT")}
+    )
 
 
 def _query(n: int) -> list:

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from typing import Any, Optional
 
 from otel_uwsgi.instrumentation.missing import fast_unavailable, missing
 
 logger = logging.getLogger("otel_uwsgi.instrumentation")
 
 
-def instrument_django(explicit: bool, fast: bool = False) -> bool:
+def instrument_django(explicit: bool, fast: bool = False, options: Optional[dict[str, Any]] = None) -> bool:
+    """Instrument Django when it builds its middleware chain: the stock DjangoInstrumentor with
+    ``options`` (``request_hook``, ``response_hook``, ``is_sql_commentor_enabled`` ...), or with
+    ``fast``, otel-uwsgi's middleware.  False when Django or its instrumentation is missing."""
     try:
         from django.core.handlers import base
         from opentelemetry.instrumentation.django import DjangoInstrumentor
@@ -35,7 +38,7 @@ def instrument_django(explicit: bool, fast: bool = False) -> bool:
                 fast_unavailable(error)
         instrumentor = DjangoInstrumentor()
         if not instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.instrument()
+            instrumentor.instrument(**(options or {}))
 
     from django.apps import apps
 

@@ -1,58 +1,156 @@
-"""Library instrumentation done at import time, before the application exists.
+"""Which libraries are instrumented: at import, before the application exists, in the process that
+loads it (the uWSGI master, or each worker with ``lazy-apps``).
 
-Instrumentation must precede the app: Django builds its middleware chain once, in
-``get_wsgi_application()``, so instrumenting later (e.g. in a post-fork hook while the app was
-loaded in the master) yields no server spans at all.  Instrumenting creates no threads, so doing
-it in the master is fork-safe; only the provider and exporter are built after fork.
+``otel-instrumentations = auto`` (the default) instruments every installed OpenTelemetry
+instrumentation, as ``opentelemetry-instrument`` finds them (:mod:`.entry_points`), minus
+``otel-python-disabled-instrumentations``; a list names them.  otel-uwsgi adds its own for what
+needs it: Django, instrumented when it builds its middleware chain (:mod:`.django`); mysqlclient
+and sqlite3 when no instrumentor for them is installed, so MySQLdb is never wrapped twice
+(:mod:`.dbapi`); with ``otel-fast-instrumentation``, Django's queries through every driver.
+Instrumenting builds no provider and starts no thread: it is safe in the master.
 
-Each integration is optional and guarded: a missing library is a debug line under ``auto`` and a
-warning naming the package to install when the user asked for it explicitly.
+Keyword arguments for an instrumentor (Django's ``request_hook``, sqlcommenter ...) are given in
+the wsgi file, before ``import otel_uwsgi.auto``: :func:`otel_uwsgi.instrumentation_options`.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from otel_uwsgi.instrumentation.dbapi import dbapi_integration
+from otel_uwsgi.config.settings import ConfigError
+from otel_uwsgi.instrumentation import dbapi, entry_points
 from otel_uwsgi.instrumentation.django import instrument_django
 
 logger = logging.getLogger("otel_uwsgi.instrumentation")
 
 _done: set[str] = set()
-
-_INTEGRATIONS: dict[str, Callable[[bool, bool], bool]] = {
-    "django": instrument_django,
-    # mysqlclient through the generic DB-API integration; Django's MySQL backend calls
-    # MySQLdb.connect, so its queries become children of the request span.
-    "mysql": dbapi_integration(
-        "MySQLdb", "mysql", {"database": "db", "port": "port", "host": "host", "user": "user"}, "otel-uwsgi[mysql]"
-    ),
-    # Django's SQLite backend imports sqlite3.dbapi2 and calls its connect.
-    "sqlite3": dbapi_integration("sqlite3.dbapi2", "sqlite", {"database": "database"}, "the standard sqlite3 module"),
-}
+_fast: set[str] = set()  # of those, traced by otel-uwsgi's fast path
+_options: dict[str, dict[str, Any]] = {}
+#: Names otel-uwsgi accepted before it read entry points: ``mysql`` meant mysqlclient.
+ALIASES = {"mysql": "mysqlclient"}
 
 
-def instrument(names: Iterable[str], *, fast: bool = False) -> list[str]:
-    """Instrument the named libraries (``auto``: every supported one that is installed).
+def set_options(name: str, **options: Any) -> None:
+    """Keyword arguments for ``name``'s ``instrument()`` call (see :func:`otel_uwsgi.instrumentation_options`)."""
+    _options.setdefault(name, {}).update(options)
 
-    ``fast`` (``otel-fast-instrumentation``) uses :mod:`otel_uwsgi.instrumentation.fast` for Django and its
-    queries instead of the stock instrumentations.  Idempotent per library.  Returns the names
-    instrumented by this or an earlier call.
-    """
+
+def instrument(
+    names: Iterable[str],
+    *,
+    fast: bool = False,
+    disabled: Iterable[str] = (),
+    strict: bool = False,
+    where: str = "uwsgi.ini",
+) -> list[str]:
+    """Instrument ``names`` (``auto``: every installed instrumentation, less ``disabled``;
+    ``none``: nothing).  ``strict``: an unknown name in the list is a :class:`ConfigError` (it was
+    written in the ini), else a warning.  Idempotent.  Returns every name instrumented so far."""
     names = tuple(names)
-    explicit = names not in (("auto",),)
     if names == ("none",):
         return sorted(_done)
-    wanted = list(_INTEGRATIONS) if not explicit else list(names)
+    installed = entry_points.installed()
+    if names == ("auto",):
+        skip = {ALIASES.get(n, n) for n in disabled}
+        wanted = sorted((set(installed) | set(dbapi.OWN)) - skip)
+        explicit = False
+    else:
+        wanted = _known(names, installed, strict, where)
+        explicit = True
     for name in wanted:
         if name in _done:
             continue
         try:
-            if _INTEGRATIONS[name](explicit, fast):
+            if _instrument_one(name, installed, explicit, fast):
                 _done.add(name)
-        except Exception:  # noqa: BLE001 - a broken library is logged, never fatal
+        except Exception:  # noqa: BLE001 - a broken instrumentor is logged, never a failed app load
             logger.exception("otel-uwsgi: could not instrument %s", name)
     if _done:
-        logger.info("otel-uwsgi: instrumented %s%s", ", ".join(sorted(_done)), " (fast path)" if fast else "")
+        fast_note = f" (fast path: {', '.join(sorted(_fast))})" if _fast else ""
+        logger.info("otel-uwsgi: instrumented %s%s", ", ".join(sorted(_done)), fast_note)
     return sorted(_done)
+
+
+def _instrument_one(name: str, installed: dict[str, Any], explicit: bool, fast: bool) -> bool:
+    options = _options.get(name, {})
+    if name == "django":
+        if not (_runnable(name, installed, explicit) and instrument_django(explicit, fast, options)):
+            return False
+        if fast:
+            _fast.add(name)
+        return True
+    entry_point = installed.get(name)
+    if entry_point is not None and not _runnable(name, installed, explicit):
+        return False
+    if fast and name in dbapi.DRIVERS and (entry_point is not None or dbapi.driver_installed(name)):
+        # Django's queries through Django's execute_wrapper; the stock instrumentor would trace
+        # them a second time.  Without Django, or where the fast path cannot load: the stock one.
+        if dbapi.fast_queries(name):
+            _fast.add(name)
+            return True
+    if entry_point is not None:
+        try:
+            entry_points.instrument(entry_point, options)
+        except ModuleNotFoundError as error:  # its library is not installed (as opentelemetry-instrument skips it)
+            (logger.warning if explicit else logger.debug)("otel-uwsgi: %s is not instrumented: %s", name, error)
+            return False
+        return True
+    if name in dbapi.OWN:
+        return dbapi.instrument_own(name, explicit)
+    package = entry_points.package_names().get(name, f"{entry_points.PACKAGE_PREFIX}{name}")
+    logger.warning(
+        "otel-uwsgi: %s is not instrumented: %s is not installed (pip install %s, or "
+        "`opentelemetry-bootstrap -a requirements` for every library the app uses)",
+        name,
+        package,
+        package,
+    )
+    return False
+
+
+def _runnable(name: str, installed: dict[str, Any], explicit: bool) -> bool:
+    """Whether ``name``'s instrumentor supports the installed library (one line when not)."""
+    entry_point = installed.get(name)
+    problem = entry_points.conflict(entry_point) if entry_point is not None else None
+    if problem is None:
+        return True
+    required, found = problem
+    if found is None:
+        (logger.warning if explicit else logger.debug)(
+            "otel-uwsgi: %s is not instrumented: it instruments %s, which is not installed", name, required
+        )
+    else:
+        logger.warning(
+            "otel-uwsgi: %s is not instrumented: its instrumentation supports %s, and %s is installed",
+            name,
+            required,
+            found,
+        )
+    return False
+
+
+def _known(names: tuple[str, ...], installed: dict[str, Any], strict: bool, where: str) -> list[str]:
+    """The listed names, each an installed instrumentation, one otel-uwsgi provides, or one the
+    OpenTelemetry project publishes (then a warning says what to install); anything else is an
+    error in the ini (a warning from the environment) naming what is installed."""
+    available = sorted(set(installed) | set(dbapi.OWN) | {"django"})
+    published = set(entry_points.package_names())
+    known = []
+    for raw in names:
+        name = raw if raw in installed else ALIASES.get(raw, raw)
+        if name in available or name in published:
+            known.append(name)
+            continue
+        close = difflib.get_close_matches(name, available, n=1)
+        message = (
+            f"otel-uwsgi: unknown instrumentation {raw!r} in otel-instrumentations ({where})"
+            + (f"; did you mean {close[0]}?" if close else "")
+            + f" installed: {', '.join(available)}"
+        )
+        if strict:
+            raise ConfigError(message)
+        logger.warning("%s", message)
+    return known

@@ -111,7 +111,14 @@ def _install(settings: Settings) -> bool:
     """Instrument, preload, and hook the per-process set-up to fork (or run it: lazy-apps)."""
     from otel_uwsgi.instrumentation.registry import instrument
 
-    instrument(settings["otel-instrumentations"], fast=settings["otel-fast-instrumentation"])
+    opt_where = uwsgi_opt.config_file(uwsgi_api.options())
+    instrument(
+        settings["otel-instrumentations"],
+        fast=settings["otel-fast-instrumentation"],
+        disabled=settings["otel-python-disabled-instrumentations"] or (),
+        strict=settings.source("otel-instrumentations") == "uwsgi",
+        where=opt_where,
+    )
     _preload_export_path(settings)
     kind = uwsgi_api.identity()[0]
     if kind == "master":
@@ -153,7 +160,11 @@ def setup(*, environ: Optional[Mapping[str, str]] = None, instrumentations: Opti
         _apply_process_settings(settings)
         from otel_uwsgi.instrumentation.registry import instrument
 
-        instrument(instrumentations or settings["otel-instrumentations"], fast=settings["otel-fast-instrumentation"])
+        instrument(
+            instrumentations or settings["otel-instrumentations"],
+            fast=settings["otel-fast-instrumentation"],
+            disabled=settings["otel-python-disabled-instrumentations"] or (),
+        )
     except Exception:  # noqa: BLE001 - telemetry never stops the program
         logger.exception("otel-uwsgi: could not set up tracing in pid %d; running untraced", os.getpid())
         return False

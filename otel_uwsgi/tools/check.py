@@ -31,6 +31,7 @@ from otel_uwsgi.tools.harness import (
     free_port,
     owned_overrides,
     prepare_ini,
+    python_settings,
     uwsgi_items,
 )
 from otel_uwsgi.tools.load import Load, load_until_covered
@@ -80,6 +81,9 @@ def run_check(
         port = free_port()
         overrides = owned_overrides(port, endpoint or receiver.endpoint)
         notes = _service_notes(ini, port, overrides, workdir)
+        added, python_notes = python_settings(uwsgi, (key for key, _ in uwsgi_items(ini)))
+        overrides.update(added)
+        notes += python_notes
         overrides.update(extra or {})
         drop = OWNED_KEYS | {"otel-exporter-otlp-metrics-endpoint", "otel-exporter-otlp-logs-endpoint"}
         settings = metrics_verdict.settings_of(prepare_ini(ini, overrides, drop=drop))
@@ -171,11 +175,18 @@ def _server_metrics_seen(receiver: Receiver, settings: Any, exports: int = 3) ->
     return sum(1 for p in receiver.metric_points(name) if p.attributes.get("uwsgi.worker.id") == wid) >= exports
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``otel-uwsgi check``."""
-    parser.add_argument("ini", help="path to your uwsgi.ini")
+#: The demo's uWSGI configuration, shipped in the package: ``otel-uwsgi demo`` needs no checkout.
+DEMO_INI = Path(__file__).resolve().parent.parent / "demo" / "demo.ini"
+DEMO_PATH = "/trace"
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, demo: bool = False) -> None:
+    """The flags of ``otel-uwsgi check`` (``demo``: of ``otel-uwsgi demo``, which has its own ini)."""
+    if not demo:
+        parser.add_argument("ini", help="path to your uwsgi.ini")
     parser.add_argument("--requests", type=int, default=200, help="minimum requests to send (default 200)")
-    parser.add_argument("--path", default="/", help="URL path to request (default /)")
+    default_path = DEMO_PATH if demo else "/"
+    parser.add_argument("--path", default=default_path, help=f"URL path to request (default {default_path})")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before giving up (default 60)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--show-log", action="store_true", help="print uWSGI's log after the report")
@@ -190,7 +201,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_from_arguments(args: argparse.Namespace) -> int:
-    """``otel-uwsgi check`` with parsed arguments; the exit status."""
+    """``otel-uwsgi check`` (or ``demo``, without ``args.ini``) with parsed arguments; the exit status."""
+    if getattr(args, "ini", None) is None:
+        args.ini = str(DEMO_INI)
     if not Path(args.ini).is_file():
         print(f"otel-uwsgi check: no such ini file: {args.ini}", file=sys.stderr)
         return 2

@@ -85,6 +85,54 @@ def find_uwsgi(explicit: Optional[str] = None) -> str:
     return found
 
 
+#: Override keys written first in a prepared ini: a plugin and its virtualenv, before the keys
+#: that only the plugin makes known.
+_FIRST = frozenset({"plugins", "virtualenv"})
+_PROBE = 'import sys\nprint("otel-uwsgi-probe:", sys.implementation.cache_tag)\n'
+
+
+def _embedded_python(uwsgi: str, *extra: str) -> Optional[str]:
+    """The cache tag (``cpython-311``) of the Python ``uwsgi extra...`` runs code with, or None."""
+    with tempfile.NamedTemporaryFile("w", suffix=".py") as probe:
+        probe.write(_PROBE)
+        probe.flush()
+        try:
+            done = subprocess.run(
+                [uwsgi, *extra, "--pyrun", probe.name], capture_output=True, text=True, timeout=30, cwd="/"
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+    for line in (done.stdout + done.stderr).splitlines():
+        if line.startswith("otel-uwsgi-probe: "):
+            return line.split()[1]
+    return None
+
+
+def python_settings(uwsgi: str, ini_keys: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+    """What the ini must add for ``uwsgi`` to run this Python's app, and what to say about it.
+
+    PyPI's uWSGI has Python built in: nothing.  A distribution's (Debian's ``uwsgi-core``) loads it
+    as a plugin: ``plugins = python3``, and this venv (``virtualenv = sys.prefix``) where the ini
+    names none, as long as the plugin's Python is this one's version.
+    """
+    keys = set(ini_keys)
+    if keys & {"plugins", "plugin", "need-plugin", "need-plugins"} or _embedded_python(uwsgi):
+        return {}, []
+    tag = _embedded_python(uwsgi, "--plugins", "python3")
+    if tag is None:
+        return {}, [f"note: {uwsgi} has no Python built in and its python3 plugin did not load"]
+    settings = {"plugins": "python3"}
+    if sys.prefix != sys.base_prefix and not keys & {"virtualenv", "venv", "home", "pyhome"}:
+        if tag != sys.implementation.cache_tag:
+            return settings, [
+                f"note: {uwsgi}'s python3 plugin is {tag}, this Python is {sys.implementation.cache_tag}: "
+                "run otel-uwsgi check with a venv of the plugin's Python"
+            ]
+        settings["virtualenv"] = sys.prefix
+    added = ", ".join(f"{k} = {v}" for k, v in settings.items())
+    return settings, [f"note: {uwsgi} loads Python as a plugin: this check added {added}"]
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -133,8 +181,12 @@ def prepare_ini(source: Union[str, Path], overrides: Overrides, *, drop: Iterabl
                 continue
         out.append(_MAGIC_RE.sub(lambda m: "%%" if m.group(1) == "%" else magic[m.group(1)], raw))
     for key, value in overrides.items():
-        for item in [value] if isinstance(value, str) else value:
-            out.append(f"set-ph = {key}={item}" if strict and key.startswith("otel-") else f"{key} = {item}")
+        lines = [f"set-ph = {key}={item}" if strict and key.startswith("otel-") else f"{key} = {item}"
+                 for item in ([value] if isinstance(value, str) else value)]
+        if key in _FIRST:  # a plugin must load before the keys it brings (strict mode checks each in order)
+            out[1:1] = lines
+        else:
+            out.extend(lines)
     return "\n".join(out) + "\n"
 
 

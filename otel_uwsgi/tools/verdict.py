@@ -14,6 +14,22 @@ from typing import Any, Optional
 from otel_uwsgi.tools.harness import Served
 from otel_uwsgi.tools.receiver import ReceivedSpan
 
+#: Kinds of child span the check counts, as :func:`child_kind` names them.
+CHILD_KINDS = ("db", "cache", "http", "other")
+_CACHES = frozenset({"redis", "memcached"})
+
+
+def child_kind(span: ReceivedSpan) -> str:
+    """``db``, ``cache`` (a DB client span of Redis or Memcached), ``http`` (an HTTP client span)
+    or ``other``, from the span's semantic-convention attributes."""
+    attributes = span.attributes
+    system = attributes.get("db.system.name", attributes.get("db.system"))
+    if system is not None:
+        return "cache" if str(system).lower() in _CACHES else "db"
+    if span.kind == "CLIENT" and ("http.request.method" in attributes or "http.method" in attributes):
+        return "http"
+    return "other"
+
 
 @dataclass
 class WorkerRow:
@@ -22,6 +38,7 @@ class WorkerRow:
     requests: int
     spans: int
     instance_ids: list[str]
+    children: dict[str, int] = field(default_factory=dict)  # child spans by kind (CHILD_KINDS)
 
     @property
     def lost(self) -> int:
@@ -40,6 +57,9 @@ class Report:
     problems: list[str] = field(default_factory=list)
     signals: dict[str, Any] = field(default_factory=dict)  # metrics/logs verdict (metrics_verdict)
     notes: list[str] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)  # HTTP status -> responses
+    outgoing_calls: int = 0  # HTTP client spans
+    continued_calls: int = 0  # of those, whose server span arrived here in the same trace
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -54,6 +74,14 @@ def evaluate(served: Served, spans: list[ReceivedSpan], expected_workers: int) -
     by_pid: dict[int, list[ReceivedSpan]] = {}
     for span in server:
         by_pid.setdefault(span.pid or 0, []).append(span)
+    children: dict[int, dict[str, int]] = {}
+    for span in spans:
+        if span.kind != "SERVER":
+            kinds = children.setdefault(span.pid or 0, dict.fromkeys(CHILD_KINDS, 0))
+            kinds[child_kind(span)] += 1
+    calls = [s for s in spans if s.kind == "CLIENT" and child_kind(s) == "http"]
+    called = {(s.trace_id, s.parent_span_id) for s in server}
+    continued = sum(1 for c in calls if (c.trace_id, c.span_id) in called)
     pids = set(served.requests) | set(by_pid) - {0}
     rows = []
     for pid in sorted(pids, key=lambda p: (served.spawned.get(p, 0), p)):
@@ -68,6 +96,7 @@ def evaluate(served: Served, spans: list[ReceivedSpan], expected_workers: int) -
                 requests=served.requests.get(pid, 0),
                 spans=len(got),
                 instance_ids=sorted({str(s.resource.get("service.instance.id", "?")) for s in got}),
+                children=children.get(pid, dict.fromkeys(CHILD_KINDS, 0)),
             )
         )
     requests = served.total
@@ -93,6 +122,11 @@ def evaluate(served: Served, spans: list[ReceivedSpan], expected_workers: int) -
     if silent and not never:
         quiet = ", ".join(str(r.pid) for r in rows if r.requests and not r.spans)
         problems.append(f"worker pids {quiet} sent no spans")
+    bad = {code: n for code, n in sorted(served.statuses.items()) if not 200 <= code < 400}
+    if bad:
+        listing = ", ".join(f"{n} x {code}" for code, n in bad.items())
+        total = sum(served.statuses.values())
+        problems.append(f"{sum(bad.values())} of {total} responses were errors ({listing}): see the app's log")
     return Report(
         rows=rows,
         expected_workers=expected_workers,
@@ -102,18 +136,34 @@ def evaluate(served: Served, spans: list[ReceivedSpan], expected_workers: int) -
         ok=not problems,
         reason=problems[0] if problems else f"every worker delivered spans ({len(server)} spans, 0 lost)",
         problems=problems,
+        statuses=dict(sorted(served.statuses.items())),
+        outgoing_calls=len(calls),
+        continued_calls=continued,
     )
 
 
 def render(report: Report) -> str:
-    header = f"{'worker':>6} {'pid':>8} {'requests':>9} {'spans':>6} {'lost':>5}  service.instance.id"
+    kinds = "".join(f" {k:>6}" for k in CHILD_KINDS)
+    header = f"{'worker':>6} {'pid':>8} {'requests':>9} {'spans':>6} {'lost':>5}{kinds}  service.instance.id"
     lines = [header, "-" * len(header)]
     for r in report.rows:
+        counts = "".join(f" {r.children.get(k, 0):>6}" for k in CHILD_KINDS)
         lines.append(
-            f"{r.worker_id:>6} {r.pid:>8} {r.requests:>9} {r.spans:>6} {r.lost:>5}  {', '.join(r.instance_ids) or '-'}"
+            f"{r.worker_id:>6} {r.pid:>8} {r.requests:>9} {r.spans:>6} {r.lost:>5}{counts}  "
+            f"{', '.join(r.instance_ids) or '-'}"
         )
     lines.append("-" * len(header))
-    lines.append(f"{'total':>6} {'':>8} {report.requests:>9} {report.spans:>6} {report.lost:>5}")
+    totals = "".join(f" {sum(r.children.get(k, 0) for r in report.rows):>6}" for k in CHILD_KINDS)
+    lines.append(f"{'total':>6} {'':>8} {report.requests:>9} {report.spans:>6} {report.lost:>5}{totals}")
+    lines.append(
+        "child spans by kind: db, cache (Redis, Memcached), http (outgoing calls), other; responses: "
+        + (", ".join(f"{n} x {code}" for code, n in report.statuses.items()) or "-")
+    )
+    if report.outgoing_calls:
+        lines.append(
+            f"outgoing HTTP calls: {report.outgoing_calls}, {report.continued_calls} of them continued the trace "
+            "in a server span that arrived here (calls to services exporting elsewhere cannot be seen)"
+        )
     lines.extend(report.notes)
     lines.append(("OK: " if report.ok else "FAIL: ") + report.reason)
     lines.extend(f"  also: {p}" for p in report.problems[1:])
@@ -135,11 +185,6 @@ def extra_problems(
         problems.append(f"could not ask uWSGI for a graceful shutdown through its master FIFO: {fifo_error}")
     elif not stopped:
         problems.append("uWSGI did not stop after 'q' on its master FIFO (its stats port still answers)")
-    bad = {code: n for code, n in sorted(served.statuses.items()) if not 200 <= code < 400}
-    if bad:
-        total = sum(served.statuses.values())
-        listing = ", ".join(f"{n} x {code}" for code, n in bad.items())
-        problems.append(f"{sum(bad.values())} of {total} responses were errors ({listing}): see the app's log")
     if load_errors:
         problems.append(f"{load_errors} requests failed at the connection level")
     if expect_db and served.total:

@@ -11,6 +11,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otel_uwsgi.tools import receiver as receiver_module
+from otel_uwsgi.tools.check import DEMO_INI
 from otel_uwsgi.tools.receiver import attributes as kv_attributes
 
 pytestmark = pytest.mark.integration
@@ -218,7 +219,7 @@ def test_fast_path_with_sqlite_under_uwsgi(start_uwsgi, receiver):
     """With SQLite (the demo's fallback database) the fast path traces the query as a child of
     the request span, with the stock attributes."""
     server = start_uwsgi(
-        "demo.ini",
+        str(DEMO_INI),
         extra={"otel-fast-instrumentation": "true"},
         env={"OTEL_UWSGI_DEMO_DB": "sqlite", "OTEL_UWSGI_DEMO_SQLITE": ":memory:"},
     )

@@ -10,6 +10,7 @@ from itertools import pairwise
 
 import pytest
 
+from otel_uwsgi.tools.check import DEMO_INI
 from otel_uwsgi.tools.receiver import ReceivedPoint
 
 from ..conftest import wait_until
@@ -119,7 +120,7 @@ def test_server_metrics_show_a_busy_worker_and_a_harakiri(start_uwsgi, receiver,
     """A slow request in flight shows its worker busy; a request killed by harakiri is counted
     (harakiri via uWSGI's stats server) with the respawn it caused; all exported once per interval."""
     stats = tmp_path / "stats.sock"
-    server = start_uwsgi("demo.ini", ready_path="/whoami", extra={**METRICS, "stats": str(stats), "harakiri": "4"})
+    server = start_uwsgi(str(DEMO_INI), ready_path="/whoami", extra={**METRICS, "stats": str(stats), "harakiri": "4"})
 
     def busy_now() -> set[int]:
         newest = latest(server_points(receiver, "uwsgi.worker.status"))

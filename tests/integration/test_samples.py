@@ -14,18 +14,19 @@ from ..conftest import INI, ROOT
 pytestmark = pytest.mark.integration
 
 SAMPLES = sorted(p.name for p in INI.glob("*.ini"))
-NEEDS_MYSQL = {"django-mysql.ini", "production.ini"}
+NEEDS = {"django-mysql.ini": ["mysql"], "production.ini": ["mysql"], "django-postgres.ini": ["postgres", "redis"]}
 
 
 def test_there_are_samples():
-    assert {"minimal.ini", "django-mysql.ini", "production.ini", "demo.ini", "strict.ini"} <= set(SAMPLES)
+    expected = {"minimal.ini", "django-mysql.ini", "django-postgres.ini", "flask.ini", "production.ini", "strict.ini"}
+    assert expected <= set(SAMPLES)
 
 
 @pytest.mark.parametrize("name", SAMPLES)
 def test_check_passes_on_sample(name, request):
     """`otel-uwsgi check ini/<name> --json` exits 0 with spans from every configured worker."""
-    if name in NEEDS_MYSQL:
-        request.getfixturevalue("mysql")
+    for service in NEEDS.get(name, []):
+        request.getfixturevalue(service)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env["COLLECTOR_TOKEN"] = "planted-secret-7777"
     if name == "strict.ini":
@@ -38,3 +39,20 @@ def test_check_passes_on_sample(name, request):
     report = json.loads(out.stdout)
     assert report["ok"] and report["lost"] == 0 and report["requests"] >= 60
     assert len({r["worker_id"] for r in report["rows"] if r["spans"]}) == report["expected_workers"] >= 4
+
+
+def test_the_demo_shows_a_whole_trace(mysql, redis):
+    """`otel-uwsgi demo` (the README's main command): /trace makes a DB span, a Redis span and an
+    HTTP call to the demo's /downstream whose server span continues the same trace, from every
+    worker; every answer is a 200."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    args = [sys.executable, "-m", "otel_uwsgi", "demo", "--json", "--requests", "80", "--timeout", "60"]
+    out = subprocess.run(args, capture_output=True, text=True, env=env, cwd="/", timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads(out.stdout)
+    assert report["ok"] and report["lost"] == 0 and set(report["statuses"]) == {"200"}
+    calls = report["outgoing_calls"]
+    assert calls * 2 >= report["requests"] - 1 and report["continued_calls"] == calls
+    totals = {kind: sum(row["children"][kind] for row in report["rows"]) for kind in ("db", "cache", "http")}
+    assert totals["http"] == calls and totals["db"] >= calls and totals["cache"] >= calls, totals
+    assert all(row["children"]["db"] for row in report["rows"] if row["requests"])

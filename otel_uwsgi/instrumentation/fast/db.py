@@ -1,4 +1,4 @@
-"""DB client spans from Django's ``execute_wrapper``, one per query, for MySQL and SQLite.
+"""DB client spans from Django's ``execute_wrapper``, one per query, for MySQL, PostgreSQL and SQLite.
 
 The stock dbapi integration wraps every connection and cursor in proxies and recomputes the
 connection's attributes for every query.  Here one wrapper object sits in each Django
@@ -36,7 +36,7 @@ from otel_uwsgi.instrumentation.fast.tracer import LazyTracer
 logger = logging.getLogger(__name__)
 
 #: Django ``connection.vendor`` of each system otel-uwsgi instruments (the dbapi ``db.system``).
-VENDORS = {"mysql": "mysql", "sqlite": "sqlite"}
+VENDORS = {"mysql": "mysql", "sqlite": "sqlite", "postgresql": "postgresql"}
 
 _wanted: dict[str, tuple[str, Mapping[str, str]]] = {}  # vendor -> (db.system, connection attribute paths)
 _tracer: LazyTracer | None = None
@@ -136,7 +136,7 @@ def _attach(connection: Any) -> None:
 
 
 def install(system: str, connection_attributes: Mapping[str, str]) -> bool:
-    """Trace the queries of every Django connection of ``system`` (``mysql`` or ``sqlite``).
+    """Trace the queries of every Django connection of ``system`` (``mysql``, ``postgresql``, ``sqlite``).
 
     Returns False when Django is not installed (the caller then uses the stock integration).
     """

@@ -75,7 +75,7 @@ def test_specific_beats_generic_from_same_source():
         ("otel-traces-sampler-arg", b"1.5", "a number >= 0 and <= 1"),
         ("otel-exporter-otlp-timeout", b"0", "a number > 0"),
         ("otel-sdk-disabled", b"maybe", "true or false"),
-        ("otel-instrumentations", b"django,flask", "django, mysql, sqlite3"),
+        ("otel-instrumentations", b"django,flask!", "a comma-separated list of names"),
         ("otel-instrumentations", b"auto,django", "alone"),
         ("otel-exporter-otlp-protocol", b"grpc", "http/protobuf"),
         ("otel-resource-attributes", b"team", "key=value"),

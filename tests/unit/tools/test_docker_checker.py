@@ -139,14 +139,15 @@ def test_parse_hostport_rejects_a_bad_port():
         parse_hostport("app:http", 9191)
 
 
-def test_extra_problems_error_statuses_and_connection_errors():
+def test_error_statuses_fail_every_check_and_connection_errors_the_docker_one():
+    """A 5xx (or 4xx) answer fails the verdict both checks share; the Docker checker adds failed
+    connections.  Each is said once."""
     served = Served(spawned={7: 1}, requests={7: 10}, statuses={200: 8, 500: 2})
-    problems = extra_problems(served, [], load_errors=3)
-    assert problems == [
-        "2 of 10 responses were errors (2 x 500): see the app's log",
-        "3 requests failed at the connection level",
-    ]
+    assert "2 of 10 responses were errors (2 x 500): see the app's log" in evaluate(served, [], 1).problems
+    assert extra_problems(served, [], load_errors=3) == ["3 requests failed at the connection level"]
     assert extra_problems(Served(spawned={7: 1}, requests={7: 2}, statuses={200: 1, 302: 1}), []) == []
+    merged = merge(evaluate(served, [], 1), extra_problems(served, [], load_errors=3))
+    assert sum("responses were errors" in p for p in merged.problems) == 1
 
 
 def test_extra_problems_shutdown():
