@@ -1,0 +1,56 @@
+"""CI: the sdist and wheel `python -m build` made are clean: each holds the license, the typing
+marker, the demo's ini and the C source; no tests, benchmarks, build leftovers or compiled
+objects in the sdist; the wheel installs and its CLI runs from a fresh venv."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+import tempfile
+import venv
+import zipfile
+from pathlib import Path
+
+dist = Path(sys.argv[1])
+(sdist,) = dist.glob("otel_uwsgi-*.tar.gz")
+(wheel,) = dist.glob("otel_uwsgi-*.whl")
+problems = []
+
+with tarfile.open(sdist) as tar:
+    names = [n.split("/", 1)[1] for n in tar.getnames() if "/" in n]
+for needed in ("LICENSE", "README.md", "pyproject.toml", "setup.py", "otel_uwsgi/py.typed",
+               "otel_uwsgi/compat/_native.c", "otel_uwsgi/demo/demo.ini"):
+    if needed not in names:
+        problems.append(f"sdist lacks {needed}")
+for name in names:
+    if name.endswith((".so", ".pyc", ".o")) or name.startswith(("tests/", "bench/", "build/")):
+        problems.append(f"sdist holds {name}")
+
+with zipfile.ZipFile(wheel) as zipped:
+    members = zipped.namelist()
+for needed in ("otel_uwsgi/py.typed", "otel_uwsgi/demo/demo.ini", "otel_uwsgi/__main__.py"):
+    if needed not in members:
+        problems.append(f"wheel lacks {needed}")
+if not any(m.endswith("/LICENSE") and ".dist-info/" in m for m in members):
+    problems.append("wheel lacks its LICENSE")
+if not any(m.startswith("otel_uwsgi/compat/_native.") and m.endswith(".so") for m in members):
+    problems.append("wheel lacks the built C extension")
+if any(m.startswith(("tests/", "bench/")) for m in members):
+    problems.append("wheel holds tests or benchmarks")
+
+with tempfile.TemporaryDirectory() as tmp:
+    venv.create(tmp, with_pip=True)
+    python = Path(tmp) / "bin" / "python"
+    done = subprocess.run([python, "-m", "pip", "install", "-q", str(wheel)], capture_output=True, text=True)
+    if done.returncode:
+        problems.append(f"the wheel does not install: {done.stderr.strip()[-500:]}")
+    else:
+        out = subprocess.run([Path(tmp) / "bin" / "otel-uwsgi", "--version"], capture_output=True, text=True, cwd=tmp)
+        if out.returncode or not out.stdout.startswith("otel-uwsgi "):
+            problems.append(f"otel-uwsgi --version from the wheel: {out.stdout}{out.stderr}")
+
+for problem in problems:
+    print(f"check-dist: {problem}")
+print(f"check-dist: {sdist.name}, {wheel.name}: " + ("FAILED" if problems else "clean"))
+sys.exit(1 if problems else 0)
