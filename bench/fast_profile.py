@@ -71,7 +71,7 @@ def child(args: argparse.Namespace) -> None:
         env = {
             "OTEL_SERVICE_NAME": "fast-profile",
             "OTEL_EXPORTER_OTLP_ENDPOINT": args.endpoint,
-            "OTEL_UWSGI_INSTRUMENTATIONS": "django,mysql",
+            "OTEL_UWSGI_INSTRUMENTATIONS": "django,mysqlclient,psycopg",
             "OTEL_TRACES_SAMPLER": args.sampler,
         }
         if args.child == "fast":
@@ -81,7 +81,7 @@ def child(args: argparse.Namespace) -> None:
 
         import otel_uwsgi
 
-        if not otel_uwsgi.setup(environ=env, instrumentations=("django", "mysql")):
+        if not otel_uwsgi.setup(environ=env, instrumentations=("django", "mysqlclient", "psycopg")):
             raise SystemExit("otel_uwsgi.setup() did not start tracing")
         provider = trace.get_tracer_provider()
     from django.core.wsgi import get_wsgi_application

@@ -46,7 +46,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 CONFIGS = ("plain", "stock-export", "defaults", "twin", "fast", "metrics", "dead", "hanging")
 TRACED_HEALTHY = ("stock-export", "defaults", "fast")
-PATHS = ("/", "/db", "/db10")
+PATHS = ("/", "/db", "/db10", "/pg")
 MYSQL = ("127.0.0.1", 3306)
 
 _running: list[UwsgiServer] = []  # stopped by pid on the way out, whatever happens
@@ -96,6 +96,8 @@ class Instance:
                 "processes": str(args.workers),
                 "stats": f"127.0.0.1:{self.stats_port}",
                 "disable-logging": "true",  # no request log: a constant cost we need not measure
+                # /pg's driver too (instrumented at import: no cost to the other paths' requests)
+                "otel-instrumentations": "django,mysqlclient,psycopg",
                 # Serialise accept(): without it every connection wakes every idle worker (the
                 # thundering herd), kernel time that idle workers pay and busy ones do not, so
                 # the fastest configuration (plain) paid most and tracing looked cheaper than it is.
@@ -396,7 +398,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         "--rounds", type=int, default=3, help="rounds; configurations alternate within each (default 3)"
     )
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {','.join(CONFIGS)}")
-    parser.add_argument("--paths", default=None, help="comma-separated paths (default /,/db,/db10; --quick: /,/db)")
+    parser.add_argument("--paths", default=None, help="comma-separated paths (default /,/db,/db10,/pg; --quick: /,/db)")
     parser.add_argument("--warmup", type=float, default=None, help="seconds of wrk before measuring (default 3)")
     parser.add_argument("--duration", type=float, default=None, help="seconds of the measure window (default 10)")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections (default 8)")

@@ -28,7 +28,7 @@ SERVER_KIND = 2
 VIEW_QUERY = "SELECT %s"
 
 # Spans one request produces: its server span plus one span per query of the view.
-SPANS_PER_REQUEST = {"/": 1, "/db": 2, "/db10": 11}
+SPANS_PER_REQUEST = {"/": 1, "/db": 2, "/db10": 11, "/pg": 2}
 
 
 class StoringReceiver(Receiver):

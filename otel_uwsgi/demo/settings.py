@@ -30,10 +30,16 @@ _port = int(os.environ.get("OTEL_UWSGI_DEMO_MYSQL_PORT", "3306"))
 _choice = os.environ.get("OTEL_UWSGI_DEMO_DB", "auto").lower()
 
 
-def _answers(host: str, port: int, module: str) -> bool:
+def _importable(module: str) -> bool:
     try:
         __import__(module)
     except ImportError:
+        return False
+    return True
+
+
+def _answers(host: str, port: int, module: str) -> bool:
+    if not _importable(module):
         return False
     try:
         with socket.create_connection((host, port), timeout=1):
@@ -74,6 +80,19 @@ else:
                 "OTEL_UWSGI_DEMO_SQLITE", os.path.join(tempfile.gettempdir(), "otel-uwsgi-demo.sqlite3")
             ),
         }
+    }
+
+# A second database, PostgreSQL, for the `/pg` view (the benchmark's): defined when a driver is
+# installed; Django connects to it only when a query asks.
+if _choice != "postgres" and any(_importable(m) for m in ("psycopg", "psycopg2")):
+    DATABASES["pg"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("OTEL_UWSGI_DEMO_PG_DB", "test"),
+        "USER": os.environ.get("OTEL_UWSGI_DEMO_PG_USER", "postgres"),
+        "PASSWORD": os.environ.get("OTEL_UWSGI_DEMO_PG_PASSWORD", ""),
+        "HOST": os.environ.get("OTEL_UWSGI_DEMO_PG_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("OTEL_UWSGI_DEMO_PG_PORT", "5432"),
+        "CONN_MAX_AGE": 60,
     }
 
 _redis = os.environ.get("OTEL_UWSGI_DEMO_REDIS", "auto").lower()

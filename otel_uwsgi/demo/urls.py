@@ -8,6 +8,7 @@ urlpatterns = [
     path("downstream", views.downstream),
     path("db", views.one_query),
     path("db10", views.ten_queries),
+    path("pg", views.pg_query),
     path("slow", views.slow),
     path("error", views.error),
     path("whoami", views.whoami),

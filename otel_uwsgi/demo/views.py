@@ -54,9 +54,11 @@ def downstream(request: HttpRequest) -> JsonResponse:
     )
 
 
-def _query(n: int) -> list:
+def _query(n: int, alias: str = "default") -> list:
+    from django.db import connections
+
     rows = []
-    with connection.cursor() as cursor:
+    with connections[alias].cursor() as cursor:
         for i in range(n):
             cursor.execute("SELECT %s", [i])
             rows.append(cursor.fetchone()[0])
@@ -65,6 +67,15 @@ def _query(n: int) -> list:
 
 def one_query(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"rows": _query(1), "pid": os.getpid(), "worker": _worker_id()})
+
+
+def pg_query(request: HttpRequest) -> JsonResponse:
+    """One query on the PostgreSQL database (the settings' ``pg`` alias; or the default one when
+    that is PostgreSQL): ``/db`` through psycopg."""
+    from django.db import connections
+
+    alias = "pg" if "pg" in connections else "default"
+    return JsonResponse({"rows": _query(1, alias), "pid": os.getpid(), "worker": _worker_id()})
 
 
 def ten_queries(request: HttpRequest) -> JsonResponse:

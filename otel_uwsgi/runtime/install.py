@@ -119,7 +119,7 @@ def _install(settings: Settings) -> bool:
         strict=settings.source("otel-instrumentations") == "uwsgi",
         where=opt_where,
     )
-    _preload_export_path(settings)
+    _preload(settings)
     kind = uwsgi_api.identity()[0]
     if kind == "master":
         other = other_tracer_provider()
@@ -171,21 +171,37 @@ def setup(*, environ: Optional[Mapping[str, str]] = None, instrumentations: Opti
     return init_process(settings)
 
 
-def _preload_export_path(settings: Settings) -> None:
-    """Import the export path of every signal that is on, in the master, before fork.
+def _preload(settings: Settings) -> None:
+    """Import, in the master before fork, everything a worker's set-up after fork and its exit
+    flush use: otel-uwsgi's own modules and the export path of every signal that is on.
 
-    Building the exporters imports ``requests`` and friends (~100 ms); done after fork, every
-    worker pays it again and a signal arriving meanwhile interrupts a half-done import.  Imported
-    before fork, the modules are shared copy-on-write and a worker's init takes milliseconds.  An
-    import that fails here is only a slower start: each worker tries again (and says why).
+    Imported after fork, every worker pays it again (~150 ms under load, with ``requests``), and a
+    stop signal arriving meanwhile interrupts a half-done import (uWSGI prints the worker's
+    KeyboardInterrupt, and that worker serves untraced).  Imported before fork, the modules are
+    shared copy-on-write and a worker's set-up takes milliseconds.  An import that fails here is
+    only a slower start: each worker tries again (and says why).
     """
     try:
-        _import_export_path(settings)
+        _import_after_fork_path(settings)
     except Exception as error:  # noqa: BLE001 - the workers build (or report) their exporters themselves
         logger.info("otel-uwsgi: could not preload the export path in the master (%s: %s)", type(error).__name__, error)
 
 
-def _import_export_path(settings: Settings) -> None:
+def _import_after_fork_path(settings: Settings) -> None:
+    import otel_uwsgi.runtime.providers  # noqa: F401
+    import otel_uwsgi.runtime.resource  # noqa: F401
+    import otel_uwsgi.traces.flush  # noqa: F401
+    import otel_uwsgi.traces.ledger  # noqa: F401
+    import otel_uwsgi.traces.processor  # noqa: F401
+    import otel_uwsgi.traces.provider  # noqa: F401
+
+    if settings["otel-lean-spans"]:
+        import otel_uwsgi.traces.lean.tracer  # noqa: F401
+    if settings["otel-metrics-exporter"] != "none":
+        import otel_uwsgi.metrics.provider  # noqa: F401
+        import otel_uwsgi.metrics.server  # noqa: F401
+    if settings["otel-logs-exporter"] != "none":
+        import otel_uwsgi.logs.export  # noqa: F401
     if settings["otel-metrics-exporter"] == "otlp":
         import opentelemetry.exporter.otlp.proto.http.metric_exporter  # noqa: F401
         import opentelemetry.sdk.metrics  # noqa: F401

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from typing import Optional
 
@@ -33,7 +34,7 @@ def init_process(settings: Optional[Settings] = None, *, c_exit_handler: bool = 
     pid = os.getpid()
     if state.provider is not None and state.pid == pid:
         return True
-    started = time.perf_counter()
+    started, modules = time.perf_counter(), len(sys.modules)
     try:
         from opentelemetry import trace
 
@@ -70,7 +71,13 @@ def init_process(settings: Optional[Settings] = None, *, c_exit_handler: bool = 
             )
         register_exit(settings, c_exit_handler=c_exit_handler)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        logger.debug("otel-uwsgi: tracing started in %s pid %d in %.1f ms", kind, pid, elapsed_ms)
+        logger.debug(
+            "otel-uwsgi: tracing started in %s pid %d in %.1f ms (%d modules imported)",
+            kind,
+            pid,
+            elapsed_ms,
+            len(sys.modules) - modules,
+        )
         return True
     except Exception:  # noqa: BLE001 - never break a worker over telemetry
         logger.exception("otel-uwsgi: could not start tracing in pid %d", pid)

@@ -271,6 +271,8 @@ class UwsgiServer:
         self.env = dict(os.environ if env is None else env)
         self.cwd = cwd
         self.uwsgi = find_uwsgi(uwsgi)
+        #: What runs uWSGI (a wrapper such as ``opentelemetry-instrument`` may come first).
+        self.command = [self.uwsgi]
         self.process: Optional[subprocess.Popen[bytes]] = None
         self.returncode: Optional[int] = None
 
@@ -283,7 +285,7 @@ class UwsgiServer:
         log = open(self.log_path, "wb")
         try:
             self.process = subprocess.Popen(
-                [self.uwsgi, "--ini", str(self.ini_path)],
+                [*self.command, "--ini", str(self.ini_path)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -124,7 +124,7 @@ def test_invalid_option_stops_startup_with_one_line(start_uwsgi, receiver, lazy)
     lines = [line for line in log.splitlines() if "otel-uwsgi:" in line]
     assert lines and set(lines) == {lines[0]}, lines
     assert "otel-exporter-otlp-compression" in lines[0] and "'brotli'" in lines[0] and "gzip, none" in lines[0]
-    assert "ConfigError" not in log
+    assert "ConfigError:" not in log  # no traceback of ours (an interrupted import may quote the name)
     if not lazy:
         assert "Traceback" not in log
         assert server.uwsgi.returncode != 0

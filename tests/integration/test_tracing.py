@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -120,3 +122,15 @@ def test_strict_mode_users_configure_with_set_ph(start_uwsgi, receiver):
     server.stop()
     assert receiver.wait_for(lambda s: len(s) >= 5, 10)
     assert {s.resource["service.name"] for s in receiver.snapshot()} == {"strict-demo"}
+
+
+@pytest.mark.parametrize("ini", ["minimal.ini", "django-mysql.ini"])
+def test_a_workers_set_up_imports_nothing(start_uwsgi, receiver, mysql, ini):
+    """Everything a worker's set-up after fork uses was imported in the master: a worker starts in
+    milliseconds, and a stop signal during its start cannot interrupt a half-done import."""
+    server = start_uwsgi(ini, extra={"otel-log-level": "debug"})
+    server.stop()
+    started = re.findall(
+        r"otel-uwsgi: tracing started in worker pid \d+ in [\d.]+ ms \((\d+) modules imported\)", server.uwsgi.log()
+    )
+    assert len(started) == 4 and set(started) == {"0"}, started

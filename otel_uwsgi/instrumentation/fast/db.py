@@ -35,8 +35,8 @@ from otel_uwsgi.instrumentation.fast.tracer import LazyTracer
 
 logger = logging.getLogger(__name__)
 
-#: Django ``connection.vendor`` of each system otel-uwsgi instruments (the dbapi ``db.system``).
-VENDORS = {"mysql": "mysql", "sqlite": "sqlite", "postgresql": "postgresql"}
+#: Django ``connection.vendor`` of each system traced from ``execute_wrapper`` (the dbapi ``db.system``).
+VENDORS = {"mysql": "mysql", "sqlite": "sqlite"}
 
 _wanted: dict[str, tuple[str, Mapping[str, str]]] = {}  # vendor -> (db.system, connection attribute paths)
 _tracer: LazyTracer | None = None
@@ -104,9 +104,12 @@ class QuerySpans:
         self._raw, self._static, self._fallback = raw, static, database or self._system
 
     def __call__(self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: dict) -> Any:
+        return self.traced(context["connection"].connection, sql, lambda: execute(sql, params, many, context))
+
+    def traced(self, raw: Any, sql: Any, run: Callable[[], Any]) -> Any:
+        """``run()`` (the query ``sql`` on the driver connection ``raw``) inside its CLIENT span."""
         if not is_instrumentation_enabled():
-            return execute(sql, params, many, context)
-        raw = context["connection"].connection
+            return run()
         if raw is not self._raw:
             self._connected(raw)
         attributes = dict(self._static)
@@ -117,7 +120,7 @@ class QuerySpans:
             operation_name(sql) or self._fallback, kind=SpanKind.CLIENT, attributes=attributes
         )
         try:
-            return execute(sql, params, many, context)
+            return run()
         except Exception as exc:
             if span.is_recording():
                 error = _driver_error(exc)
@@ -151,6 +154,9 @@ def install(system: str, connection_attributes: Mapping[str, str]) -> bool:
             [_OpenTelemetryStabilitySignalType.DATABASE, _OpenTelemetryStabilitySignalType.HTTP]
         )
         _tracer = LazyTracer("otel_uwsgi.fast.db", schema_url)
+    if system == "postgresql":  # from the cursor, not from execute_wrapper (see _trace_postgres_cursors)
+        _trace_postgres_cursors(system, connection_attributes)
+        return True
     _wanted[VENDORS[system]] = (system, dict(connection_attributes))
     original = BaseDatabaseWrapper.__init__
     if not getattr(original, "_otel_uwsgi", False):
@@ -167,6 +173,52 @@ def install(system: str, connection_attributes: Mapping[str, str]) -> bool:
         BaseDatabaseWrapper.__init__ = __init__  # type: ignore[method-assign]
     _attach_existing()
     return True
+
+
+def _trace_postgres_cursors(system: str, paths: Mapping[str, str]) -> None:
+    """Django's PostgreSQL backend also runs queries with the driver's own cursor (``SET
+    TimeZone`` on a new connection, ``SELECT 1`` to test one), which ``execute_wrapper`` does not
+    see; the stock psycopg instrumentations trace every query through the connection's cursor
+    factory.  So for PostgreSQL the spans come from the cursor too: each new connection's cursor
+    factory is the driver's (Django's) with a traced ``execute`` / ``executemany``."""
+    try:
+        from django.db.backends.postgresql.base import DatabaseWrapper
+    except Exception:  # noqa: BLE001 - no PostgreSQL driver installed: nothing to trace
+        return
+    original = DatabaseWrapper.get_new_connection
+    if getattr(original, "_otel_uwsgi", False):
+        return
+
+    @functools.wraps(original)
+    def get_new_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raw = original(self, *args, **kwargs)
+        try:
+            factory = raw.cursor_factory
+            raw.cursor_factory = _tracing_cursor(factory or _default_cursor(), QuerySpans(system, paths), raw)
+        except Exception:  # noqa: BLE001 - telemetry never breaks a connection
+            logger.exception("otel-uwsgi: could not trace the queries of a PostgreSQL connection")
+        return raw
+
+    get_new_connection._otel_uwsgi = True  # type: ignore[attr-defined]
+    DatabaseWrapper.get_new_connection = get_new_connection  # type: ignore[method-assign]
+
+
+def _default_cursor() -> Any:
+    """psycopg2's cursor class (a psycopg2 connection's ``cursor_factory`` is None by default)."""
+    from psycopg2.extensions import cursor
+
+    return cursor
+
+
+def _tracing_cursor(base: Any, spans: QuerySpans, raw: Any) -> Any:
+    class TracingCursor(base):  # type: ignore[misc,valid-type]
+        def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+            return spans.traced(raw, query, lambda: base.execute(self, query, *args, **kwargs))
+
+        def executemany(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+            return spans.traced(raw, query, lambda: base.executemany(self, query, *args, **kwargs))
+
+    return TracingCursor
 
 
 def _attach_existing() -> None:

@@ -197,7 +197,17 @@ def run_site(mode: str, db: str) -> dict[str, Any]:
     """Drive every case through Django with ``mode`` instrumentation; spans per case."""
     from django.conf import settings
 
-    if db == "mysql":
+    if db == "psycopg2":  # Django's PostgreSQL backend takes psycopg (3) when it can: hide it
+        sys.modules["psycopg"] = None  # type: ignore[assignment]
+    if db in ("psycopg", "psycopg2"):
+        database = {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "test",
+            "USER": "postgres",
+            "HOST": "127.0.0.1",
+            "PORT": "5432",
+        }
+    elif db == "mysql":
         database = {
             "ENGINE": "django.db.backends.mysql",
             "NAME": "test",
@@ -226,7 +236,7 @@ def run_site(mode: str, db: str) -> dict[str, Any]:
 
     from otel_uwsgi.instrumentation.registry import instrument
 
-    instrument(("django", "mysql" if db == "mysql" else "sqlite3"), fast=mode == "fast")
+    instrument(("django", {"mysql": "mysqlclient", "sqlite": "sqlite3"}.get(db, db)), fast=mode == "fast")
     exporter = InMemorySpanExporter()
     if mode == "stock-lean":  # the stock instrumentations under otel-uwsgi's provider (otel-lean-spans)
         from otel_uwsgi.traces.provider import LeanTracerProvider
@@ -392,6 +402,20 @@ def test_the_stock_instrumentations_spans_are_the_same_with_lean_spans(env):
     assert_same_spans(sdk, lean, same_scopes=True)
     assert {c for case in sdk.values() for c in case["classes"]} == {"ReadableSpan"}
     assert all(case["classes"] == (["LeanSpan"] if case["spans"] else []) for case in lean.values())
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_same_spans_on_postgresql(postgres, driver):
+    """Django on PostgreSQL through psycopg (3) and through psycopg2: the fast path's DB spans are
+    span for span those of that driver's stock instrumentation."""
+    stock, fast = spans_of("stock", driver), spans_of("fast", driver)
+    assert_same_spans(stock, fast)
+    statements = {s["attributes"].get("db.statement"): s for s in stock["queries"]["spans"]}
+    query = statements["SELECT %s"]
+    assert query["name"] == "SELECT" and query["attributes"]["db.system"] == "postgresql"
+    assert query["scope"] == f"opentelemetry.instrumentation.{driver}"
+    (bad,) = [s for s in stock["bad-query"]["spans"] if "fast_no_such_table" in s["attributes"].get("db.statement", "")]
+    assert bad["status"][0] == "ERROR" and "UndefinedTable" in bad["events"][0]["attributes"]["exception.type"]
 
 
 if __name__ == "__main__":
