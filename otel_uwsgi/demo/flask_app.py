@@ -32,12 +32,30 @@ def whoami():
 
 @app.route("/call")
 def call():
-    """An outgoing call with requests to ``?url=`` (default: this app's /whoami): a client span,
-    and ``traceparent`` sent on with this request's trace id."""
-    import requests
-
+    """An outgoing call to ``?url=`` (default: this app's /whoami) with ``?client=`` requests
+    (default), httpx, urllib3 or urllib: a client span, and ``traceparent`` sent on with this
+    request's trace id."""
     url = request.args.get("url") or f"http://{request.host}/whoami"
-    return jsonify({"answer": requests.get(url, timeout=5).json(), "pid": os.getpid()})
+    client = request.args.get("client", "requests")
+    if client == "httpx":
+        import httpx
+
+        body = httpx.get(url, timeout=5).json()
+    elif client == "urllib3":
+        import urllib3
+
+        body = urllib3.PoolManager().request("GET", url, timeout=5).json()
+    elif client == "urllib":
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            body = json.loads(answer.read())
+    else:
+        import requests
+
+        body = requests.get(url, timeout=5).json()
+    return jsonify({"answer": body, "client": client, "pid": os.getpid()})
 
 
 application = app

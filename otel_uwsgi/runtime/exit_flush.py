@@ -29,6 +29,8 @@ logger = logging.getLogger("otel_uwsgi")
 #: worker still loading re-sends SIGINT) landed in an export thread, whose exit() then ended the
 #: process in the middle of the main thread's flush, or deadlocked it until worker-reload-mercy.
 EXIT_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT})
+#: The exit flush's bound when the collector failed the last export (Ledger.collector_down).
+DOWN_FLUSH_MS = 500
 
 
 @contextlib.contextmanager
@@ -70,6 +72,16 @@ def _flush_once() -> None:
     from otel_uwsgi.traces.flush import shutdown_bounded
 
     timeout_ms = state.settings["otel-exit-flush-timeout"] if state.settings else 5000
+    if state.ledger is not None and state.ledger.collector_down() and timeout_ms > DOWN_FLUSH_MS:
+        # The last export failed and none succeeded since: one short attempt, not the whole wait
+        # (a hanging collector answers nothing, so it is not "down": the flush timeout bounds it).
+        logger.info(
+            "otel-uwsgi: pid %d: the collector failed the last export and none succeeded since; the exit "
+            "flush makes one short attempt (%d ms) instead of waiting otel-exit-flush-timeout",
+            os.getpid(),
+            DOWN_FLUSH_MS,
+        )
+        timeout_ms = DOWN_FLUSH_MS
     deadline = time.monotonic() + timeout_ms / 1000.0  # one deadline for traces, metrics and logs
     others = state.others.begin_shutdown() if state.others is not None else None
     shutdown_bounded(state.provider, timeout_ms / 1000.0, state.ledger)

@@ -92,6 +92,7 @@ class Ledger:
         self._last_warning = -float("inf")
         self._reported = 0  # drops already announced in a warning
         self._errors_seen: set[type] = set()  # exception types the exporter raised, each logged once
+        self._failing = False  # the last export failed, and none succeeded since
         #: Length of the processor's queue, set by the processor that owns the queue when it finds
         #: it.  Unknown (an SDK that keeps it elsewhere), spans a full queue drops cannot be told
         #: from queued ones: they are not invented as drops but read as pending until the exit.
@@ -108,6 +109,7 @@ class Ledger:
 
     def exported(self, n: int) -> None:
         with self._lock:
+            self._failing = False
             if self._closed_queue is None:
                 self._exported += n
 
@@ -115,6 +117,7 @@ class Ledger:
         """``n`` spans the exporter did not deliver: the collector's answer, or ``error``, an
         exception the exporter raised (a fault on this side, said once per kind of error)."""
         with self._lock:
+            self._failing = True
             if self._closed_queue is not None:
                 return
             self._failed += n
@@ -135,6 +138,12 @@ class Ledger:
         self._exit_timeout += n  # exit path: it must not wait on a lock
         if n:
             self.warn("exit_timeout")
+
+    def collector_down(self) -> bool:
+        """Whether the last export failed (after the exporter's own retries: the collector refused,
+        answered 5xx/429 or 4xx, or could not be reached) and none succeeded since: then waiting
+        at exit only delays the stop, and its outcome is known."""
+        return self._failing
 
     def give_up(self) -> int:
         """The exit flush ran out of time: count what is queued or in flight as dropped, and close

@@ -16,6 +16,8 @@ from ..conftest import ROOT
 pytestmark = pytest.mark.integration
 
 MODES = {"prefork": {}, "lazy-apps": {"lazy-apps": "true"}}
+#: The outgoing HTTP clients the Flask app calls with (each one's instrumentation installed).
+CLIENTS = ("requests", "httpx", "urllib3", "urllib")
 
 
 def _children_by_server_span(receiver: Any) -> tuple[list[Any], dict[tuple[str, str], list[Any]]]:
@@ -66,7 +68,8 @@ def test_flask_server_spans_are_named_by_route(start_uwsgi, receiver, downstream
     server.until_every_worker_served("/item/1")
     for i in range(20):
         assert server.get(f"/item/{i}")[0] == 200
-    assert server.get(f"/call?url={downstream.url}")[0] == 200
+    for client in CLIENTS:
+        assert server.get(f"/call?client={client}&url={downstream.url}")[0] == 200
     server.stop()
     served = server.uwsgi.served()
     assert receiver.wait_for(lambda s: sum(x.kind == "SERVER" for x in s) >= served.total, 15)
@@ -77,8 +80,14 @@ def test_flask_server_spans_are_named_by_route(start_uwsgi, receiver, downstream
     assert items and {s.name for s in items} == {"GET /item/<int:item_id>"}
     assert {s.attributes["http.route"] for s in items} == {"/item/<int:item_id>"}
     assert {s.pid for s in servers} == set(served.spawned)
-    (call,) = [s for s in servers if s.name == "GET /call"]
-    (client,) = children[(call.trace_id, call.span_id)]
-    assert client.kind == "CLIENT"
-    ((_, headers),) = downstream.calls
-    assert headers["traceparent"].split("-")[1:3] == [call.trace_id, client.span_id]
+    # each HTTP client: one client span, child of the request's server span, whose ids reached the
+    # downstream service in traceparent
+    calls = [s for s in servers if s.name == "GET /call"]
+    assert len(calls) == len(CLIENTS) == len(downstream.calls)
+    sent = {tuple(headers["traceparent"].split("-")[1:3]) for _, headers in downstream.calls}
+    for call in calls:
+        clients = [c for c in children[(call.trace_id, call.span_id)] if c.kind == "CLIENT"]
+        assert len(clients) == 1, [c.scope for c in clients]
+        assert (call.trace_id, clients[0].span_id) in sent
+    scopes = {c.scope for call in calls for c in children[(call.trace_id, call.span_id)]}
+    assert {f"opentelemetry.instrumentation.{name}" for name in CLIENTS} <= scopes, scopes

@@ -196,3 +196,13 @@ def test_this_sdks_queue_is_found():
     processor = CountingBatchSpanProcessor(Collector(), Ledger())
     assert processor.counts_queue_full
     processor.shutdown()
+
+
+def test_the_collector_is_down_from_a_failed_export_until_one_succeeds():
+    """What lets a stop skip waiting out the flush timeout: the last export failed, none since."""
+    ledger = Ledger(interval_s=3600)
+    assert not ledger.collector_down()
+    ledger.failed(3)
+    assert ledger.collector_down()
+    ledger.exported(2)
+    assert not ledger.collector_down()
