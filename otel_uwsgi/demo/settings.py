@@ -12,6 +12,7 @@ cache, which makes no span: then ``/trace`` runs a second query instead).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import tempfile
@@ -31,11 +32,8 @@ _choice = os.environ.get("OTEL_UWSGI_DEMO_DB", "auto").lower()
 
 
 def _importable(module: str) -> bool:
-    try:
-        __import__(module)
-    except ImportError:
-        return False
-    return True
+    """Whether ``module`` is installed, without importing it (redis-py imports OpenTelemetry)."""
+    return importlib.util.find_spec(module) is not None
 
 
 def _answers(host: str, port: int, module: str) -> bool:
