@@ -46,18 +46,18 @@ def _answers(host: str, port: int, module: str) -> bool:
         return False
 
 
+_POSTGRES = {
+    "ENGINE": "django.db.backends.postgresql",
+    "NAME": os.environ.get("OTEL_UWSGI_DEMO_PG_DB", "test"),
+    "USER": os.environ.get("OTEL_UWSGI_DEMO_PG_USER", "postgres"),
+    "PASSWORD": os.environ.get("OTEL_UWSGI_DEMO_PG_PASSWORD", ""),
+    "HOST": os.environ.get("OTEL_UWSGI_DEMO_PG_HOST", "127.0.0.1"),
+    "PORT": os.environ.get("OTEL_UWSGI_DEMO_PG_PORT", "5432"),
+    "CONN_MAX_AGE": 60,
+}
+
 if _choice == "postgres":
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": os.environ.get("OTEL_UWSGI_DEMO_PG_DB", "test"),
-            "USER": os.environ.get("OTEL_UWSGI_DEMO_PG_USER", "postgres"),
-            "PASSWORD": os.environ.get("OTEL_UWSGI_DEMO_PG_PASSWORD", ""),
-            "HOST": os.environ.get("OTEL_UWSGI_DEMO_PG_HOST", "127.0.0.1"),
-            "PORT": os.environ.get("OTEL_UWSGI_DEMO_PG_PORT", "5432"),
-            "CONN_MAX_AGE": 60,
-        }
-    }
+    DATABASES = {"default": _POSTGRES}
 elif _choice == "mysql" or (_choice == "auto" and _answers(_host, _port, "MySQLdb")):
     DATABASES = {
         "default": {
@@ -83,15 +83,7 @@ else:
 # A second database, PostgreSQL, for the `/pg` view (the benchmark's): defined when a driver is
 # installed; Django connects to it only when a query asks.
 if _choice != "postgres" and any(_importable(m) for m in ("psycopg", "psycopg2")):
-    DATABASES["pg"] = {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": os.environ.get("OTEL_UWSGI_DEMO_PG_DB", "test"),
-        "USER": os.environ.get("OTEL_UWSGI_DEMO_PG_USER", "postgres"),
-        "PASSWORD": os.environ.get("OTEL_UWSGI_DEMO_PG_PASSWORD", ""),
-        "HOST": os.environ.get("OTEL_UWSGI_DEMO_PG_HOST", "127.0.0.1"),
-        "PORT": os.environ.get("OTEL_UWSGI_DEMO_PG_PORT", "5432"),
-        "CONN_MAX_AGE": 60,
-    }
+    DATABASES["pg"] = dict(_POSTGRES)
 
 _redis = os.environ.get("OTEL_UWSGI_DEMO_REDIS", "auto").lower()
 _redis_host, _, _redis_port = ("127.0.0.1:6379" if _redis == "auto" else _redis).partition(":")
