@@ -71,6 +71,11 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
             )
         self._emit: Optional[Callable[[ReadableSpan], None]] = getattr(self._inner, "emit", None)
         self._count_ended = ledger._ended.__next__  # Ledger.ended() without its Python frame
+        # The SDK's own processor metrics (OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED) count the drops
+        # its emit() makes; the drops made here are reported to them the same way.
+        self._sdk_drop: Optional[Callable[..., None]] = getattr(
+            getattr(self._inner, "_metrics", None), "drop_items", None
+        )
         # The SDK's emit() re-checks what on_end has checked (shutdown, a full queue) and the pid,
         # which its own fork handler already covers (os.register_at_fork re-initialises the
         # queue's processor in a child).  With the parts it uses present, on_end appends itself.
@@ -90,6 +95,8 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
         inner = self._inner
         if getattr(inner, "_shutdown", False):
             self.ledger.exit_timeout(1)  # ended after the exit flush began: the SDK drops it
+            if self._sdk_drop is not None:
+                self._sdk_drop(1, "already_shutdown")
             return
         self._count_ended()
         queue = self._queue
@@ -99,6 +106,8 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
             # for every span while the collector is down, even when filtered out.
             with contextlib.suppress(IndexError):  # the export thread just took a batch
                 queue.pop()
+            if self._sdk_drop is not None:
+                self._sdk_drop(1)
             self.ledger.warn("queue_full")
         if self._append:  # what the SDK's emit() does with a span once it is past its checks
             queue.appendleft(span)  # type: ignore[union-attr]

@@ -206,3 +206,36 @@ def test_the_collector_is_down_from_a_failed_export_until_one_succeeds():
     assert ledger.collector_down()
     ledger.exported(2)
     assert not ledger.collector_down()
+
+
+def test_the_sdks_own_processor_metrics_count_what_a_full_queue_drops(monkeypatch):
+    """With OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED, the SDK's processor metric counts the spans a
+    full queue drops although otel-uwsgi drops them itself (the same number as its ledger)."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    ledger, collector = Ledger(interval_s=3600), Collector()
+    collector.release.clear()
+    provider = TracerProvider(shutdown_on_exit=False)
+    try:
+        processor = CountingBatchSpanProcessor(
+            collector, ledger, max_queue_size=10, max_export_batch_size=5, meter_provider=meters
+        )
+    except TypeError:
+        pytest.skip("this SDK's batch processor has no processor metrics")
+    provider.add_span_processor(processor)
+    end_spans(provider, 60)
+    dropped = ledger.counts().queue_full
+    assert dropped > 0
+    points = [
+        point
+        for metric in reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
+        for point in metric.data.data_points
+        if point.attributes.get("error.type") == "queue_full"
+    ]
+    assert sum(p.value for p in points) == dropped
+    collector.release.set()
+    shutdown_bounded(provider, 5, ledger)
