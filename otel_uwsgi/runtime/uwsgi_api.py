@@ -53,6 +53,18 @@ def master_pid() -> int:
     return uwsgi.masterpid() if uwsgi is not None else 0
 
 
+def version() -> tuple[int, ...]:
+    """uWSGI's version as numbers (``2.0.21-debian`` -> ``(2, 0, 21)``); () when unknown."""
+    raw = getattr(uwsgi, "version", b"")
+    text = raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw)
+    numbers = []
+    for part in text.split("-")[0].split("."):
+        if not part.isdigit():
+            break
+        numbers.append(int(part))
+    return tuple(numbers)
+
+
 def has_threads() -> bool:
     """Whether Python threads run in this uWSGI (the real state, not ``enable-threads`` as written)."""
     return bool(getattr(uwsgi, "has_threads", True))

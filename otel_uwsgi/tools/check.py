@@ -161,6 +161,11 @@ def _service_notes(ini: str, port: int, overrides: dict[str, str], workdir: str)
             f"note: your ini serves {', '.join(uwsgi_protocol)} (not HTTP, e.g. the uwsgi protocol behind nginx); "
             f"this check tests over HTTP instead, on its own socket 127.0.0.1:{port}"
         )
+    if not any(key == "die-on-term" and value.lower() in ("", "true", "1", "yes", "on") for key, value in items):
+        notes.append(
+            "note: no `die-on-term = true`: on uWSGI 2.0 the SIGTERM of `docker stop` (or Kubernetes) reloads "
+            "uWSGI instead of stopping it; in a container that loses every worker's queued spans"
+        )
     left = sorted(keys & SERVICE_KEYS - {"spooler"})
     if left:
         notes.append(f"note: left alone, as a running service owns them: {', '.join(left)}")

@@ -12,8 +12,11 @@ from otel_uwsgi.config.settings import load
 from otel_uwsgi.runtime import preflight, uwsgi_api
 
 
-def fake_uwsgi(opt=None, has_threads=True, masterpid=1, numproc=4, worker_id=0, mule_id=0, spooler=False):
+def fake_uwsgi(
+    opt=None, has_threads=True, masterpid=100, numproc=4, worker_id=0, mule_id=0, spooler=False, version=b"2.0.31"
+):
     return types.SimpleNamespace(
+        version=version,
         opt=opt or {},
         has_threads=has_threads,
         numproc=numproc,
@@ -78,3 +81,29 @@ def test_identity(use, kw, expected):
 @pytest.mark.parametrize("value", [b"/etc/app.ini", "/etc/app.ini", [b"/x.ini", b"/etc/app.ini"]])
 def test_config_file_named_in_messages(value):
     assert uwsgi_opt.config_file({"ini": value}) == "/etc/app.ini"
+
+
+@pytest.mark.parametrize(
+    "kw, warned",
+    [
+        ({"masterpid": 1}, True),  # the container's main process, SIGTERM reloads uWSGI 2.0
+        ({"masterpid": 1, "opt": {"die-on-term": True}}, False),
+        ({"masterpid": 1, "opt": {"die-on-term": b"true"}}, False),
+        ({"masterpid": 1, "version": b"2.1.0"}, False),  # 2.1 stops on SIGTERM
+        ({"masterpid": 4242}, False),  # not a container's main process, no container files
+    ],
+)
+def test_a_container_without_die_on_term_is_warned(use, monkeypatch, kw, warned):
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setattr(preflight, "CONTAINER_FILES", ())
+    use(**kw)
+    fatal, warnings = preflight.problems(load({}, {}))
+    assert not fatal
+    assert (preflight.CONTAINER_STOP in warnings) is warned
+    if warned:
+        assert "die-on-term = true" in preflight.CONTAINER_STOP
+
+
+def test_the_uwsgi_version_is_read_as_numbers(use):
+    use(version=b"2.0.21-debian")
+    assert uwsgi_api.version() == (2, 0, 21)

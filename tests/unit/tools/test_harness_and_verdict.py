@@ -137,3 +137,14 @@ def test_the_uwsgi_beside_the_interpreter_comes_first_then_path(tmp_path, monkey
     assert "--uwsgi PATH" in str(raised.value) and "\n" not in str(raised.value)
     with pytest.raises(UwsgiNotFound, match="no such executable"):
         find_uwsgi(str(tmp_path / "missing"))
+
+
+def test_the_check_says_what_an_ini_without_die_on_term_does_in_a_container(tmp_path):
+    from otel_uwsgi.tools.check import _service_notes
+
+    ini = tmp_path / "app.ini"
+    ini.write_text("[uwsgi]\nmaster = true\nmodule = app\n")
+    notes = _service_notes(str(ini), 8000, {}, str(tmp_path))
+    assert any("die-on-term = true" in n and "docker stop" in n for n in notes)
+    ini.write_text("[uwsgi]\nmaster = true\ndie-on-term = true\nmodule = app\n")
+    assert not any("die-on-term" in n for n in _service_notes(str(ini), 8000, {}, str(tmp_path)))
