@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from typing import Optional
+from typing import Any, Optional
 
 from otel_uwsgi.config.settings import Settings
 from otel_uwsgi.runtime import uwsgi_api
@@ -66,10 +66,10 @@ def init_process(settings: Optional[Settings] = None, *, c_exit_handler: bool = 
             provider = build_provider(settings, resource, ledger)
             trace.set_tracer_provider(provider)
             state.provider, state.pid, state.flushed, state.ledger = provider, pid, False, ledger
-            state.others = providers.start(
-                settings, resource, ledger=ledger, process_type=kind, worker_id=worker_id
-            )
+            state.others = providers.start(settings, resource, ledger=ledger, process_type=kind, worker_id=worker_id)
         register_exit(settings, c_exit_handler=c_exit_handler)
+        if kind == "spooler":
+            _flush_after_spooler_tasks(provider, settings["otel-exit-flush-timeout"] / 1000.0)
         elapsed_ms = (time.perf_counter() - started) * 1000
         logger.debug(
             "otel-uwsgi: tracing started in %s pid %d in %.1f ms (%d modules imported)",
@@ -92,3 +92,18 @@ def delivery_counts() -> dict[str, int]:
     if state.ledger is None or state.pid != os.getpid():
         return {}
     return state.ledger.counts().as_dict()
+
+
+def _flush_after_spooler_tasks(provider: Any, timeout_s: float) -> None:
+    """uWSGI SIGKILLs the spooler at every stop and reload, so nothing it still queues survives:
+    its spans are exported after each task instead (bounded by the flush timeout)."""
+    from otel_uwsgi.traces.flush import flush_bounded
+
+    def flush() -> None:
+        if not flush_bounded(provider, timeout_s):
+            logger.warning(
+                "otel-uwsgi: pid %d: the spooler's spans were not exported within %.1f s", os.getpid(), timeout_s
+            )
+
+    if uwsgi_api.after_each_spooler_task(flush):
+        logger.debug("otel-uwsgi: the spooler's spans are exported after each task")

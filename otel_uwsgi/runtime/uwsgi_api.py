@@ -99,6 +99,24 @@ def register_postfork(hook: Callable[[], None]) -> None:
     uwsgi.post_fork_hook = chained
 
 
+def after_each_spooler_task(hook: Callable[[], None]) -> bool:
+    """Run ``hook`` after every task of the spooler function the app set (``uwsgi.spooler``, as
+    ``@spool`` does), whatever the task returned; False when there is none in this process."""
+    original = getattr(uwsgi, "spooler", None)
+    if not callable(original) or getattr(original, "_otel_uwsgi", False):
+        return False
+
+    def spooler(env: Any) -> Any:
+        try:
+            return original(env)
+        finally:
+            hook()
+
+    spooler._otel_uwsgi = True  # type: ignore[attr-defined]
+    uwsgi.spooler = spooler
+    return True
+
+
 def register_atexit(hook: Callable[[], None]) -> None:
     """Chain ``hook`` onto ``uwsgi.atexit`` (called before Python finalises, idle workers only)."""
     previous = getattr(uwsgi, "atexit", None)

@@ -15,6 +15,23 @@ from otel_uwsgi.traces.ledger import Ledger
 logger = logging.getLogger(__name__)
 
 
+def flush_bounded(provider: TracerProvider, timeout_s: float) -> bool:
+    """Export what is queued now, waiting at most ``timeout_s`` (the SDK's ``force_flush`` ignores
+    its timeout, so it runs in a helper thread joined with the deadline).  True when done in time."""
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            provider.force_flush()
+        except Exception:  # noqa: BLE001 - a flush problem never reaches the caller
+            logger.exception("otel-uwsgi: error while flushing spans")
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="otel-uwsgi-flush", daemon=True).start()
+    return done.wait(timeout_s)
+
+
 def shutdown_bounded(provider: TracerProvider, timeout_s: float, ledger: Optional[Ledger] = None) -> bool:
     """Export what is queued and shut down, giving up after ``timeout_s`` seconds.
 
