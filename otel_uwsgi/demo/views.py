@@ -70,11 +70,17 @@ def one_query(request: HttpRequest) -> JsonResponse:
 
 
 def pg_query(request: HttpRequest) -> JsonResponse:
-    """One query on the PostgreSQL database (the settings' ``pg`` alias; or the default one when
-    that is PostgreSQL): ``/db`` through psycopg."""
+    """One query on PostgreSQL: ``/db`` through psycopg (the default database when it is
+    PostgreSQL, else the settings' ``DEMO_POSTGRES``, added as the ``pg`` alias at the first call)."""
+    from django.conf import settings
     from django.db import connections
 
-    alias = "pg" if "pg" in connections else "default"
+    alias = "default"
+    if connections["default"].vendor != "postgresql":
+        alias = "pg"
+        if alias not in connections.settings:
+            both = connections.configure_settings({"default": {}, alias: dict(settings.DEMO_POSTGRES)})
+            connections.settings[alias] = both[alias]
     return JsonResponse({"rows": _query(1, alias), "pid": os.getpid(), "worker": _worker_id()})
 
 
