@@ -77,10 +77,10 @@ debian_uwsgi() {
         failures+=("debian: install")
         return
     fi
-    for ini in minimal django-mysql production strict demo; do
+    for ini in ini/minimal.ini ini/django-mysql.ini ini/production.ini ini/strict.ini otel_uwsgi/demo/demo.ini; do
         if ! OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:9 "$venv/bin/otel-uwsgi" check --uwsgi /usr/bin/uwsgi \
-            "ini/$ini.ini" --requests 60; then
-            failures+=("debian: otel-uwsgi check ini/$ini.ini")
+            "$ini" --requests 60; then
+            failures+=("debian: otel-uwsgi check $ini")
         fi
     done
     echo "debian: $(( $(date +%s) - started )) s"

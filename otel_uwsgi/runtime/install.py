@@ -196,7 +196,10 @@ def _import_after_fork_path(settings: Settings) -> None:
     import otel_uwsgi.traces.provider  # noqa: F401
 
     if settings["otel-lean-spans"]:
-        import otel_uwsgi.traces.lean.tracer  # noqa: F401
+        try:
+            import otel_uwsgi.traces.lean.tracer  # noqa: F401
+        except Exception:  # noqa: BLE001 - an SDK it cannot load with: each worker's provider steps aside and says so
+            pass
     if settings["otel-metrics-exporter"] != "none":
         import otel_uwsgi.metrics.provider  # noqa: F401
         import otel_uwsgi.metrics.server  # noqa: F401
