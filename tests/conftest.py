@@ -16,6 +16,7 @@ from typing import Optional
 
 import pytest
 
+from otel_uwsgi.compat.extensions import NO_EXTENSIONS
 from otel_uwsgi.tools.harness import UwsgiServer, free_port, owned_overrides, prepare_ini
 from otel_uwsgi.tools.receiver import Receiver
 
@@ -191,7 +192,8 @@ def start_uwsgi(receiver: Receiver, tmp_path: Path) -> Iterator[Callable[..., Se
             env = {**(env or {}), "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
         overrides.update({"processes": str(workers), **(extra or {})})
         text = prepare_ini(INI / name, overrides)
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        # OTEL_* settings come from the ini; OTEL_UWSGI_NO_EXTENSIONS is this run's, and uWSGI's.
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") or k == NO_EXTENSIONS}
         environ.update(env or {})
         uwsgi = UwsgiServer(text, env=environ, cwd=str(ROOT), workdir=str(tmp_path / f"uwsgi-{len(started)}"))
         started.append(uwsgi.start())

@@ -2,8 +2,9 @@
 
 uWSGI calls ``uwsgi.atexit`` and Python's ``atexit`` only for an idle worker: a worker stopped
 while busy (``die-on-term`` under load) skips both, so the flush is also hooked as a C exit
-handler.  uWSGI's stop signals are kept away from otel-uwsgi's threads and masked in uWSGI's own
-stop handlers while they run, so a second signal cannot start a nested ``exit()`` mid-flush.
+handler; in a worker the stop guard (:mod:`.stop_guard`) runs it on its own thread first.
+uWSGI's stop signals are kept away from otel-uwsgi's threads and masked in uWSGI's own stop
+handlers while they run, so a second signal cannot start a nested ``exit()`` mid-flush.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -59,7 +61,19 @@ def flush_at_exit() -> None:
             logger.exception("otel-uwsgi: error in the exit flush of pid %d", os.getpid())
 
 
+#: Held for the whole flush: an exit hook that comes second (the stop thread's flush started
+#: late, when the watchdog already let the main thread exit) waits for the first to finish
+#: instead of returning into exit() mid-export.  Re-entrant: a nested call on the same thread
+#: returns at once.
+_flushing = threading.RLock()
+
+
 def _flush_once() -> None:
+    with _flushing:
+        _flush_locked()
+
+
+def _flush_locked() -> None:
     if state.provider is None or state.pid != os.getpid() or state.flushed:
         return
     if uwsgi_api.available():
@@ -115,6 +129,12 @@ def register_exit(settings: Settings, *, c_exit_handler: bool = True) -> None:
 def _register_c_exit_handler() -> None:
     if state.exit_callback is not None:
         return
+    from otel_uwsgi.runtime import stop_guard
+
+    if stop_guard.register_exit(flush_at_exit):
+        # C: after the stop thread's flush, exit() runs no Python at all.
+        state.exit_callback = stop_guard
+        return
     try:
         callback = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p)(_c_exit_handler)
         ctypes.CDLL(None).on_exit(callback, None)
@@ -129,8 +149,9 @@ def _at_first_request(*, register_exit_handler: bool) -> Any:
     uWSGI installs a worker's signal handlers, and with ``lazy-apps`` its own exit handler (which
     finalises Python), only after our post-fork set-up; a server span starts inside a request,
     after both.  Then: register the C exit handler (``lazy-apps``: registered at import, ours
-    would run after uWSGI's and crash; without one a busy worker lost its queue), and make
-    uWSGI's stop handlers block the other stop signals while they run.
+    would run after uWSGI's and crash; without one a busy worker lost its queue), make uWSGI's
+    stop handlers block the other stop signals while they run, and put the stop guard
+    (:mod:`.stop_guard`) in front of them.
     """
     from opentelemetry.sdk.trace import SpanProcessor
     from opentelemetry.trace import SpanKind
@@ -144,6 +165,9 @@ def _at_first_request(*, register_exit_handler: bool) -> Any:
                 if register_exit_handler:
                     _register_c_exit_handler()
                 _mask_stop_signals_in_handlers()
+                from otel_uwsgi.runtime import stop_guard
+
+                stop_guard.guard()
                 _remove_processor(self)
 
     return AtFirstRequest()

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from otel_uwsgi.config.settings import Settings
 from otel_uwsgi.runtime import uwsgi_api
-from otel_uwsgi.runtime.exit_flush import exit_signals_blocked, register_exit
+from otel_uwsgi.runtime.exit_flush import exit_signals_blocked, flush_at_exit, register_exit
 from otel_uwsgi.runtime.state import other_tracer_provider, state
 
 logger = logging.getLogger("otel_uwsgi")
@@ -67,6 +67,11 @@ def init_process(settings: Optional[Settings] = None, *, c_exit_handler: bool = 
             trace.set_tracer_provider(provider)
             state.provider, state.pid, state.flushed, state.ledger = provider, pid, False, ledger
             state.others = providers.start(settings, resource, ledger=ledger, process_type=kind, worker_id=worker_id)
+            if kind == "worker" and uwsgi_api.available():
+                from otel_uwsgi.runtime import stop_guard
+
+                # A busy worker's stop signal is flushed on this thread, not in uWSGI's handler.
+                stop_guard.start(flush_at_exit, exit_wait_ms=settings["otel-exit-flush-timeout"] + 1000)
         register_exit(settings, c_exit_handler=c_exit_handler)
         if kind == "spooler":
             _flush_after_spooler_tasks(provider, settings["otel-exit-flush-timeout"] / 1000.0)

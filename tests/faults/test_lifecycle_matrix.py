@@ -28,6 +28,7 @@ from typing import Optional
 
 import pytest
 
+from otel_uwsgi.runtime import stop_guard
 from otel_uwsgi.tools.receiver import Receiver
 
 from ..conftest import Server, wait_until
@@ -117,6 +118,8 @@ def spans_by_pid(receiver: Receiver) -> dict[int, int]:
 
 CRASH_RE = re.compile(r"uWSGI process (\d+) got Segmentation Fault")
 HUNG_RE = re.compile(r"worker \d+ \(pid: (\d+)\) is taking too much time to die\.\.\.NO MERCY")
+#: Busy workers stopped brutally flush on the stop guard's thread (otel_uwsgi/runtime/stop_guard.py).
+GUARDED = stop_guard.available()
 MERCY = "10"  # worker-reload-mercy in the matrix: a worker stuck in its exit is SIGKILLed after 10 s
 
 
@@ -330,9 +333,10 @@ def test_lifecycle_matrix(start_uwsgi, receiver, mysql, outcome, tmp_path, reque
     assert result.served > 0
     assert not result.unexplained, f"pid: (served, spans) {result.unexplained}"
     if result.crashed:
-        # uWSGI calls exit() from its signal handler, and the flush runs there: a busy worker
-        # interrupted inside the interpreter or malloc can crash, or deadlock until uWSGI kills it
-        # after worker-reload-mercy (losing only its own queue).  Measured: a few per hundred.
+        # Without the stop guard uWSGI's handler calls exit() on the interrupted thread and the
+        # flush runs there: a busy worker can crash, or deadlock until worker-reload-mercy (losing
+        # only its own queue; a few per hundred).  With the guard, no crash is acceptable.
+        assert not GUARDED, f"crash/hang with the stop guard in a {mode} {case}: {result.crashed}"
         assert mode == "load" and not trigger.graceful, f"crash/hang in a {mode} {case}: {result.crashed}"
     # A worker that ends right after answering may not have logged that request: at most one each.
     assert result.extra <= result.pids, f"{result.extra} spans without a logged request from {result.pids} pids"
@@ -351,9 +355,8 @@ def test_lifecycle_matrix(start_uwsgi, receiver, mysql, outcome, tmp_path, reque
         "request has its server span"
         + ("; in-flight requests finish" if mode == "load" and trigger.graceful else "")
         + (
-            " (a busy worker may crash or hang in the exit flush that runs in uWSGI's signal handler: "
-            "then only its own queue is lost)"
-            if mode == "load" and not trigger.graceful
+            " (busy workers flush on the stop guard's thread: no crash, no hang)"
+            if mode == "load" and not trigger.graceful and GUARDED
             else ""
         ),
         measured=f"{result.served} requests served, {result.spans} server spans from {result.pids} pids, "

@@ -3,7 +3,11 @@ the spooler and to a mule (trace context passed along with the task).
 
 ``OTEL_UWSGI_PROBE_DIR``: a directory where marker files ``<hook>-<pid>`` are written:
 ``uwsgi-atexit`` (uWSGI's ``uwsgi.atexit``), ``python-atexit`` (Python's ``atexit``), and
-``busy-<pid>`` while a ``/slow`` request runs.
+``busy-<pid>`` while a ``/slow``, ``/spin`` or ``/hold`` request runs.
+
+``/spin?ms=N`` keeps the interpreter busy (bytecode) for N ms; ``/hold?n=N`` stays in one C call
+that holds the GIL and never checks for signals (``sum(range(N))``), as a long C extension call
+does: the two ways a stop signal can find a busy worker besides a blocking call (``/slow``).
 """
 
 import atexit
@@ -67,6 +71,19 @@ def _app(environ, start_response):
     if path == "/slow":
         busy = mark("busy")
         time.sleep(float(query.get("s", "1")))
+        if MARKS:
+            os.unlink(busy)
+    elif path == "/spin":
+        busy = mark("busy")
+        until = time.monotonic() + float(query.get("ms", "100")) / 1000
+        with tracer.start_as_current_span("spin"):
+            while time.monotonic() < until:
+                pass
+        if MARKS:
+            os.unlink(busy)
+    elif path == "/hold":
+        busy = mark("busy")
+        me["sum"] = sum(range(int(query.get("n", "100000000"))))
         if MARKS:
             os.unlink(busy)
     elif path == "/spool":
