@@ -194,6 +194,9 @@ def _import_after_fork_path(settings: Settings) -> None:
     import otel_uwsgi.traces.ledger  # noqa: F401
     import otel_uwsgi.traces.processor  # noqa: F401
     import otel_uwsgi.traces.provider  # noqa: F401
+    from otel_uwsgi.runtime import stop_guard
+
+    stop_guard.available()  # loads its C part (or finds it missing) once, in the master
 
     if settings["otel-lean-spans"]:
         try:
