@@ -112,3 +112,21 @@ def limit_export_errors(logger_name: str, option: str) -> None:
         if isinstance(existing, ExportErrorLimiter):
             log.removeFilter(existing)  # a fresh one per process: fork copies the old state
     log.addFilter(ExportErrorLimiter(option))
+
+
+def stop_retrying(exporter: Any) -> bool:
+    """From now on, one attempt per batch: a failed export is not retried with backoff.
+
+    At exit the SDK's retries would hold a stop for the whole flush timeout against a collector
+    that refuses or answers 503, though the first answer already tells the outcome.  The
+    exporter's own shutdown signal for its retry loop does it (private: ``_client._shutdown_event``
+    from SDK 1.4x, ``_shutdown_in_progress`` in 1.34-1.3x; it also cuts a backoff under way).
+    Where neither exists (1.33 sleeps between retries), nothing changes and the flush timeout
+    bounds the stop, as before.  True when set.
+    """
+    for owner, name in ((getattr(exporter, "_client", None), "_shutdown_event"), (exporter, "_shutdown_in_progress")):
+        event = getattr(owner, name, None)
+        if callable(getattr(event, "set", None)) and callable(getattr(event, "is_set", None)):
+            event.set()
+            return True
+    return False

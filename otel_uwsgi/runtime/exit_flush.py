@@ -96,6 +96,10 @@ def _flush_locked() -> None:
             DOWN_FLUSH_MS,
         )
         timeout_ms = DOWN_FLUSH_MS
+    if state.ledger is not None:
+        # A batch that fails now is not retried: its first answer (refused, 5xx, 429) is the
+        # outcome, and backoff would only hold the stop until the flush timeout.
+        state.ledger.stop_retrying()
     deadline = time.monotonic() + timeout_ms / 1000.0  # one deadline for traces, metrics and logs
     others = state.others.begin_shutdown() if state.others is not None else None
     shutdown_bounded(state.provider, timeout_ms / 1000.0, state.ledger)

@@ -502,10 +502,11 @@ def test_collector(start_uwsgi, receiver, case_receiver, mysql, outcome, request
     check_books(run.case, run.init_spans, collector.in_flight_slack)
     check_application_unharmed(run)
     if collector.known_dead:
-        # The old workers' last exports failed: their exit flush makes one short attempt.  (At the
-        # final stop the new workers' first exports are still being retried: nothing failed yet,
-        # so the flush timeout bounds them, as any stop.)
+        # The old workers' last exports failed: their exit flush makes one short attempt.  At the
+        # final stop the new workers' exports are still being retried: the exit flush stops the
+        # retries, so each batch gets one more answer (refused, 503) and the stop ends.
         assert run.case.reload_exit_s < 2.0, f"old workers gone {run.case.reload_exit_s:.1f} s after SIGHUP"
+        assert run.case.shutdown_s < 2.0, f"shutdown took {run.case.shutdown_s:.1f} s"
     for reason in collector.must_drop:
         assert run.case.total(reason) > 0, f"nothing counted as {reason}: fault not exercised? {run.case.summaries}"
     if collector.fault is not None and collector.fault.status != 200:
