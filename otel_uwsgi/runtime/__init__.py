@@ -1,6 +1,7 @@
 """What runs inside uWSGI, and when: at ``import otel_uwsgi.auto`` (:mod:`.install`), after fork
 in each worker, mule and the spooler (:mod:`.process`, with :mod:`.resource` and the metrics and
-logs :mod:`.providers`), and at exit (:mod:`.exit_flush`).
+logs :mod:`.providers`), and at exit (:mod:`.exit_flush`; a busy worker's brutal stop through
+:mod:`.stop_guard` and its C part ``_stop.c``).
 
 Belongs here: the only code that imports ``uwsgi`` / ``uwsgidecorators`` (:mod:`.uwsgi_api`), the
 checks of the uWSGI setup (:mod:`.preflight`), the process's state (:mod:`.state`), the hooks
