@@ -47,7 +47,6 @@ static int park_signal;
 static long exit_wait_ms;
 static sem_t wake, watch, done, never;
 static struct sigaction saved[NSIG];
-static int guarded[NSIG];
 static PyObject *exit_callback;
 
 static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
@@ -101,7 +100,7 @@ static void guard_handler(int sig, siginfo_t *info, void *context) {
     errno = saved_errno;
 }
 
-static void to_finishing_and_signal_main(void) {
+static void signal_main(void) {
     int sig = atomic_load(&stop_signal);
     pthread_kill(main_thread, sig ? sig : SIGINT);
 }
@@ -133,7 +132,7 @@ static void *watchdog(void *arg) {
             (void)ignored;
         }
         atomic_store(&fallback, 1);
-        to_finishing_and_signal_main();
+        signal_main();
     }
     return NULL;
 }
@@ -194,10 +193,7 @@ static PyObject *stop_guard(PyObject *self, PyObject *unused) {
         for (size_t j = 0; j < sizeof(stop_signals) / sizeof(stop_signals[0]); j++)
             sigaddset(&action.sa_mask, stop_signals[j]);
         saved[sig] = current;
-        if (sigaction(sig, &action, NULL) == 0) {
-            guarded[sig] = 1;
-            count++;
-        }
+        if (sigaction(sig, &action, NULL) == 0) count++;
     }
     return PyLong_FromLong(count);
 }
@@ -223,7 +219,7 @@ static PyObject *stop_finish(PyObject *self, PyObject *unused) {
     int expected = STOPPING;
     int mine = atomic_compare_exchange_strong(&stage, &expected, FINISHING);
     Py_BEGIN_ALLOW_THREADS
-    if (mine) to_finishing_and_signal_main();
+    if (mine) signal_main();
     for (;;) pause(); /* the main thread's exit() ends the process */
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;

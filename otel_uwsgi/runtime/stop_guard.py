@@ -57,9 +57,9 @@ def start(flush: Callable[[], None], *, exit_wait_ms: int) -> bool:
     here; the exit hooks then flush as before.
     """
     global _thread
-    stop = _load()
-    if stop is None or PARK_SIGNAL is None:
+    if not available():
         return False
+    stop = _load()
     if _thread is not None and _thread.is_alive() and stop.status()["stage"] != "off":
         return True
     try:

@@ -23,8 +23,8 @@ from otel_uwsgi.runtime.preflight import CONTAINER_STOP
 from otel_uwsgi.tools.harness import UwsgiServer, free_port, owned_overrides, prepare_ini
 
 from ..conftest import INI, ROOT, Server, wait_until
-from .test_lifecycle_matrix import CRASH_RE, HUNG_RE, spans_by_pid
-from .test_stop_guard import MIXED, PROBE, Traffic, _busy_workers
+from .test_lifecycle_matrix import CRASH_RE, HUNG_RE, Load, spans_by_pid
+from .test_stop_guard import MIXED, PROBE, _busy_workers
 
 pytestmark = [
     pytest.mark.integration,
@@ -95,8 +95,8 @@ def test_container_stop_with_die_on_term_loses_nothing(container, receiver, outc
     marks = tmp_path / "marks"
     marks.mkdir()
     server, master = container({"die-on-term": "true"}, marks)
-    with Traffic(server.port, MIXED) as traffic:
-        assert wait_until(lambda: traffic.answered >= 4 and len(_busy_workers(marks)) >= 2, 30)
+    with Load(server, plans=MIXED) as load:
+        assert wait_until(lambda: load.completed(None) >= 4 and len(_busy_workers(marks)) >= 2, 30)
         seconds, killed = _docker_stop(server, master)
     log = server.uwsgi.log()
     assert not killed, f"still running {GRACE} s after SIGTERM: {log[-2000:]}"
@@ -126,8 +126,8 @@ def test_container_stop_without_die_on_term_warns(container, receiver, outcome, 
     server, master = container({"die-on-term": "false"}, marks)
     log = server.uwsgi.log()
     assert log.count(WARNING) == 1, log[-3000:]
-    with Traffic(server.port, MIXED) as traffic:
-        assert wait_until(lambda: traffic.answered >= 4 and len(_busy_workers(marks)) >= 2, 30)
+    with Load(server, plans=MIXED) as load:
+        assert wait_until(lambda: load.completed(None) >= 4 and len(_busy_workers(marks)) >= 2, 30)
         before = set(server.uwsgi.served().spawned)
         seconds, killed = _docker_stop(server, master)
     log = server.uwsgi.log()

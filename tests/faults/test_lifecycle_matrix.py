@@ -54,11 +54,13 @@ class Call:
 
 @dataclass
 class Load:
-    """Client threads: some keep a slow request in flight, the others send fast ones."""
+    """Client threads: some keep a slow request in flight, the others send fast ones (or, with
+    ``plans``, each thread loops over its own paths)."""
 
     server: Server
     slow_threads: int = 2
     fast_threads: int = 2
+    plans: Optional[list[tuple[str, ...]]] = None
     calls: list[Call] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -79,7 +81,7 @@ class Load:
             call.ended = time.monotonic()
 
     def __enter__(self) -> Load:
-        plan = [(SLOW,)] * self.slow_threads + [FAST] * self.fast_threads
+        plan = self.plans or [(SLOW,)] * self.slow_threads + [FAST] * self.fast_threads
         self.threads = [threading.Thread(target=self._run, args=(p,), daemon=True) for p in plan]
         for t in self.threads:
             t.start()
@@ -104,9 +106,10 @@ class Load:
                 if c.ended is not None and not c.outcome.isdigit() and c.outcome != "ConnectionRefusedError"
             )
 
-    def completed(self, path: str = SLOW) -> int:
+    def completed(self, path: Optional[str] = SLOW) -> int:
+        """Requests answered 200 on ``path`` (on any path with None)."""
         with self.lock:
-            return sum(1 for c in self.calls if c.path == path and c.outcome == "200")
+            return sum(1 for c in self.calls if path in (None, c.path) and c.outcome == "200")
 
 
 def spans_by_pid(receiver: Receiver) -> dict[int, int]:

@@ -9,21 +9,19 @@ deadlock until worker-reload-mercy in about 1 of 61 (README, Known limitations, 
 
 from __future__ import annotations
 
-import http.client
 import os
 import re
 import signal
 import statistics
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
 from otel_uwsgi.runtime import stop_guard
 
 from ..conftest import Server, wait_until
-from .test_lifecycle_matrix import CRASH_RE, HUNG_RE, spans_by_pid
+from .test_lifecycle_matrix import CRASH_RE, HUNG_RE, Load, spans_by_pid
 
 pytestmark = [
     pytest.mark.integration,
@@ -39,44 +37,6 @@ GUARDED_RE = re.compile(
 )
 UNDELIVERED_RE = re.compile(r"otel-uwsgi: pid \d+ exiting: (\d+) of \d+ span\(s\) were not delivered")
 FALLBACK_RE = re.compile(r"otel-uwsgi: pid (\d+): the exit flush could not run within")
-
-
-@dataclass
-class Traffic:
-    """Client threads that keep every worker busy: each thread loops over its own paths."""
-
-    port: int
-    plans: list[tuple[str, ...]]
-    stop: threading.Event = field(default_factory=threading.Event)
-    answered: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def _run(self, paths: tuple[str, ...]) -> None:
-        i = 0
-        while not self.stop.is_set():
-            path = paths[i % len(paths)]
-            i += 1
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
-            try:
-                conn.request("GET", path)
-                if conn.getresponse().status == 200:
-                    with self.lock:
-                        self.answered += 1
-            except OSError:
-                self.stop.wait(0.05)  # the server is going away: do not spin
-            finally:
-                conn.close()
-
-    def __enter__(self) -> Traffic:
-        self.threads = [threading.Thread(target=self._run, args=(p,), daemon=True) for p in self.plans]
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(25)
 
 
 @dataclass
@@ -109,8 +69,8 @@ def stop_busy(start_uwsgi, receiver, tmp_path, *, name: str, how: str, extra: di
         options["die-on-term"] = "true"
     server: Server = start_uwsgi("minimal.ini", workers=workers, extra=options,
                                  env={"OTEL_UWSGI_PROBE_DIR": str(marks)}, ready_path="/whoami")
-    with Traffic(server.port, [tuple(p) for p in plans]) as traffic:
-        enough = lambda: traffic.answered >= answered and len(_busy_workers(marks)) >= workers  # noqa: E731
+    with Load(server, plans=[tuple(p) for p in plans]) as load:
+        enough = lambda: load.completed(None) >= answered and len(_busy_workers(marks)) >= workers  # noqa: E731
         assert wait_until(enough, 30), server.uwsgi.log()[-3000:]
         busy = len(_busy_workers(marks))
         signum = signal.SIGTERM if how.endswith("term") else signal.SIGINT
