@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from otel_uwsgi.config.settings import Settings
-from otel_uwsgi.runtime import uwsgi_api
+from otel_uwsgi.runtime import stop_guard, uwsgi_api
 from otel_uwsgi.runtime.state import state
 
 logger = logging.getLogger("otel_uwsgi")
@@ -133,8 +133,6 @@ def register_exit(settings: Settings, *, c_exit_handler: bool = True) -> None:
 def _register_c_exit_handler() -> None:
     if state.exit_callback is not None:
         return
-    from otel_uwsgi.runtime import stop_guard
-
     if stop_guard.register_exit(flush_at_exit):
         # C: after the stop thread's flush, exit() runs no Python at all.
         state.exit_callback = stop_guard
@@ -169,8 +167,6 @@ def _at_first_request(*, register_exit_handler: bool) -> Any:
                 if register_exit_handler:
                     _register_c_exit_handler()
                 _mask_stop_signals_in_handlers()
-                from otel_uwsgi.runtime import stop_guard
-
                 stop_guard.guard()
                 _remove_processor(self)
 

@@ -15,7 +15,7 @@ import time
 from typing import Any, Optional
 
 from otel_uwsgi.config.settings import Settings
-from otel_uwsgi.runtime import uwsgi_api
+from otel_uwsgi.runtime import stop_guard, uwsgi_api
 from otel_uwsgi.runtime.exit_flush import exit_signals_blocked, flush_at_exit, register_exit
 from otel_uwsgi.runtime.state import other_tracer_provider, state
 
@@ -68,8 +68,6 @@ def init_process(settings: Optional[Settings] = None, *, c_exit_handler: bool = 
             state.provider, state.pid, state.flushed, state.ledger = provider, pid, False, ledger
             state.others = providers.start(settings, resource, ledger=ledger, process_type=kind, worker_id=worker_id)
             if kind == "worker" and uwsgi_api.available():
-                from otel_uwsgi.runtime import stop_guard
-
                 # A busy worker's stop signal is flushed on this thread, not in uWSGI's handler.
                 stop_guard.start(flush_at_exit, exit_wait_ms=settings["otel-exit-flush-timeout"] + 1000)
         register_exit(settings, c_exit_handler=c_exit_handler)

@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Optional
 
 from opentelemetry.sdk.trace import TracerProvider
@@ -15,21 +16,28 @@ from otel_uwsgi.traces.ledger import Ledger
 logger = logging.getLogger(__name__)
 
 
-def flush_bounded(provider: TracerProvider, timeout_s: float) -> bool:
-    """Export what is queued now, waiting at most ``timeout_s`` (the SDK's ``force_flush`` ignores
-    its timeout, so it runs in a helper thread joined with the deadline).  True when done in time."""
+def _bounded(call: Callable[[], object], timeout_s: float, *, name: str, error: str) -> bool:
+    """Run ``call`` in a daemon helper thread and wait for it at most ``timeout_s`` (the SDK's
+    ``force_flush`` and ``shutdown`` ignore their timeouts, and one export to a dead collector can
+    block for the exporter timeout).  True when it finished in time; an exception is logged."""
     done = threading.Event()
 
     def work() -> None:
         try:
-            provider.force_flush()
-        except Exception:  # noqa: BLE001 - a flush problem never reaches the caller
-            logger.exception("otel-uwsgi: error while flushing spans")
+            call()
+        except Exception:  # noqa: BLE001 - a flush problem never reaches the caller (nor uWSGI's exit path)
+            logger.exception(error)
         finally:
             done.set()
 
-    threading.Thread(target=work, name="otel-uwsgi-flush", daemon=True).start()
+    threading.Thread(target=work, name=name, daemon=True).start()
     return done.wait(timeout_s)
+
+
+def flush_bounded(provider: TracerProvider, timeout_s: float) -> bool:
+    """Export what is queued now, waiting at most ``timeout_s``.  True when done in time."""
+    error = "otel-uwsgi: error while flushing spans"
+    return _bounded(provider.force_flush, timeout_s, name="otel-uwsgi-flush", error=error)
 
 
 def shutdown_bounded(provider: TracerProvider, timeout_s: float, ledger: Optional[Ledger] = None) -> bool:
@@ -42,20 +50,9 @@ def shutdown_bounded(provider: TracerProvider, timeout_s: float, ledger: Optiona
     takes no lock of its own.
     """
     started = time.monotonic()
-    done = threading.Event()
-
-    def work() -> None:
-        try:
-            provider.shutdown()
-        except Exception:  # noqa: BLE001 - never raise into uWSGI's exit path
-            logger.exception("otel-uwsgi: error while flushing spans at exit")
-        finally:
-            done.set()
-
     pending_before = ledger.unfinished() if ledger else 0
-    thread = threading.Thread(target=work, name="otel-uwsgi-exit-flush", daemon=True)
-    thread.start()
-    finished = done.wait(timeout_s)
+    error = "otel-uwsgi: error while flushing spans at exit"
+    finished = _bounded(provider.shutdown, timeout_s, name="otel-uwsgi-exit-flush", error=error)
     elapsed_ms = (time.monotonic() - started) * 1000
     pid = os.getpid()
     if not finished:
