@@ -66,11 +66,19 @@ def flush_at_exit() -> None:
 #: instead of returning into exit() mid-export.  Re-entrant: a nested call on the same thread
 #: returns at once.
 _flushing = threading.RLock()
+#: How long that second hook waits.  Bounded: the first may be stuck on a lock the exiting thread
+#: holds (a stop thread that never finished is why the watchdog let the main thread exit), and an
+#: unbounded wait hung the worker until worker-reload-mercy (seen once with threads = 4).
+SECOND_FLUSH_WAIT_S = 0.5
 
 
 def _flush_once() -> None:
-    with _flushing:
+    if not _flushing.acquire(timeout=SECOND_FLUSH_WAIT_S):
+        return
+    try:
         _flush_locked()
+    finally:
+        _flushing.release()
 
 
 def _flush_locked() -> None:
