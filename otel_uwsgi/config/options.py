@@ -168,6 +168,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("otel-exit-flush-timeout", at_least(1), 5000,
            "Milliseconds a worker may spend flushing queued spans when it exits; must stay below "
            "uWSGI's `worker-reload-mercy`.", env="OTEL_UWSGI_EXIT_FLUSH_TIMEOUT", group=_OURS),
+    Option("otel-span-journal", boolean, True,
+           "Write each ended span, encoded, into this process's journal (a file-backed region under "
+           "`otel-span-journal-dir`) and ship it from there: spans survive harakiri, SIGKILL, the OOM "
+           "killer and segfaults (whoever outlives the process ships them), and the request a worker "
+           "died in becomes an ERROR span. `false`: the SDK's in-memory batch queue (lost at any death).",
+           env="OTEL_UWSGI_SPAN_JOURNAL", group=_OURS),
+    Option("otel-span-journal-dir", path, None,
+           "Directory of the span journals (default `/dev/shm/otel-uwsgi`, else the temp directory): "
+           "one subdirectory per service and uWSGI instance, one file per process.",
+           env="OTEL_UWSGI_SPAN_JOURNAL_DIR", group=_OURS),
+    Option("otel-span-journal-size", at_least(64), 4096,
+           "KiB of ended spans a process's journal holds before new spans are dropped (and counted); "
+           "about 10,000 typical spans in the default 4096.",
+           env="OTEL_UWSGI_SPAN_JOURNAL_SIZE", group=_OURS),
     Option("otel-fast-export", boolean, True,
            "Encode spans with otel-uwsgi's direct OTLP protobuf encoder (same bytes as the SDK's, about "
            "5x less CPU; C where built), gzip at `otel-gzip-level`, and post to a plain `http://` "

@@ -384,6 +384,35 @@ def _encode(spans: Sequence[ReadableSpan]) -> bytes:
     return b"".join(out)
 
 
+def span_field(span: ReadableSpan) -> tuple[Any, bytes]:
+    """(the span's instrumentation scope, its ``ScopeSpans.spans`` field): one span as
+    :func:`encode_spans` writes it inside a batch, for the span journal, which encodes each span
+    as it ends (:mod:`otel_uwsgi.traces.journal`)."""
+    encoded = None
+    cls = type(span)
+    if cls in _DIRECT_TYPES or cls in _LEAN_SPAN_TYPES:
+        scope = span._instrumentation_scope
+        if native_span_field is not None:
+            encoded = native_span_field(span)
+        if encoded is None:
+            encoded = _direct_span(span)
+    else:
+        scope = span.instrumentation_scope
+    if encoded is None:
+        encoded = _field(b"\x12", _span(span))
+    return scope or None, encoded
+
+
+def scope_fields(scope: Any) -> tuple[bytes, bytes]:
+    """The ``ScopeSpans.scope`` and ``ScopeSpans.schema_url`` fields of ``scope`` (None: no scope)."""
+    return _scope_entry(scope)[2], _text(b"\x1a", scope.schema_url if scope else None)
+
+
+def resource_fields(resource: Any) -> tuple[bytes, bytes]:
+    """The ``ResourceSpans.resource`` and ``ResourceSpans.schema_url`` fields of ``resource``."""
+    return _resource_entry(resource)[2], _text(b"\x1a", resource.schema_url)
+
+
 def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
     """The serialised ``ExportTraceServiceRequest`` for ``spans``, as the SDK's encoder makes it."""
     try:

@@ -1,7 +1,7 @@
 """What runs inside uWSGI, and when: at ``import otel_uwsgi.auto`` (:mod:`.install`), after fork
 in each worker, mule and the spooler (:mod:`.process`, with :mod:`.resource` and the metrics and
-logs :mod:`.providers`), and at exit (:mod:`.exit_flush`; a busy worker's brutal stop through
-:mod:`.stop_guard` and its C part ``_stop.c``).
+logs :mod:`.providers`), and at exit (:mod:`.exit_flush` for a graceful exit; the master's
+:mod:`.master_exit` and its C part ``_exit.c`` ship the span journals busy or dead workers left).
 
 Belongs here: the only code that imports ``uwsgi`` / ``uwsgidecorators`` (:mod:`.uwsgi_api`), the
 checks of the uWSGI setup (:mod:`.preflight`), the process's state (:mod:`.state`), the hooks

@@ -1,27 +1,21 @@
-"""The bounded flush at exit, and the hooks that make sure it runs however a worker ends.
+"""The bounded flush at a process's graceful exit.
 
-uWSGI calls ``uwsgi.atexit`` and Python's ``atexit`` only for an idle worker: a worker stopped
-while busy (``die-on-term`` under load) skips both, so the flush is also hooked as a C exit
-handler; in a worker the stop guard (:mod:`.stop_guard`) runs it on its own thread first.
-uWSGI's stop signals are kept away from otel-uwsgi's threads and masked in uWSGI's own stop
-handlers while they run, so a second signal cannot start a nested ``exit()`` mid-flush.
+uWSGI calls ``uwsgi.atexit`` only for an idle worker; a worker that ends otherwise needs no flush
+since its spans are in its span journal.  uWSGI's stop signals are kept away from otel-uwsgi's
+threads, so only the main thread, whose handlers uWSGI installed, takes them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
-from otel_uwsgi.config.settings import Settings
-from otel_uwsgi.runtime import stop_guard, uwsgi_api
+from otel_uwsgi.runtime import uwsgi_api
 from otel_uwsgi.runtime.state import state
 
 logger = logging.getLogger("otel_uwsgi")
@@ -61,39 +55,26 @@ def flush_at_exit() -> None:
             logger.exception("otel-uwsgi: error in the exit flush of pid %d", os.getpid())
 
 
-#: Held for the whole flush: an exit hook that comes second (the stop thread's flush started
-#: late, when the watchdog already let the main thread exit) waits for the first to finish
-#: instead of returning into exit() mid-export.  Re-entrant: a nested call on the same thread
-#: returns at once.
-_flushing = threading.RLock()
-#: How long that second hook waits.  Bounded: the first may be stuck on a lock the exiting thread
-#: holds (a stop thread that never finished is why the watchdog let the main thread exit), and an
-#: unbounded wait hung the worker until worker-reload-mercy (seen once with threads = 4).
-SECOND_FLUSH_WAIT_S = 0.5
+_flushing = threading.Lock()
 
 
 def _flush_once() -> None:
-    if not _flushing.acquire(timeout=SECOND_FLUSH_WAIT_S):
-        return
-    try:
-        _flush_locked()
-    finally:
-        _flushing.release()
+    with _flushing:
+        if state.provider is None or state.pid != os.getpid() or state.flushed or state.settings is None:
+            return
+        state.flushed = True
+        if uwsgi_api.available():
+            # A second stop signal must not start a nested exit() on top of this flush (it would
+            # lose nothing, the journal keeps the spans, but cut the flush short).
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                signal.pthread_sigmask(signal.SIG_BLOCK, EXIT_SIGNALS)
+        _flush()
 
 
-def _flush_locked() -> None:
-    if state.provider is None or state.pid != os.getpid() or state.flushed:
-        return
-    if uwsgi_api.available():
-        # The process is ending: a further stop signal must not start a second exit() on top
-        # of this flush (the flush thread inherits the mask).  Blocked before ``flushed`` is set,
-        # so a signal that slips in first runs the whole flush itself.  SIGKILL still ends it.
-        with contextlib.suppress(AttributeError, OSError, ValueError):
-            signal.pthread_sigmask(signal.SIG_BLOCK, EXIT_SIGNALS)
-    state.flushed = True
+def _flush() -> None:
     from otel_uwsgi.traces.flush import shutdown_bounded
 
-    timeout_ms = state.settings["otel-exit-flush-timeout"] if state.settings else 5000
+    timeout_ms = state.settings["otel-exit-flush-timeout"]
     if state.ledger is not None and state.ledger.collector_down() and timeout_ms > DOWN_FLUSH_MS:
         # The last export failed and none succeeded since: one short attempt, not the whole wait
         # (a hanging collector answers nothing, so it is not "down": the flush timeout bounds it).
@@ -115,119 +96,17 @@ def _flush_locked() -> None:
         others.wait(deadline)
 
 
-def register_exit(settings: Settings, *, c_exit_handler: bool = True) -> None:
-    """Hook process exit where uWSGI cannot skip it.
+def register_exit() -> None:
+    """Flush at this process's exit: through ``uwsgi.atexit`` in uWSGI (an idle worker's graceful
+    exit), Python's ``atexit`` elsewhere.
 
-    ``uwsgi.atexit`` and Python's ``atexit`` are skipped when a worker is stopped while busy (a
-    shutdown under load with ``die-on-term``), losing the queue silently.  A C exit handler
-    (glibc ``on_exit``) runs in every ``exit()``, and before uWSGI's own exit handler finalises
-    Python, since handlers run in reverse order of registration.  ``uwsgi.atexit`` (and Python's
-    ``atexit`` outside uWSGI) stay as fallbacks where ``on_exit`` is missing (musl).
+    A worker that dies any other way (brutal stop while busy, harakiri, SIGKILL, a crash) runs no
+    hook and needs none: its ended spans are already in its span journal, which whoever outlives
+    it ships (:mod:`otel_uwsgi.traces.journal`, :mod:`.master_exit`).
     """
     if not uwsgi_api.available():
-        # A plain Python process finalises the interpreter *before* C exit handlers run: a
-        # ctypes callback there would crash.  Python's atexit is the right hook outside uWSGI.
         import atexit
 
         atexit.register(flush_at_exit)
         return
-    if c_exit_handler:
-        _register_c_exit_handler()
-    if state.provider is not None:
-        state.provider.add_span_processor(_at_first_request(register_exit_handler=not c_exit_handler))
     uwsgi_api.register_atexit(flush_at_exit)
-
-
-def _register_c_exit_handler() -> None:
-    if state.exit_callback is not None:
-        return
-    if stop_guard.register_exit(flush_at_exit):
-        # C: after the stop thread's flush, exit() runs no Python at all.
-        state.exit_callback = stop_guard
-        return
-    try:
-        callback = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p)(_c_exit_handler)
-        ctypes.CDLL(None).on_exit(callback, None)
-        state.exit_callback = callback
-    except (AttributeError, OSError):
-        logger.debug("otel-uwsgi: no on_exit in this libc; relying on atexit hooks")
-
-
-def _at_first_request(*, register_exit_handler: bool) -> Any:
-    """A span processor that finishes the exit set-up when the first server span starts.
-
-    uWSGI installs a worker's signal handlers, and with ``lazy-apps`` its own exit handler (which
-    finalises Python), only after our post-fork set-up; a server span starts inside a request,
-    after both.  Then: register the C exit handler (``lazy-apps``: registered at import, ours
-    would run after uWSGI's and crash; without one a busy worker lost its queue), make uWSGI's
-    stop handlers block the other stop signals while they run, and put the stop guard
-    (:mod:`.stop_guard`) in front of them.
-    """
-    from opentelemetry.sdk.trace import SpanProcessor
-    from opentelemetry.trace import SpanKind
-
-    class AtFirstRequest(SpanProcessor):
-        pending = True
-
-        def on_start(self, span: Any, parent_context: Any = None) -> None:
-            if self.pending and span.kind is SpanKind.SERVER:
-                self.pending = False
-                if register_exit_handler:
-                    _register_c_exit_handler()
-                _mask_stop_signals_in_handlers()
-                stop_guard.guard()
-                _remove_processor(self)
-
-    return AtFirstRequest()
-
-
-def _remove_processor(processor: Any) -> None:
-    """Take a processor whose work is done out of the provider's chain (it would be called
-    three times per span for nothing); left in place if the SDK's chain is not as expected."""
-    chain = getattr(state.provider, "_active_span_processor", None)
-    lock = getattr(chain, "_lock", None)
-    if lock is None or not isinstance(getattr(chain, "_span_processors", None), tuple):
-        return
-    with lock:
-        chain._span_processors = tuple(p for p in chain._span_processors if p is not processor)
-
-
-class _Sigaction(ctypes.Structure):
-    """glibc's ``struct sigaction`` on Linux x86_64 and aarch64."""
-
-    _fields_ = [
-        ("handler", ctypes.c_void_p),
-        ("mask", ctypes.c_ulong * (128 // ctypes.sizeof(ctypes.c_ulong))),
-        ("flags", ctypes.c_int),
-        ("restorer", ctypes.c_void_p),
-    ]
-
-
-def _mask_stop_signals_in_handlers() -> None:
-    """Add the stop signals to the mask of uWSGI's SIGINT / SIGTERM / SIGHUP handlers.
-
-    Those handlers call exit(), so the flush runs inside them.  A second, different stop signal
-    (systemd's SIGTERM to the whole cgroup plus the master's SIGINT) arriving before the flush
-    blocks it started a nested exit() that ended the process mid-flush.  Masked, it waits.
-    """
-    import platform
-
-    if not sys.platform.startswith("linux") or platform.machine() not in ("x86_64", "aarch64"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            action = _Sigaction()
-            if libc.sigaction(int(signum), None, ctypes.byref(action)) != 0:
-                continue
-            if action.handler in (None, 0, 1):  # SIG_DFL / SIG_IGN: not a uWSGI handler
-                continue
-            for other in EXIT_SIGNALS:
-                libc.sigaddset(ctypes.byref(action.mask), int(other))
-            libc.sigaction(int(signum), ctypes.byref(action), None)
-    except (AttributeError, OSError, ValueError):
-        logger.debug("otel-uwsgi: could not adjust the signal masks of uWSGI's handlers")
-
-
-def _c_exit_handler(status: int, arg: Any) -> None:
-    flush_at_exit()

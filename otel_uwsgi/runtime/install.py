@@ -132,12 +132,20 @@ def _install(settings: Settings) -> bool:
             )
             return False
         uwsgi_api.register_postfork(init_process)
+        if settings["otel-span-journal"] and settings["otel-traces-exporter"] == "otlp":
+            from otel_uwsgi.runtime import master_exit
+            from otel_uwsgi.runtime.process import instance
+
+            try:
+                master_exit.arm(settings, instance(settings))
+            except Exception:  # noqa: BLE001 - the workers' own journals still work
+                logger.exception("otel-uwsgi: could not arm the master's exit handler for the span journals")
     else:
         # lazy-apps (or a mule / spooler importing us): the post-fork hook has already run.
         # No C exit handler yet: registered now it would run *after* uWSGI's own handler (added
         # once the app is loaded) has finalised Python, and the ctypes callback would crash the
         # exiting worker; it is registered at the first request instead.
-        init_process(settings, c_exit_handler=False)
+        init_process(settings)
     return True
 
 
@@ -191,12 +199,11 @@ def _import_after_fork_path(settings: Settings) -> None:
     import otel_uwsgi.runtime.providers  # noqa: F401
     import otel_uwsgi.runtime.resource  # noqa: F401
     import otel_uwsgi.traces.flush  # noqa: F401
+    import otel_uwsgi.traces.journal.adopt  # noqa: F401
+    import otel_uwsgi.traces.journal.processor  # noqa: F401
     import otel_uwsgi.traces.ledger  # noqa: F401
     import otel_uwsgi.traces.processor  # noqa: F401
     import otel_uwsgi.traces.provider  # noqa: F401
-    from otel_uwsgi.runtime import stop_guard
-
-    stop_guard.available()  # loads its C part (or finds it missing) once, in the master
 
     if settings["otel-lean-spans"]:
         try:

@@ -15,14 +15,14 @@ import time
 from typing import Any, Optional
 
 from otel_uwsgi.config.settings import Settings
-from otel_uwsgi.runtime import stop_guard, uwsgi_api
-from otel_uwsgi.runtime.exit_flush import exit_signals_blocked, flush_at_exit, register_exit
+from otel_uwsgi.runtime import uwsgi_api
+from otel_uwsgi.runtime.exit_flush import exit_signals_blocked, register_exit
 from otel_uwsgi.runtime.state import other_tracer_provider, state
 
 logger = logging.getLogger("otel_uwsgi")
 
 
-def init_process(settings: Optional[Settings] = None, *, c_exit_handler: bool = True) -> bool:
+def init_process(settings: Optional[Settings] = None) -> bool:
     """Build this process's Resource, provider, processor and exporter; register exit flush.
 
     Safe to call more than once: a second call in the same process does nothing.  Never raises:
@@ -41,7 +41,7 @@ def init_process(settings: Optional[Settings] = None, *, c_exit_handler: bool = 
         from otel_uwsgi.runtime import providers
         from otel_uwsgi.runtime.resource import build_resource
         from otel_uwsgi.traces.ledger import Ledger
-        from otel_uwsgi.traces.provider import build_provider
+        from otel_uwsgi.traces.provider import build_provider, journal_processor
 
         other = other_tracer_provider()
         if other is not None:
@@ -63,15 +63,15 @@ def init_process(settings: Optional[Settings] = None, *, c_exit_handler: bool = 
         )
         ledger = Ledger()
         with exit_signals_blocked():  # the export threads start here
-            provider = build_provider(settings, resource, ledger)
+            provider = build_provider(settings, resource, ledger, journal_place(settings, kind, worker_id, mule_id))
             trace.set_tracer_provider(provider)
             state.provider, state.pid, state.flushed, state.ledger = provider, pid, False, ledger
+            state.journal = journal_processor(provider)
+            if state.journal is not None:
+                state.journal.start()
             state.others = providers.start(settings, resource, ledger=ledger, process_type=kind, worker_id=worker_id)
-            if kind == "worker" and uwsgi_api.available():
-                # A busy worker's stop signal is flushed on this thread, not in uWSGI's handler.
-                stop_guard.start(flush_at_exit, exit_wait_ms=settings["otel-exit-flush-timeout"] + 1000)
-        register_exit(settings, c_exit_handler=c_exit_handler)
-        if kind == "spooler":
+        register_exit()
+        if kind == "spooler" and state.journal is None:
             _flush_after_spooler_tasks(provider, settings["otel-exit-flush-timeout"] / 1000.0)
         elapsed_ms = (time.perf_counter() - started) * 1000
         logger.debug(
@@ -85,6 +85,36 @@ def init_process(settings: Optional[Settings] = None, *, c_exit_handler: bool = 
     except Exception:  # noqa: BLE001 - never break a worker over telemetry
         logger.exception("otel-uwsgi: could not start tracing in pid %d", pid)
         return False
+
+
+def journal_place(settings: Settings, kind: str, worker_id: Optional[int], mule_id: Optional[int]) -> Any:
+    """Where this uWSGI process's span journal goes (None outside uWSGI: a script has no one to
+    outlive it, so its spans wait in memory and are flushed at its exit)."""
+    if not uwsgi_api.available() or kind == "master":
+        return None
+    from otel_uwsgi.traces.journal.region import Owner
+    from otel_uwsgi.traces.provider import JournalPlace
+
+    owner = Owner(
+        pid=os.getpid(),
+        master_pid=uwsgi_api.master_pid(),
+        worker_id=worker_id or 0,
+        harakiri_s=uwsgi_api.harakiri_seconds() if kind == "worker" else 0,
+        created_ns=time.time_ns(),
+    )
+    name = f"{kind}{mule_id}" if kind == "mule" and mule_id else kind
+    return JournalPlace(instance=instance(settings), kind=name, owner=owner)
+
+
+def instance(settings: Settings) -> Any:
+    """This uWSGI instance's journal directory (the same object in the master and, inherited, in
+    every process it forks: the master's shared hold on it is theirs too)."""
+    from otel_uwsgi.traces.journal.directory import Instance, service_dir
+
+    key = f"{uwsgi_api.master_pid()}-{uwsgi_api.started_on()}"
+    if state.instance is None or state.instance.key != key:
+        state.instance = Instance(service_dir(settings["otel-span-journal-dir"], settings["otel-service-name"]), key)
+    return state.instance
 
 
 def delivery_counts() -> dict[str, int]:

@@ -16,7 +16,8 @@ class State:
     provider: Any = None
     pid: int = 0  # the process that owns ``provider``
     flushed: bool = False
-    exit_callback: Any = None  # keeps the ctypes callback alive
+    journal: Any = None  # otel_uwsgi.traces.journal.processor.JournalSpanProcessor of ``provider``
+    instance: Any = None  # otel_uwsgi.traces.journal.directory.Instance of this uWSGI instance
     ledger: Any = None  # otel_uwsgi.traces.ledger.Ledger of ``provider``
     others: Any = None  # otel_uwsgi.runtime.providers.Providers: meter/logger providers beside ``provider``
 

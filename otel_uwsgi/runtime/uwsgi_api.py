@@ -53,6 +53,19 @@ def master_pid() -> int:
     return uwsgi.masterpid() if uwsgi is not None else 0
 
 
+def harakiri_seconds() -> int:
+    """``harakiri`` as configured (0: off); what a request that ran that long was killed by."""
+    raw = options().get("harakiri")
+    if isinstance(raw, list):
+        raw = raw[-1] if raw else None
+    if isinstance(raw, bytes):
+        raw = raw.decode("ascii", "replace")
+    try:
+        return max(0, int(str(raw).strip())) if raw not in (None, True) else 0
+    except ValueError:
+        return 0
+
+
 def version() -> tuple[int, ...]:
     """uWSGI's version as numbers (``2.0.21-debian`` -> ``(2, 0, 21)``); () when unknown."""
     raw = getattr(uwsgi, "version", b"")

@@ -57,6 +57,10 @@ class ReceivedSpan:
     scope: str
     status_code: int
     events: tuple[str, ...]
+    status_message: str = ""
+    event_attributes: tuple[dict[str, Any], ...] = ()
+    start_ns: int = 0
+    end_ns: int = 0
 
     @property
     def pid(self) -> Optional[int]:
@@ -88,6 +92,10 @@ def decode_traces(body: bytes, encoding: str = "") -> list[ReceivedSpan]:
                         scope=ss.scope.name,
                         status_code=span.status.code,
                         events=tuple(e.name for e in span.events),
+                        status_message=span.status.message,
+                        event_attributes=tuple(attributes(e.attributes) for e in span.events),
+                        start_ns=span.start_time_unix_nano,
+                        end_ns=span.end_time_unix_nano,
                     )
                 )
     return spans

@@ -7,6 +7,7 @@ the SDK as explicit arguments, so the SDK's own environment look-ups cannot over
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from opentelemetry.sdk.resources import Resource
@@ -111,8 +112,21 @@ class LeanTracerProvider(TracerProvider):
             return tracer
 
 
-def build_provider(settings: Settings, resource: Resource, ledger: Optional[Ledger] = None) -> TracerProvider:
-    """A TracerProvider with one (counting) BatchSpanProcessor; no SDK atexit hook (we flush with a bound)."""
+@dataclass(frozen=True)
+class JournalPlace:
+    """Where this process's span journal goes, and who it is (set by the post-fork set-up)."""
+
+    instance: Any  # otel_uwsgi.traces.journal.directory.Instance
+    kind: str  # worker, mule, spooler
+    owner: Any  # otel_uwsgi.traces.journal.region.Owner
+
+
+def build_provider(
+    settings: Settings, resource: Resource, ledger: Optional[Ledger] = None, journal: Optional[JournalPlace] = None
+) -> TracerProvider:
+    """A TracerProvider with the span journal's processor (``journal`` given, ``otel-span-journal``
+    on, an OTLP exporter) or else one counting BatchSpanProcessor; no SDK atexit hook (the exit
+    flush is bounded by otel-uwsgi)."""
     provider_class = LeanTracerProvider if settings["otel-lean-spans"] else TracerProvider
     provider = provider_class(
         resource=resource,
@@ -121,10 +135,16 @@ def build_provider(settings: Settings, resource: Resource, ledger: Optional[Ledg
         shutdown_on_exit=False,
     )
     exporter = build_exporter(settings)
-    if exporter is not None:
+    if exporter is None:
+        return provider
+    ledger = ledger or Ledger()
+    processor: Any = None
+    if journal is not None and settings["otel-span-journal"]:
+        processor = _journal_processor(settings, resource, exporter, ledger, journal)
+    if processor is None:
         processor = CountingBatchSpanProcessor(
             exporter,
-            ledger or Ledger(),
+            ledger,
             max_queue_size=settings["otel-bsp-max-queue-size"],
             schedule_delay_millis=settings["otel-bsp-schedule-delay"],
             max_export_batch_size=settings["otel-bsp-max-export-batch-size"],
@@ -132,5 +152,76 @@ def build_provider(settings: Settings, resource: Resource, ledger: Optional[Ledg
         )
         if processor.counts_queue_full:
             mute_sdk_queue_full_warning()
-        provider.add_span_processor(processor)
+    provider.add_span_processor(processor)
     return provider
+
+
+def journal_processor(provider: TracerProvider) -> Any:
+    """The provider's span journal processor, or None (it uses the in-memory batch queue)."""
+    from otel_uwsgi.traces.journal.processor import JournalSpanProcessor
+
+    chain = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", ())
+    return next((p for p in chain if isinstance(p, JournalSpanProcessor)), None)
+
+
+def _journal_processor(
+    settings: Settings, resource: Resource, exporter: SpanExporter, ledger: Ledger, place: JournalPlace
+) -> Any:
+    """The journal's processor, or None with one line saying why the in-memory queue is used."""
+    import functools
+
+    from otel_uwsgi.traces.journal import ship
+    from otel_uwsgi.traces.journal.processor import JournalSpanProcessor
+    from otel_uwsgi.traces.journal.region import Region
+
+    if not ship.can_send(exporter):
+        logger.info(
+            "otel-uwsgi: the span journal needs otel-uwsgi's OTLP/HTTP exporter (otel-fast-export = true); "
+            "spans wait in the SDK's in-memory queue and are lost if the process dies"
+        )
+        return None
+    try:
+        place.instance.hold()
+        path = place.instance.journal_path(place.kind, place.owner.pid)
+        _set_aside(path)
+        region = Region.create(
+            path,
+            capacity=settings["otel-span-journal-size"] * 1024,
+            slot_count=JOURNAL_SLOTS,
+            owner=place.owner,
+            resource=ship.resource_blob(resource),
+        )
+    except Exception as error:  # noqa: BLE001 - no journal is a smaller safety, never a broken worker
+        logger.warning(
+            "otel-uwsgi: pid %d: could not create its span journal under %s (%s: %s); spans wait in memory and "
+            "are lost if the process dies (check otel-span-journal-dir)",
+            place.owner.pid,
+            place.instance.path,
+            type(error).__name__,
+            error,
+        )
+        return None
+    ledger.stop_retrying = functools.partial(otlp.stop_retrying, exporter)
+    return JournalSpanProcessor(
+        region,
+        place.instance,
+        exporter,
+        ledger,
+        schedule_delay_millis=settings["otel-bsp-schedule-delay"],
+        max_export_batch_size=settings["otel-bsp-max-export-batch-size"],
+    )
+
+
+#: In-flight request slots per journal: more requests at once than this (threads x async cores)
+#: are served and traced, but not reported if the process dies mid-request.
+JOURNAL_SLOTS = 32
+
+
+def _set_aside(path: str) -> None:
+    """A journal left at this very path by a process of an earlier run with the same pid (in a
+    container, pids repeat): renamed so the shipping thread still ships it."""
+    import os
+    import time
+
+    if os.path.exists(path):
+        os.rename(path, f"{path[: -len('.journal')]}-{time.time_ns()}.journal")

@@ -23,8 +23,8 @@ from otel_uwsgi.runtime.preflight import CONTAINER_STOP
 from otel_uwsgi.tools.harness import UwsgiServer, free_port, owned_overrides, prepare_ini
 
 from ..conftest import INI, ROOT, Server, wait_until
+from .test_brutal_stops import MIXED, PROBE, _busy_workers
 from .test_lifecycle_matrix import CRASH_RE, HUNG_RE, Load, spans_by_pid
-from .test_stop_guard import MIXED, PROBE, _busy_workers
 
 pytestmark = [
     pytest.mark.integration,

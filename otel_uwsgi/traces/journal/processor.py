@@ -1,0 +1,257 @@
+"""The span processor that writes each ended span into this process's journal, and the thread
+that ships it, adopts the journals of dead processes and keeps the in-flight slots current.
+
+The request thread encodes the span it ends (the work the export thread did before, so the
+instructions per request hardly change) and appends it to the mapped file under a lock; from
+that moment the span survives any death of the process.  A server span also takes an in-flight
+slot when it starts and frees it when it ends.  The shipping thread wakes every
+:data:`TICK_S`: it stamps the journal's heartbeat, refreshes the slots of requests running longer
+than :data:`REFRESH_AFTER_S` (name, attributes, the request thread's Python stack: what the
+ERROR span will say if the process dies now), ships when the batch delay passed or a batch is
+full, and every :data:`ADOPT_EVERY_S` ships the journals of dead processes of its instance.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from typing import Any, Optional
+
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.trace import SpanKind, TraceFlags
+
+from otel_uwsgi.export.protobuf import attributes as encode_attributes
+from otel_uwsgi.traces.journal import adopt, directory, ship
+from otel_uwsgi.traces.journal.inflight import Request, stack_text
+from otel_uwsgi.traces.journal.region import Region
+from otel_uwsgi.traces.ledger import Ledger
+
+logger = logging.getLogger(__name__)
+
+TICK_S = 0.25
+REFRESH_AFTER_S = 0.2
+ADOPT_EVERY_S = 1.0
+PREVIOUS_RUNS_EVERY_S = 60.0
+
+
+class JournalSpanProcessor(SpanProcessor):
+    """Ended spans into the journal at once; shipped from there by one thread."""
+
+    def __init__(
+        self,
+        region: Region,
+        instance: directory.Instance,
+        exporter: Any,
+        ledger: Ledger,
+        *,
+        schedule_delay_millis: int,
+        max_export_batch_size: int,
+    ) -> None:
+        self.region, self.instance, self.exporter, self.ledger = region, instance, exporter, ledger
+        self._delay_s = schedule_delay_millis / 1000.0
+        self._batch = max(1, max_export_batch_size)
+        self._lock = threading.Lock()  # the request threads' appends and slot choices
+        self._ship_lock = threading.Lock()  # one shipper of this journal at a time
+        self._append = region.append
+        self._count_ended = ledger._ended.__next__  # Ledger.ended() without its Python frame
+        self._appended = 0
+        self._handed = 0
+        ledger.queue_len = lambda: self._appended - self._handed
+        self._free = list(range(region.slot_count - 1, -1, -1))
+        self._inflight: dict[int, tuple[int, Any, int]] = {}  # span id -> (slot, span, thread)
+        self._refreshed: dict[int, float] = {}  # slot -> monotonic time of its last refresh
+        self._wake = threading.Event()
+        self._flushed = threading.Condition()
+        self._flush_asked = 0
+        self._flush_done = 0
+        self._stopping = False
+        self._thread: Optional[threading.Thread] = None
+
+    # ------------------------------------------------------------------ the request threads
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        if span._kind is not SpanKind.SERVER:
+            return
+        try:
+            self._take_slot(span)
+        except Exception:  # noqa: BLE001 - a span is never refused over its slot
+            logger.debug("otel-uwsgi: could not register a request in flight", exc_info=True)
+
+    def _take_slot(self, span: Any) -> None:
+        context = span._context
+        if context is None or not context.trace_flags & TraceFlags.SAMPLED:
+            return
+        with self._lock:
+            if not self._free:
+                return  # more requests in flight than slots: this one is not covered
+            index = self._free.pop()
+        thread = threading.get_ident()
+        self._inflight[context.span_id] = (index, span, thread)
+        self.region.put_slot(index, _request(span, thread, b"", "").pack())
+
+    def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        # the SDK hands on_end a ReadableSpan copy: the slot is found by span id
+        slot = self._inflight.pop(context.span_id, None) if self._inflight and context is not None else None
+        if context is not None and context.trace_flags & TraceFlags.SAMPLED:
+            self._count_ended()
+            try:
+                payload = ship.record_of(span)
+            except Exception as error:  # noqa: BLE001 - an unencodable span is counted, never raised
+                self.ledger.failed(1, error)
+                payload = None
+            if payload is not None:
+                with self._lock:
+                    written = self._append(context.span_id, payload)
+                    if written:
+                        self._appended += 1
+                if not written:
+                    self.region.count_drop()
+                    self.ledger.warn("queue_full")
+                elif self._appended - self._handed >= self._batch:
+                    self._wake.set()
+        if slot is not None:
+            self.region.clear_slot(slot[0])
+            self._refreshed.pop(slot[0], None)
+            with self._lock:
+                self._free.append(slot[0])
+
+    # ------------------------------------------------------------------ the shipping thread
+
+    def start(self) -> None:
+        """Start the shipping thread (the caller blocks uWSGI's stop signals around it)."""
+        self._thread = threading.Thread(target=self._run, name="otel-uwsgi-journal", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        next_ship = time.monotonic() + self._delay_s
+        next_adopt = time.monotonic()
+        next_previous = next_adopt
+        while not self._stopping:
+            self._wake.wait(TICK_S)
+            self._wake.clear()
+            if self._stopping:
+                break
+            try:
+                now = time.monotonic()
+                self.region.beat(time.time_ns())
+                self._refresh_slots(now)
+                asked = self._flush_asked
+                if now >= next_ship or asked != self._flush_done or self._appended - self._handed >= self._batch:
+                    self.ship_own()
+                    next_ship = now + self._delay_s
+                    self._flush_finished(asked)
+                if now >= next_adopt:
+                    previous = now >= next_previous
+                    self._adopt(previous_runs=previous)
+                    next_adopt = time.monotonic() + ADOPT_EVERY_S
+                    if previous:
+                        next_previous = now + PREVIOUS_RUNS_EVERY_S
+            except Exception:  # noqa: BLE001 - the thread outlives any one problem
+                logger.exception("otel-uwsgi: error in the span journal's shipping thread")
+
+    def ship_own(self, *, deadline: Optional[float] = None, ack_first: bool = False) -> bool:
+        """Ship this process's unacknowledged records; False when the deadline came first."""
+        wait = -1 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._ship_lock.acquire(timeout=wait):
+            return False
+        try:
+            region, ledger = self.region, self.ledger
+            tail, head = region.pending()
+            while tail < head:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+                records, after, problem = region.read(tail, head, self._batch)
+                if records:
+                    data = ship.body(region.resource, [payload for _, payload in records])
+                    n = len(records)
+                    self._handed += n
+                    ledger.handed(n)
+                    if ack_first:
+                        region.ack(after)
+                    sent = ship.send(self.exporter, data, n)
+                    region.ack(after)
+                    if sent:
+                        ledger.exported(n)
+                    else:
+                        ledger.failed(n)
+                tail = after
+                if problem is not None:  # not expected in our own journal: say so, go on after it
+                    logger.warning("otel-uwsgi: skipping the rest of this process's journal: %s", problem)
+                    region.ack(head)
+                    break
+            return True
+        finally:
+            self._ship_lock.release()
+
+    def _adopt(self, *, previous_runs: bool) -> None:
+        adopt.ship_instance(
+            self.instance, self.exporter, batch=self._batch, deadline=None, ack_first=False,
+            skip=self.region.path, previous_runs=previous_runs,
+        )
+
+    def _refresh_slots(self, now: float) -> None:
+        """Rewrite the slots of requests running longer than REFRESH_AFTER_S as they are now."""
+        if not self._inflight:
+            return
+        frames: Optional[dict[int, Any]] = None
+        now_ns = time.time_ns()
+        for key, (index, span, thread) in list(self._inflight.items()):
+            start = span._start_time or now_ns
+            if now_ns - start < REFRESH_AFTER_S * 1e9 or now - self._refreshed.get(index, 0.0) < TICK_S * 0.9:
+                continue
+            if frames is None:
+                frames = sys._current_frames()
+            try:
+                attributes = b"".join(encode_attributes([], b"\x4a", dict(span._attributes or {})))
+            except RuntimeError:  # the request thread changed them meanwhile: next tick
+                continue
+            request = _request(span, thread, attributes, stack_text(frames.get(thread)), stack_ns=now_ns)
+            if key in self._inflight:  # not ended meanwhile
+                self.region.put_slot(index, request.pack())
+                self._refreshed[index] = now
+
+    # ------------------------------------------------------------------ SpanProcessor
+
+    def _flush_finished(self, asked: int) -> None:
+        with self._flushed:
+            self._flush_done = asked
+            self._flushed.notify_all()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        if self._thread is None or not self._thread.is_alive():
+            return self.ship_own(deadline=time.monotonic() + timeout_millis / 1000.0)
+        with self._flushed:
+            self._flush_asked += 1
+            asked = self._flush_asked
+            self._wake.set()
+            return self._flushed.wait_for(lambda: self._flush_done >= asked, timeout_millis / 1000.0)
+
+    def shutdown(self) -> None:
+        """Stop the thread and ship what is left, acknowledging each batch before it is sent (the
+        caller bounds this; what a deadline leaves stays in the journal for whoever outlives us)."""
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(TICK_S)
+        self.ship_own(ack_first=True)
+
+
+def _request(span: Any, thread: int, attributes: bytes, stack: str, *, stack_ns: int = 0) -> Request:
+    context, parent = span._context, span._parent
+    return Request(
+        trace_id=context.trace_id.to_bytes(16, "big"),
+        span_id=context.span_id,
+        parent_span_id=parent.span_id if parent is not None else 0,
+        parent_remote=bool(parent is not None and parent.is_remote),
+        kind=span._kind.value + 1,  # OTLP numbers kinds one higher than the SDK
+        thread=thread,
+        start_ns=span._start_time or time.time_ns(),
+        stack_ns=stack_ns,
+        scope=ship.scope_prefix(span._instrumentation_scope or None),
+        name=span._name or "",
+        attributes=attributes,
+        stack=stack,
+    )

@@ -1,0 +1,129 @@
+"""Workers that die mid-request on real uWSGI (2 workers, batch delay 60 s so that ended spans sit
+in the worker): harakiri, graceful harakiri, ``kill -9``, a segfault, ``os._exit`` and
+``evil-reload-on-rss``.  Each time, while uWSGI keeps running: the killed request arrives as an
+ERROR span with the client's trace id and parent and the cause (and, for harakiri, the Python
+stack where it hung), its child span arrives, and so does every span the worker had ended;
+nothing arrives twice.  (otel_uwsgi/traces/journal, docs/JOURNAL.md.)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from ..conftest import Server, wait_until
+
+pytestmark = pytest.mark.integration
+
+APP = "tests.faults.apps.dying:application"
+GROUP = "Worker deaths (span journal)"
+
+
+def _busy_pid(marks: Path, timeout: float = 15) -> int:
+    assert wait_until(lambda: any(marks.glob("busy-*")), timeout), "the dying request never started"
+    return int(next(marks.glob("busy-*")).name.split("-")[1])
+
+
+def _send(server: Server, path: str, trace_id: str, parent: str) -> threading.Thread:
+    def call() -> None:
+        try:
+            server.get(path, headers={"traceparent": f"00-{trace_id}-{parent}-01"}, timeout=60)
+        except OSError:
+            pass  # the worker died: uWSGI closes the connection
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    return thread
+
+
+CASES = {
+    # case: (path, uWSGI options, how the test kills it, expected error.type)
+    "harakiri": ("/hang?s=30", {"harakiri": "3"}, None, "harakiri"),
+    "harakiri-graceful": ("/hang?s=30", {"harakiri": "3", "harakiri-graceful-timeout": "2"}, None, "harakiri"),
+    "kill-9": ("/hang?s=30", {}, signal.SIGKILL, "worker_died"),
+    "segfault": ("/segv", {}, None, "worker_died"),
+    "os-exit": ("/exit", {}, None, "worker_died"),
+    "evil-reload-on-rss": ("/grow?mb=300&s=30", {"evil-reload-on-rss": "200"}, None, "worker_died"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_dead_workers_request_and_spans_arrive(start_uwsgi, receiver, outcome, tmp_path, case):
+    """The request a worker died in is an ERROR span in the client's trace, with its cause; the
+    child it ended and every span it had queued arrive within seconds, each exactly once."""
+    path, extra, kill, cause = CASES[case]
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    options = {"module": APP, "otel-bsp-schedule-delay": "60000", "worker-reload-mercy": "10", **extra}
+    server = start_uwsgi("minimal.ini", workers=2, extra=options, env={"OTEL_UWSGI_PROBE_DIR": str(marks)},
+                         ready_path="/")
+    server.hammer("/work?n=3", 24, concurrency=4)
+    trace_id, parent = secrets.token_hex(16), secrets.token_hex(8)
+    started = time.monotonic()
+    _send(server, path, trace_id, parent)
+    pid = _busy_pid(marks)
+    if kill is not None:
+        time.sleep(0.6)  # the request has run a while: its slot holds its attributes and stack
+        os.kill(pid, kill)
+    server.logged()
+    served = server.uwsgi.served()
+    queued = served.requests.get(pid, 0)
+
+    def killed() -> list:
+        return [s for s in receiver.spans if s.trace_id == trace_id and s.kind == "SERVER"]
+
+    def arrived() -> bool:
+        mine = [s for s in receiver.spans if s.pid == pid]
+        return bool(killed()) and sum(s.kind == "SERVER" for s in mine) >= queued + 1
+    assert wait_until(arrived, 20), (
+        f"{case}: after the death of pid {pid}: killed request's span {bool(killed())}, "
+        f"{sum(s.kind == 'SERVER' and s.pid == pid for s in receiver.spans)} server spans of {queued} served\n"
+        + server.uwsgi.log()[-3000:]
+    )
+    seconds = time.monotonic() - started
+    assert server.uwsgi.wait(0.01) is None, "uWSGI itself stopped"
+    (span,) = killed()
+    assert span.parent_span_id == parent
+    assert span.status_code == 2, span
+    assert span.attributes.get("error.type") == cause, span.attributes
+    assert span.pid == pid and span.resource.get("uwsgi.worker.id") in (1, 2)
+    assert "exception" in span.events and span.end_ns >= span.start_ns > 0
+    event = span.event_attributes[span.events.index("exception")]
+    assert event["exception.type"] == cause and event["exception.message"] == span.status_message
+    if cause == "harakiri":
+        assert "harakiri = 3 s" in span.status_message
+        assert "wait_for_the_lock" in event.get("exception.stacktrace", ""), event
+    if case == "kill-9":
+        assert "wait_for_the_lock" in event.get("exception.stacktrace", ""), "the slot was refreshed with the stack"
+        assert span.attributes.get("http.method") == "GET" or span.attributes.get("http.request.method") == "GET"
+    children = [s for s in receiver.spans if s.trace_id == trace_id and s.kind != "SERVER"]
+    assert [c.name for c in children] == ["before-" + path.split("?")[0].strip("/")]
+    assert children[0].parent_span_id == span.span_id
+    mine = [s for s in receiver.spans if s.pid == pid]
+    assert sum(s.kind == "SERVER" for s in mine) == queued + 1
+    work = [s for s in mine if s.kind == "SERVER" and "/work?n=3" in str(s.attributes)]
+    assert sum(s.name.startswith("step-") for s in mine) == 3 * len(work) > 0
+    # the rest arrives at the stop, and nothing twice
+    server.stop()
+    total = server.uwsgi.served().total
+    assert receiver.wait_for(lambda spans: sum(s.kind == "SERVER" for s in spans) >= total + 1, 10)
+    twice = [k for k, n in Counter((s.trace_id, s.span_id) for s in receiver.spans).items() if n > 1]
+    assert not twice, f"shipped twice: {twice[:5]}"
+    outcome(
+        f"death-{case}",
+        group=GROUP,
+        expected=f"{case} kills a worker mid-request (2 workers, batch delay 60 s): the killed request is an "
+        f"ERROR span ({cause}) in the client's trace, its child and all the worker had ended arrive while "
+        "uWSGI runs, nothing twice",
+        measured=f"pid {pid}: killed request ({span.status_message!r}) + its child + {queued} queued requests' "
+        f"{4 * queued} spans arrived {seconds:.1f} s after the request was sent; 0 lost, 0 duplicates",
+        queued=queued,
+        seconds=round(seconds, 1),
+    )

@@ -1,0 +1,190 @@
+"""Shipping what dead processes left, against a real OTLP/HTTP receiver: exactly once even when two
+adopters race, torn journals shipped up to the tear, earlier runs of the same service shipped and
+removed, a living instance or owner never touched; and the processor's own accounting."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind
+
+from otel_uwsgi.export.span_exporter import FastOTLPSpanExporter
+from otel_uwsgi.traces.journal import adopt, directory, ship
+from otel_uwsgi.traces.journal.processor import JournalSpanProcessor
+from otel_uwsgi.traces.journal.region import HEADER_SIZE, SLOT_SIZE, Owner, Region
+from otel_uwsgi.traces.ledger import Ledger
+from otel_uwsgi.tools.receiver import Receiver
+
+RESOURCE = Resource({"service.name": "adopt-test", "process.pid": 4242})
+
+
+def _exporter(receiver: Receiver) -> FastOTLPSpanExporter:
+    return FastOTLPSpanExporter(endpoint=receiver.endpoint + "/v1/traces", timeout=5)
+
+
+def _dead_journal(path: str, spans: int, *, in_flight: bool = False) -> None:
+    """A journal written by a process that then died (SIGKILL), with ``spans`` ended spans."""
+    script = f"""
+import os, signal
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind
+from otel_uwsgi.traces.journal import ship
+from otel_uwsgi.traces.journal.region import Owner, Region
+from otel_uwsgi.traces.journal.inflight import Request
+from otel_uwsgi.traces.journal.processor import _request
+resource = Resource({{"service.name": "adopt-test", "process.pid": os.getpid()}})
+r = Region.create({path!r}, capacity=1 << 20, slot_count=4, owner=Owner(os.getpid(), 1, 2, 5, 1),
+                  resource=ship.resource_blob(resource))
+provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+tracer = provider.get_tracer("t")
+for i in range({spans}):
+    span = tracer.start_span("s%d" % i)
+    span.end()
+    r.append(span.get_span_context().span_id, ship.record_of(span))
+if {in_flight}:
+    live = tracer.start_span("GET /hang", kind=SpanKind.SERVER)
+    r.put_slot(0, _request(live, 1, b"", "stack").pack())
+r.beat(live.start_time + 6_000_000_000 if {in_flight} else 0)
+os.kill(os.getpid(), 9)
+"""
+    assert subprocess.run([sys.executable, "-c", script]).returncode == -9
+
+
+def test_two_adopters_racing_ship_each_span_once(tmp_path):
+    paths = [str(tmp_path / f"worker-{i}.journal") for i in range(6)]
+    for path in paths:
+        _dead_journal(path, 40, in_flight=True)
+    with Receiver() as receiver:
+        script = f"""
+from otel_uwsgi.export.span_exporter import FastOTLPSpanExporter
+from otel_uwsgi.traces.journal.adopt import ship_dead_journals
+e = FastOTLPSpanExporter(endpoint={receiver.endpoint + '/v1/traces'!r}, timeout=5)
+ship_dead_journals({paths!r}, e, batch=7, deadline=None, ack_first=False)
+"""
+        racers = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(2)]
+        assert [p.wait(60) for p in racers] == [0, 0]
+        spans = receiver.spans
+    counts = Counter((s.trace_id, s.span_id) for s in spans)
+    assert len(counts) == 6 * 41 and set(counts.values()) == {1}
+    died = [s for s in spans if s.name == "GET /hang"]
+    assert len(died) == 6 and all(s.status_code == 2 and s.attributes["error.type"] == "harakiri" for s in died)
+    assert not any(os.path.exists(p) for p in paths)
+
+
+def test_a_torn_journal_is_shipped_up_to_the_tear(tmp_path, caplog):
+    path = str(tmp_path / "torn.journal")
+    _dead_journal(path, 5)
+    with open(path, "r+b") as f:  # corrupt the third record's first payload byte
+        region = Region.adopt(path)
+        tail, head = region.pending()
+        records, _, _ = region.read(tail, head, 2)
+        offset = HEADER_SIZE + 4 * SLOT_SIZE + sum((16 + len(p) + 7) & ~7 for _, p in records) + 16
+        region.close()
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with Receiver() as receiver, caplog.at_level(logging.WARNING):
+        shipped = adopt.ship_dead_journals([path], _exporter(receiver), batch=10, deadline=None, ack_first=False)
+        assert receiver.wait_for(lambda s: len(s) >= 2, 5)
+    assert shipped.spans == 2 and shipped.torn == 1
+    assert "fails its checksum" in caplog.text and not os.path.exists(path)
+
+
+def test_a_foreign_file_is_removed_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "old.journal"
+    path.write_bytes(b"OTUWJRN\x00" + b"\x07" * 9000)
+    with caplog.at_level(logging.WARNING):
+        adopt.ship_dead_journals([str(path)], None, batch=10, deadline=None, ack_first=False)
+    assert "is not a journal this otel-uwsgi can read" in caplog.text and not path.exists()
+
+
+def test_earlier_runs_are_shipped_and_removed_running_ones_left_alone(tmp_path):
+    service = directory.service_dir(str(tmp_path), "shop")
+    earlier = directory.Instance(service, "100-1")
+    earlier.hold()
+    _dead_journal(earlier.journal_path("worker", 1), 3)
+    os.close(earlier._lock_fd)  # that run ended
+    running = directory.Instance(service, "200-2")
+    running.hold()
+    _dead_journal(running.journal_path("worker", 2), 4)
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import fcntl, os, sys, time
+fd = os.open({os.path.join(running.path, 'instance.lock')!r}, os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_SH)
+print("held", flush=True)
+time.sleep(60)
+"""], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        os.close(running._lock_fd)  # the other run's process still holds it
+        me = directory.Instance(service, "300-3")
+        me.hold()
+        with Receiver() as receiver:
+            shipped = adopt.ship_instance(me, _exporter(receiver), batch=10, deadline=None, ack_first=False)
+            assert receiver.wait_for(lambda s: len(s) >= 3, 5)
+        assert shipped.spans == 3
+        assert not os.path.exists(earlier.path) and running.journals()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_processor_writes_frees_slots_and_counts_a_full_journal(tmp_path):
+    region = Region.create(str(tmp_path / "me.journal"), capacity=4096, slot_count=2,
+                           owner=Owner(os.getpid(), 1, 1, 0, 1), resource=ship.resource_blob(RESOURCE))
+    ledger = Ledger()
+    instance = directory.Instance(str(tmp_path), "i")
+    with Receiver() as receiver:
+        processor = JournalSpanProcessor(region, instance, _exporter(receiver), ledger, schedule_delay_millis=60000,
+                                         max_export_batch_size=512)
+        provider = TracerProvider(resource=RESOURCE, shutdown_on_exit=False)
+        provider.add_span_processor(processor)
+        tracer = provider.get_tracer("t")
+        server = tracer.start_span("GET /", kind=SpanKind.SERVER)
+        assert len(list(region.slots())) == 1
+        server.end()
+        assert list(region.slots()) == []
+        for i in range(100):  # 4 KiB holds a few dozen of these
+            tracer.start_span(f"span {i}").end()
+        counts = ledger.counts()
+        assert counts.ended == 101 and counts.queue_full == region.dropped > 0
+        assert processor.force_flush(5000) is True
+        assert receiver.wait_for(lambda s: len(s) == 101 - region.dropped, 5)
+        processor.shutdown()
+        assert ledger.counts().exported == 101 - region.dropped
+
+
+def test_the_shipping_thread_keeps_a_long_requests_slot_current(tmp_path):
+    region = Region.create(str(tmp_path / "me.journal"), capacity=65536, slot_count=2,
+                           owner=Owner(os.getpid(), 1, 1, 0, 1), resource=ship.resource_blob(RESOURCE))
+    processor = JournalSpanProcessor(region, directory.Instance(str(tmp_path), "i"), None, Ledger(),
+                                     schedule_delay_millis=60000, max_export_batch_size=512)
+    provider = TracerProvider(resource=RESOURCE, shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    span = provider.get_tracer("t").start_span("GET", kind=SpanKind.SERVER, attributes={"http.method": "GET"})
+    span.set_attribute("http.route", "/item/<id>")
+    processor.start()
+    from otel_uwsgi.traces.journal.inflight import Request
+
+    def current() -> Request:
+        return Request.unpack(next(blob for _, blob in region.slots()))
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not current().stack:
+        time.sleep(0.05)
+    request = current()
+    assert "test_the_shipping_thread_keeps_a_long_requests_slot_current" in request.stack
+    assert b"/item/<id>" in request.attributes and region.heartbeat_ns > span.start_time
+    span.end()
+    processor.shutdown()
+    fcntl.flock(region.fd, fcntl.LOCK_UN)
