@@ -90,7 +90,8 @@ class Instance:
         self, args: argparse.Namespace, endpoint: str, extra: dict[str, str], name: str, uwsgi: str = "uwsgi"
     ) -> None:
         self.port, self.stats_port = free_port(), free_port()
-        overrides: dict[str, str] = dict(owned_overrides(self.port, endpoint))
+        journal_dir = tempfile.mkdtemp(prefix="otel-uwsgi-bench-")
+        overrides: dict[str, str] = dict(owned_overrides(self.port, endpoint, journal_dir))
         overrides.update(
             {
                 "processes": str(args.workers),

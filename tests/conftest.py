@@ -186,7 +186,7 @@ def start_uwsgi(receiver: Receiver, tmp_path: Path) -> Iterator[Callable[..., Se
         endpoint_in_env: bool = False,
     ) -> Server:
         port = free_port()
-        overrides = owned_overrides(port, receiver.endpoint)
+        overrides = owned_overrides(port, receiver.endpoint, str(tmp_path / "journal"))
         if endpoint_in_env:  # for `strict = true`, where otel-* ini keys are rejected
             del overrides["otel-exporter-otlp-endpoint"]
             env = {**(env or {}), "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -66,10 +67,21 @@ def without_otlp_environment() -> Iterator[None]:
         os.environ.update(saved)
 
 
+#: Every OTLP exporter this process built (traces, metrics, logs), for :func:`stop_retrying_all`.
+_built: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def build_exporter(exporter_class: Any, settings: Settings, signal: str, **extra: Any) -> Any:
     """``exporter_class`` (an SDK OTLP/HTTP exporter or a subclass) for ``signal``, from the options only."""
     with without_otlp_environment():
-        return exporter_class(**otlp_arguments(settings, signal), **extra)
+        exporter = exporter_class(**otlp_arguments(settings, signal), **extra)
+    _built.add(exporter)
+    return exporter
+
+
+def stop_retrying_all() -> int:
+    """:func:`stop_retrying` for every exporter of every signal this process built; how many took it."""
+    return sum(stop_retrying(exporter) for exporter in list(_built))
 
 
 class ExportErrorLimiter(logging.Filter):

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+from otel_uwsgi.export import otlp
 from otel_uwsgi.runtime import uwsgi_api
 from otel_uwsgi.runtime.state import state
 
@@ -85,13 +86,12 @@ def _flush() -> None:
             DOWN_FLUSH_MS,
         )
         timeout_ms = DOWN_FLUSH_MS
-    if state.ledger is not None:
-        # A batch that fails now is not retried: its first answer (refused, 5xx, 429) is the
-        # outcome, and backoff would only hold the stop until the flush timeout.
-        state.ledger.stop_retrying()
+    # A batch that fails now is not retried, whatever its signal: its first answer (refused, 5xx,
+    # 429) is the outcome, and backoff would only hold the stop until the flush timeout.
+    otlp.stop_retrying_all()
     deadline = time.monotonic() + timeout_ms / 1000.0  # one deadline for traces, metrics and logs
     others = state.others.begin_shutdown() if state.others is not None else None
-    shutdown_bounded(state.provider, timeout_ms / 1000.0, state.ledger)
+    shutdown_bounded(state.provider, timeout_ms / 1000.0, state.ledger, journal=state.journal is not None)
     if others is not None:
         others.wait(deadline)
 

@@ -66,12 +66,12 @@ def ship_at_exit(settings: Settings, instance: Any) -> None:
         otlp.stop_retrying(exporter)  # the first answer is the outcome at a stop
         shipped = ship_instance(
             instance, exporter, batch=settings["otel-bsp-max-export-batch-size"], deadline=started + timeout_s,
-            ack_first=True, previous_runs=False,
+            ack_first=True, previous_runs=False, skip_cut_exits=True,
         )
         if shipped.left:
             logger.warning(
-                "otel-uwsgi: the master could not ship %d journal(s) within %.1f s (collector slow or "
-                "unreachable); the next start of this service ships them",
+                "otel-uwsgi: %d worker journal(s) still hold spans at the final stop (collector slow or "
+                "unreachable within otel-exit-flush-timeout, %.1f s); the next start of this service ships them",
                 shipped.left,
                 timeout_s,
             )

@@ -79,7 +79,7 @@ def run_check(
     workdir = tempfile.mkdtemp(prefix="otel-uwsgi-check-")
     try:
         port = free_port()
-        overrides = owned_overrides(port, endpoint or receiver.endpoint)
+        overrides = owned_overrides(port, endpoint or receiver.endpoint, os.path.join(workdir, "journal"))
         notes = _service_notes(ini, port, overrides, workdir)
         added, python_notes = python_settings(uwsgi, (key for key, _ in uwsgi_items(ini)))
         overrides.update(added)

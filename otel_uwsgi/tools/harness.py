@@ -50,6 +50,7 @@ OWNED_KEYS = SOCKET_KEYS | SERVICE_KEYS | {
     "daemonize", "daemonize2", "logto", "logto2", "logger", "req-logger", "log-format", "logformat",
     "disable-logging", "log-4xx", "log-5xx", "log-slow", "log-zero", "log-big", "log-sendfile",
     "log-x-forwarded-for", "log-ioerror", "log-master", "log-reopen", "logfile-chown", "logfile-chmod",
+    "otel-span-journal-dir",
 }
 REQUEST_LOG = "otel-uwsgi-req pid=%(pid) wid=%(wid) status=%(status) uri=%(uri)"
 _REQ_RE = re.compile(r"otel-uwsgi-req pid=(\d+) wid=(\d+) status=(\d+)")
@@ -359,10 +360,13 @@ class UwsgiServer:
         self.stop()
 
 
-def owned_overrides(http_port: int, endpoint: str) -> dict[str, str]:
-    """What a check replaces in the user's ini: the socket, the endpoint, the request log line."""
+def owned_overrides(http_port: int, endpoint: str, journal_dir: str) -> dict[str, str]:
+    """What a check replaces in the user's ini: the socket, the endpoint, the request log line, and
+    the span journals' directory (a run of the same service must never ship this one's spans to
+    the real collector, nor this one ship a real run's leftovers to the check's receiver)."""
     return {
         "http-socket": f"127.0.0.1:{http_port}",
         "otel-exporter-otlp-endpoint": endpoint,
         "log-format": REQUEST_LOG,
+        "otel-span-journal-dir": journal_dir,
     }

@@ -40,12 +40,15 @@ def flush_bounded(provider: TracerProvider, timeout_s: float) -> bool:
     return _bounded(provider.force_flush, timeout_s, name="otel-uwsgi-flush", error=error)
 
 
-def shutdown_bounded(provider: TracerProvider, timeout_s: float, ledger: Optional[Ledger] = None) -> bool:
+def shutdown_bounded(
+    provider: TracerProvider, timeout_s: float, ledger: Optional[Ledger] = None, *, journal: bool = False
+) -> bool:
     """Export what is queued and shut down, giving up after ``timeout_s`` seconds.
 
     The SDK's ``force_flush`` ignores its timeout and one export to a dead collector can block
     for the exporter timeout, so the work runs in a helper thread that is joined with a deadline.
-    Spans still queued when the deadline passes are counted as dropped in ``ledger``.  Returns
+    Spans still queued when the deadline passes are counted as dropped in ``ledger`` (``journal``:
+    they stay in the span journal, shipped by the next start, and the log line says so).  Returns
     True when everything finished in time.  Safe to call from a signal handler's exit path: it
     takes no lock of its own.
     """
@@ -59,10 +62,11 @@ def shutdown_bounded(provider: TracerProvider, timeout_s: float, ledger: Optiona
         lost = ledger.give_up() if ledger else 0
         logger.warning(
             "otel-uwsgi: pid %d gave up flushing spans after %.1f s (collector slow or unreachable); "
-            "%d span(s) still queued were dropped (raise otel-exit-flush-timeout to wait longer)",
+            "%d span(s) still queued %s (raise otel-exit-flush-timeout to wait longer)",
             pid,
             elapsed_ms / 1000,
             lost,
+            "stay in its span journal: the next start of this service ships them" if journal else "were dropped",
         )
     else:
         logger.debug("otel-uwsgi: pid %d flushed %d spans in %.1f ms", pid, pending_before, elapsed_ms)

@@ -97,9 +97,6 @@ class Ledger:
         #: it.  Unknown (an SDK that keeps it elsewhere), spans a full queue drops cannot be told
         #: from queued ones: they are not invented as drops but read as pending until the exit.
         self.queue_len: Optional[Callable[[], int]] = None
-        #: Makes the exporter stop retrying failed batches (one attempt each), set by the exporter
-        #: the ledger counts for; called by the exit flush.  True when it could.
-        self.stop_retrying: Callable[[], bool] = lambda: False
 
     def ended(self) -> None:
         """Count one span (``next`` on the counter: callers in the span's path bind it directly)."""

@@ -8,7 +8,6 @@ SDK's one-warning-per-span flood (muted here, reported rate-limited by the ledge
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
@@ -17,7 +16,6 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import TraceFlags
 
-from otel_uwsgi.export.otlp import stop_retrying
 from otel_uwsgi.traces.ledger import Ledger
 
 logger = logging.getLogger("otel_uwsgi")
@@ -28,7 +26,6 @@ class CountingExporter(SpanExporter):
 
     def __init__(self, inner: SpanExporter, ledger: Ledger) -> None:
         self.inner, self.ledger = inner, ledger
-        ledger.stop_retrying = functools.partial(stop_retrying, inner)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         self.ledger.handed(len(spans))

@@ -168,8 +168,6 @@ def _journal_processor(
     settings: Settings, resource: Resource, exporter: SpanExporter, ledger: Ledger, place: JournalPlace
 ) -> Any:
     """The journal's processor, or None with one line saying why the in-memory queue is used."""
-    import functools
-
     from otel_uwsgi.traces.journal import ship
     from otel_uwsgi.traces.journal.processor import JournalSpanProcessor
     from otel_uwsgi.traces.journal.region import Region
@@ -201,7 +199,6 @@ def _journal_processor(
             error,
         )
         return None
-    ledger.stop_retrying = functools.partial(otlp.stop_retrying, exporter)
     return JournalSpanProcessor(
         region,
         place.instance,
@@ -209,6 +206,7 @@ def _journal_processor(
         ledger,
         schedule_delay_millis=settings["otel-bsp-schedule-delay"],
         max_export_batch_size=settings["otel-bsp-max-export-batch-size"],
+        max_queue_size=settings["otel-bsp-max-queue-size"],
     )
 
 

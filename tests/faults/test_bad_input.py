@@ -275,7 +275,8 @@ def test_bad_sampling_values_stop_startup_with_one_line(start_uwsgi, receiver, o
 def _run_ini(tmp_path, receiver, body: bytes, env=None) -> tuple[UwsgiServer, int]:
     """Start uWSGI from ini bytes (to carry bytes that are not UTF-8); the caller stops it."""
     port = free_port()
-    text = prepare_ini(INI / "minimal.ini", {**owned_overrides(port, receiver.endpoint), "processes": "2"})
+    overrides = owned_overrides(port, receiver.endpoint, str(tmp_path / "journal"))
+    text = prepare_ini(INI / "minimal.ini", {**overrides, "processes": "2"})
     environ = env or {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     server = UwsgiServer("", env=environ, cwd=str(ROOT), workdir=str(tmp_path / f"raw-{port}"))
     server.ini_path.write_bytes(text.encode() + body)

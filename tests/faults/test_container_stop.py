@@ -52,7 +52,7 @@ def container(receiver, tmp_path) -> Iterator:
 
     def start(extra: dict[str, str], marks: Path) -> tuple[Server, int]:
         port = free_port()
-        overrides = owned_overrides(port, receiver.endpoint)
+        overrides = owned_overrides(port, receiver.endpoint, str(tmp_path / "journal"))
         overrides.update({"processes": "2", "module": PROBE, "otel-log-level": "debug", **extra})
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         env["OTEL_UWSGI_PROBE_DIR"] = str(marks)

@@ -26,7 +26,8 @@ def test_the_warning_about_the_agents_provider_reaches_uwsgis_log(tmp_path, rece
     if agent is None:
         pytest.fail("opentelemetry-instrument is not installed: pip install opentelemetry-distro (in otel-uwsgi[test])")
     port = free_port()
-    text = prepare_ini(INI / "minimal.ini", {**owned_overrides(port, receiver.endpoint), "processes": "2"})
+    overrides = owned_overrides(port, receiver.endpoint, str(tmp_path / "journal"))
+    text = prepare_ini(INI / "minimal.ini", {**overrides, "processes": "2"})
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update(
         {

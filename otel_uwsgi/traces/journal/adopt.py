@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from otel_uwsgi.traces.journal import directory, ship
 from otel_uwsgi.traces.journal.inflight import Request, dead_span_field, death_of
-from otel_uwsgi.traces.journal.region import NotAJournal, Region
+from otel_uwsgi.traces.journal.region import EXIT_FLUSHING, NotAJournal, Region
 
 logger = logging.getLogger(__name__)
 
@@ -116,9 +116,12 @@ def ship_dead(region: Region, exporter: Any, *, batch: int, deadline: Optional[f
 
 
 def ship_dead_journals(
-    paths: list[str], exporter: Any, *, batch: int, deadline: Optional[float], ack_first: bool, skip: str = ""
+    paths: list[str], exporter: Any, *, batch: int, deadline: Optional[float], ack_first: bool, skip: str = "",
+    skip_cut_exits: bool = False,
 ) -> Shipped:
-    """Ship every journal among ``paths`` whose owner is dead (others are left alone)."""
+    """Ship every journal among ``paths`` whose owner is dead (others are left alone);
+    ``skip_cut_exits``: not those whose owner's own exit flush ran out of time (at a stop, the
+    collector already had a flush timeout to answer; the next start ships them)."""
     total = Shipped()
     for path in paths:
         if path == skip:
@@ -137,6 +140,10 @@ def ship_dead_journals(
             continue
         if region is None:
             continue
+        if skip_cut_exits and region.flags & EXIT_FLUSHING:
+            total.left += 1
+            region.close()
+            continue
         try:
             shipped = ship_dead(region, exporter, batch=batch, deadline=deadline, ack_first=ack_first)
         except Exception:  # noqa: BLE001 - one bad journal never stops the others
@@ -149,11 +156,12 @@ def ship_dead_journals(
 
 def ship_instance(
     instance: directory.Instance, exporter: Any, *, batch: int, deadline: Optional[float], ack_first: bool,
-    skip: str = "", previous_runs: bool = True,
+    skip: str = "", previous_runs: bool = True, skip_cut_exits: bool = False,
 ) -> Shipped:
     """Ship the dead journals of ``instance``, and (``previous_runs``) of the service's earlier runs."""
     total = ship_dead_journals(
-        instance.journals(), exporter, batch=batch, deadline=deadline, ack_first=ack_first, skip=skip
+        instance.journals(), exporter, batch=batch, deadline=deadline, ack_first=ack_first, skip=skip,
+        skip_cut_exits=skip_cut_exits,
     )
     if previous_runs:
         for path in instance.previous_runs():

@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanKind, TraceFlags
 from otel_uwsgi.export.protobuf import attributes as encode_attributes
 from otel_uwsgi.traces.journal import adopt, directory, ship
 from otel_uwsgi.traces.journal.inflight import Request, stack_text
-from otel_uwsgi.traces.journal.region import Region
+from otel_uwsgi.traces.journal.region import EXIT_FLUSHING, Region
 from otel_uwsgi.traces.ledger import Ledger
 
 logger = logging.getLogger(__name__)
@@ -48,10 +48,12 @@ class JournalSpanProcessor(SpanProcessor):
         *,
         schedule_delay_millis: int,
         max_export_batch_size: int,
+        max_queue_size: int = 2048,
     ) -> None:
         self.region, self.instance, self.exporter, self.ledger = region, instance, exporter, ledger
         self._delay_s = schedule_delay_millis / 1000.0
         self._batch = max(1, max_export_batch_size)
+        self._max_queue = max(1, max_queue_size)
         self._lock = threading.Lock()  # the request threads' appends and slot choices
         self._ship_lock = threading.Lock()  # one shipper of this journal at a time
         self._append = region.append
@@ -104,7 +106,10 @@ class JournalSpanProcessor(SpanProcessor):
                 payload = None
             if payload is not None:
                 with self._lock:
-                    written = self._append(context.span_id, payload)
+                    # otel-bsp-max-queue-size bounds the spans waiting, as the SDK's queue does
+                    written = self._appended - self._handed < self._max_queue and self._append(
+                        context.span_id, payload
+                    )
                     if written:
                         self._appended += 1
                 if not written:
@@ -236,7 +241,11 @@ class JournalSpanProcessor(SpanProcessor):
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(TICK_S)
-        self.ship_own(ack_first=True)
+        # Marked while it runs: a flush the exit cuts short leaves the flag, and the master does not
+        # spend a second flush timeout on the same collector (the next start ships the rest).
+        self.region.set_flags(self.region.flags | EXIT_FLUSHING)
+        if self.ship_own(ack_first=True):
+            self.region.set_flags(self.region.flags & ~EXIT_FLUSHING)
 
 
 def _request(span: Any, thread: int, attributes: bytes, stack: str, *, stack_ns: int = 0) -> Request:

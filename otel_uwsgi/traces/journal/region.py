@@ -33,8 +33,10 @@ VERSION = 1
 HEADER_SIZE = 8192
 SLOT_SIZE = 8192
 
-_HEADER = struct.Struct("<8sIIQIIiIQQQQQIII")
-_OFF_HEARTBEAT, _OFF_HEAD, _OFF_TAIL, _OFF_DROPPED = 48, 56, 64, 72
+_HEADER = struct.Struct("<8sIIQIIiIQQQQQIIIQ")
+_OFF_HEARTBEAT, _OFF_HEAD, _OFF_TAIL, _OFF_DROPPED, _OFF_FLAGS = 48, 56, 64, 72, 92
+#: Flag: the owner's exit flush began and has not finished (it may have run out of time).
+EXIT_FLUSHING = 1
 _RESOURCE_AT = _HEADER.size
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
@@ -97,7 +99,7 @@ class Region:
             raise
         _HEADER.pack_into(
             mm, 0, MAGIC, VERSION, HEADER_SIZE, capacity, owner.pid, owner.master_pid, owner.worker_id,
-            owner.harakiri_s, owner.created_ns, owner.created_ns, 0, 0, 0, slot_count, SLOT_SIZE, len(resource),
+            owner.harakiri_s, owner.created_ns, owner.created_ns, 0, 0, 0, slot_count, SLOT_SIZE, len(resource), 0,
         )
         mm[_RESOURCE_AT : _RESOURCE_AT + len(resource)] = resource
         return cls(path, fd, mm, capacity, slot_count, owner, resource)
@@ -132,7 +134,7 @@ class Region:
             head = f.read(_HEADER.size)
         fields = _HEADER.unpack(head)
         magic, version, header_size, capacity, pid, master, wid, harakiri, created = fields[:9]
-        slots, slot_size, rlen = fields[13:]
+        slots, slot_size, rlen = fields[13:16]
         if magic != MAGIC:
             raise NotAJournal("not an otel-uwsgi span journal")
         if version != VERSION or header_size != HEADER_SIZE or slot_size != SLOT_SIZE:
@@ -218,6 +220,13 @@ class Region:
 
     def count_drop(self) -> None:
         _U64.pack_into(self.mm, _OFF_DROPPED, _U64.unpack_from(self.mm, _OFF_DROPPED)[0] + 1)
+
+    @property
+    def flags(self) -> int:
+        return _U64.unpack_from(self.mm, _OFF_FLAGS)[0]
+
+    def set_flags(self, flags: int) -> None:
+        _U64.pack_into(self.mm, _OFF_FLAGS, flags)
 
     @property
     def dropped(self) -> int:

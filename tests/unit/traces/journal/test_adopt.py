@@ -17,11 +17,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 
 from otel_uwsgi.export.span_exporter import FastOTLPSpanExporter
+from otel_uwsgi.tools.receiver import Receiver
 from otel_uwsgi.traces.journal import adopt, directory, ship
 from otel_uwsgi.traces.journal.processor import JournalSpanProcessor
-from otel_uwsgi.traces.journal.region import HEADER_SIZE, SLOT_SIZE, Owner, Region
+from otel_uwsgi.traces.journal.region import EXIT_FLUSHING, HEADER_SIZE, SLOT_SIZE, Owner, Region
 from otel_uwsgi.traces.ledger import Ledger
-from otel_uwsgi.tools.receiver import Receiver
 
 RESOURCE = Resource({"service.name": "adopt-test", "process.pid": 4242})
 
@@ -164,6 +164,19 @@ def test_the_processor_writes_frees_slots_and_counts_a_full_journal(tmp_path):
         assert ledger.counts().exported == 101 - region.dropped
 
 
+def test_otel_bsp_max_queue_size_bounds_the_spans_waiting(tmp_path):
+    region = Region.create(str(tmp_path / "me.journal"), capacity=1 << 20, slot_count=2,
+                           owner=Owner(os.getpid(), 1, 1, 0, 1), resource=ship.resource_blob(RESOURCE))
+    ledger = Ledger()
+    processor = JournalSpanProcessor(region, directory.Instance(str(tmp_path), "i"), None, ledger,
+                                     schedule_delay_millis=60000, max_export_batch_size=512, max_queue_size=60)
+    provider = TracerProvider(resource=RESOURCE, shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    for i in range(100):
+        provider.get_tracer("t").start_span(f"span {i}").end()
+    assert ledger.counts().queue_full == 40 == region.dropped
+
+
 def test_the_shipping_thread_keeps_a_long_requests_slot_current(tmp_path):
     region = Region.create(str(tmp_path / "me.journal"), capacity=65536, slot_count=2,
                            owner=Owner(os.getpid(), 1, 1, 0, 1), resource=ship.resource_blob(RESOURCE))
@@ -188,3 +201,20 @@ def test_the_shipping_thread_keeps_a_long_requests_slot_current(tmp_path):
     span.end()
     processor.shutdown()
     fcntl.flock(region.fd, fcntl.LOCK_UN)
+
+
+def test_a_journal_whose_exit_flush_was_cut_is_left_for_the_next_start(tmp_path):
+    """At the final stop the master skips a journal whose owner's own exit flush ran out of time (the
+    collector already had a flush timeout); ``previous_runs`` shipping takes it later."""
+    path = str(tmp_path / "cut.journal")
+    _dead_journal(path, 3)
+    region = Region.adopt(path)
+    region.set_flags(region.flags | EXIT_FLUSHING)
+    region.close()
+    with Receiver() as receiver:
+        skipped = adopt.ship_dead_journals([path], _exporter(receiver), batch=10, deadline=None, ack_first=True,
+                                           skip_cut_exits=True)
+        assert skipped.left == 1 and os.path.exists(path)
+        shipped = adopt.ship_dead_journals([path], _exporter(receiver), batch=10, deadline=None, ack_first=True)
+        assert receiver.wait_for(lambda s: len(s) == 3, 5)
+    assert shipped.spans == 3 and not os.path.exists(path)
