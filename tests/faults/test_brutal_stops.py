@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import pytest
 
 from otel_uwsgi.runtime import master_exit
+from otel_uwsgi.tools.harness import free_port
+from otel_uwsgi.tools.receiver import Fault, Receiver
 
 from ..conftest import Server, wait_until
 from .test_lifecycle_matrix import CRASH_RE, DIED, HUNG_RE, Load, spans_by_pid
@@ -54,7 +56,8 @@ def _busy_workers(marks) -> set[int]:
 
 
 def stop_busy(start_uwsgi, receiver, tmp_path, *, name: str, how: str, extra: dict[str, str], plans,
-              workers: int = 2, wait_spans: float = 15.0, answered: int = 10) -> Stop:
+              workers: int = 2, wait_spans: float = 15.0, answered: int = 10,
+              env: dict[str, str] | None = None) -> Stop:
     """Start uWSGI with the probe app, keep every worker busy, stop it with ``how`` (``int`` /
     ``term``: to the master; ``group-int`` / ``group-term``: to master and workers), and compare
     uWSGI's request log with the spans received, per pid."""
@@ -64,7 +67,7 @@ def stop_busy(start_uwsgi, receiver, tmp_path, *, name: str, how: str, extra: di
     if how.endswith("term"):
         options["die-on-term"] = "true"
     server: Server = start_uwsgi("minimal.ini", workers=workers, extra=options,
-                                 env={"OTEL_UWSGI_PROBE_DIR": str(marks)}, ready_path="/whoami")
+                                 env={"OTEL_UWSGI_PROBE_DIR": str(marks), **(env or {})}, ready_path="/whoami")
     with Load(server, plans=[tuple(p) for p in plans]) as load:
         enough = lambda: load.completed(None) >= answered and len(_busy_workers(marks)) >= workers  # noqa: E731
         assert wait_until(enough, 30), server.uwsgi.log()[-3000:]
@@ -218,4 +221,65 @@ def test_fifty_brutal_stops_under_load(start_uwsgi, receiver, outcome, tmp_path)
         median_s=round(statistics.median(seconds), 2),
         p90_s=round(p90, 2),
         max_s=round(seconds[-1], 2),
+    )
+
+
+def test_a_stop_while_the_app_logs_through_the_root_logger(start_uwsgi, receiver, outcome, tmp_path):
+    """Log export on and every request logging through the root logger (the handler the exit's log
+    flush uses too): brutal stops of busy workers neither hang nor lose a span, and the logs arrive."""
+    logs = {"otel-logs-exporter": "otlp", "otel-blrp-schedule-delay": "200"}
+    rounds = [stop_busy(start_uwsgi, receiver, tmp_path, name=f"logging-{how}", how=how, extra=logs, plans=MIXED,
+                        env={"OTEL_UWSGI_PROBE_LOG": "1"}) for how in ("int", "group-int", "term")]
+    for r in rounds:
+        _check(r)
+    records = [r for r in receiver.log_records() if "probe request" in str(r.body)]
+    assert records, "no log record of the app arrived"
+    outcome(
+        "journal-stop-while-logging",
+        group=GROUP,
+        expected="SIGINT, SIGINT to the group and SIGTERM with die-on-term while every request logs through the "
+        "root logger with log export on: no hang or crash, stop in uWSGI's reaping, 0 spans lost",
+        measured=f"3 stops: {sum(r.served for r in rounds)} requests served, {sum(r.spans for r in rounds)} server "
+        f"spans, 0 lost, 0 duplicates; {len(records)} log records received; stop took "
+        + ", ".join(f"{r.seconds:.2f}" for r in rounds) + " s",
+        served=sum(r.served for r in rounds),
+    )
+
+
+@pytest.mark.parametrize("collector", ["refused", "503"])
+def test_a_stop_with_a_failing_collector_is_short_for_every_signal(start_uwsgi, receiver, outcome, tmp_path,
+                                                                     collector):
+    """Traces, metrics and logs all on, the collector refusing (nothing listens) or answering 503:
+    every stop (SIGINT, SIGINT to the group, SIGTERM with die-on-term) ends within 2 s, as no
+    exporter retries at exit."""
+    signals = {"otel-metrics-exporter": "otlp", "otel-logs-exporter": "otlp", "otel-metric-export-interval": "1000",
+               "otel-exit-flush-timeout": "5000"}
+    with Receiver() as failing:
+        if collector == "503":
+            failing.fault = Fault(status=503)
+            signals["otel-exporter-otlp-endpoint"] = failing.endpoint
+        else:
+            signals["otel-exporter-otlp-endpoint"] = f"http://127.0.0.1:{free_port()}"
+        rounds = [stop_busy(start_uwsgi, receiver, tmp_path, name=f"{collector}-{how}", how=how, extra=signals,
+                            plans=MIXED, wait_spans=0.1, env={"OTEL_UWSGI_PROBE_LOG": "1"})
+                  for how in ("int", "group-int", "term")]
+        # idle workers exit gracefully: each flushes traces, metrics and logs itself
+        idle = start_uwsgi("minimal.ini", workers=2, extra={"module": PROBE, **signals},
+                           env={"OTEL_UWSGI_PROBE_LOG": "1"}, ready_path="/whoami")
+        idle.hammer("/", 20, concurrency=4)
+        time.sleep(1.5)  # let a metrics export and a log batch fail first (the exporters then retry)
+        started = time.monotonic()
+        idle.uwsgi.send(signal.SIGINT)
+        assert idle.uwsgi.wait(30) is not None
+        idle_s = time.monotonic() - started
+    for r in rounds:
+        assert not r.crashed, r.crashed
+        assert r.seconds < 2.0, f"stop took {r.seconds:.2f} s"
+    assert idle_s < 2.0, f"idle stop took {idle_s:.2f} s"
+    outcome(
+        f"journal-stop-collector-{collector}",
+        group=GROUP,
+        expected=f"collector {collector} with traces, metrics and logs on (exit flush timeout 5 s): SIGINT, SIGINT to "
+        "the group and SIGTERM with die-on-term with busy workers, and SIGINT with idle ones, each stop in under 2 s",
+        measured="busy stops took " + ", ".join(f"{r.seconds:.2f}" for r in rounds) + f" s, the idle one {idle_s:.2f} s",
     )

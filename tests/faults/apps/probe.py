@@ -12,6 +12,7 @@ does: the two ways a stop signal can find a busy worker besides a blocking call 
 
 import atexit
 import json
+import logging
 import os
 import time
 from urllib.parse import parse_qs
@@ -23,6 +24,9 @@ import otel_uwsgi
 import otel_uwsgi.auto  # noqa: F401  (first: it instruments and hooks fork)
 
 MARKS = os.environ.get("OTEL_UWSGI_PROBE_DIR", "")
+#: Set: every request logs one line through the root logger (with log export on, through the
+#: same handler the exit flush's log export uses).
+LOG_EVERY = os.environ.get("OTEL_UWSGI_PROBE_LOG", "")
 tracer = trace.get_tracer("otel_uwsgi.tests.probe")
 
 
@@ -66,6 +70,8 @@ def _json(start_response, data: dict, status: str = "200 OK") -> list:
 
 def _app(environ, start_response):
     path = environ.get("PATH_INFO", "/")
+    if LOG_EVERY:
+        logging.getLogger().warning("probe request %s in pid %d", path, os.getpid())
     query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
     me = {"pid": os.getpid(), "worker": uwsgi.worker_id()}
     if path == "/slow":
