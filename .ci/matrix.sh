@@ -16,7 +16,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 VENVS=${OTEL_UWSGI_CI_VENVS:-/tmp/otel-uwsgi-ci-venvs}
 mkdir -p "$VENVS"
-SMOKE=(tests/integration/test_tracing.py tests/integration/test_changed_sdk.py)
+SMOKE=(tests/integration/test_tracing.py tests/integration/test_changed_sdk.py tests/faults/test_worker_death.py)
 failures=()
 
 run_in_venv() {  # name python constraints-or-empty pytest-args...

@@ -43,6 +43,7 @@ def _send(server: Server, path: str, trace_id: str, parent: str) -> threading.Th
     return thread
 
 
+GEVENT = {"gevent": "20", "gevent-monkey-patch": "true"}
 CASES = {
     # case: (path, uWSGI options, how the test kills it, expected error.type)
     "harakiri": ("/hang?s=30", {"harakiri": "3"}, None, "harakiri"),
@@ -51,6 +52,8 @@ CASES = {
     "segfault": ("/segv", {}, None, "worker_died"),
     "os-exit": ("/exit", {}, None, "worker_died"),
     "evil-reload-on-rss": ("/grow?mb=300&s=30", {"evil-reload-on-rss": "200"}, None, "worker_died"),
+    "harakiri-gevent": ("/hang?s=30", {"harakiri": "3", **GEVENT}, None, "harakiri"),
+    "kill-9-gevent": ("/hang?s=30", GEVENT, signal.SIGKILL, "worker_died"),
 }
 
 
@@ -100,7 +103,7 @@ def test_a_dead_workers_request_and_spans_arrive(start_uwsgi, receiver, outcome,
     if cause == "harakiri":
         assert "harakiri = 3 s" in span.status_message
         assert "wait_for_the_lock" in event.get("exception.stacktrace", ""), event
-    if case == "kill-9":
+    if case.startswith("kill-9"):
         assert "wait_for_the_lock" in event.get("exception.stacktrace", ""), "the slot was refreshed with the stack"
         assert span.attributes.get("http.method") == "GET" or span.attributes.get("http.request.method") == "GET"
     children = [s for s in receiver.spans if s.trace_id == trace_id and s.kind != "SERVER"]
@@ -126,4 +129,37 @@ def test_a_dead_workers_request_and_spans_arrive(start_uwsgi, receiver, outcome,
         f"{4 * queued} spans arrived {seconds:.1f} s after the request was sent; 0 lost, 0 duplicates",
         queued=queued,
         seconds=round(seconds, 1),
+    )
+
+
+def test_a_worker_recycled_by_reload_on_rss_loses_nothing(start_uwsgi, receiver, outcome, tmp_path):
+    """``reload-on-rss``: the worker finishes the request that grew it, then is recycled gracefully;
+    its spans (that request's included, not an ERROR) arrive while uWSGI runs, each once."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    options = {"module": APP, "otel-bsp-schedule-delay": "60000", "reload-on-rss": "200", "min-worker-lifetime": "1"}
+    server = start_uwsgi("minimal.ini", workers=2, extra=options, env={"OTEL_UWSGI_PROBE_DIR": str(marks)},
+                         ready_path="/")
+    server.hammer("/work?n=3", 24, concurrency=4)
+    trace_id, parent = secrets.token_hex(16), secrets.token_hex(8)
+    status, _ = server.get("/grow?mb=300&s=0&keep=1", headers={"traceparent": f"00-{trace_id}-{parent}-01"})
+    assert status == 200
+    pid = _busy_pid(marks)
+    assert wait_until(lambda: "Respawned uWSGI worker" in server.uwsgi.log(), 20), server.uwsgi.log()[-2000:]
+    server.logged()
+    queued = server.uwsgi.served().requests.get(pid, 0)
+    assert receiver.wait_for(lambda spans: sum(s.kind == "SERVER" and s.pid == pid for s in spans) >= queued, 15)
+    (span,) = [s for s in receiver.spans if s.trace_id == trace_id and s.kind == "SERVER"]
+    assert span.status_code != 2 and "error.type" not in span.attributes
+    server.stop()
+    twice = [k for k, n in Counter((s.trace_id, s.span_id) for s in receiver.spans).items() if n > 1]
+    assert not twice
+    outcome(
+        "death-reload-on-rss",
+        group=GROUP,
+        expected="reload-on-rss recycles a worker after the request that grew it: that request is an ordinary span, "
+        "every span of the worker arrives while uWSGI runs, nothing twice",
+        measured=f"pid {pid}: {queued} requests served, {queued} server spans while uWSGI ran (the grown request's "
+        "status not ERROR), 0 duplicates",
+        queued=queued,
     )

@@ -62,7 +62,8 @@ class JournalSpanProcessor(SpanProcessor):
         self._handed = 0
         ledger.queue_len = lambda: self._appended - self._handed
         self._free = list(range(region.slot_count - 1, -1, -1))
-        self._inflight: dict[int, tuple[int, Any, int]] = {}  # span id -> (slot, span, thread)
+        # span id -> (slot, span, thread id, the request's greenlet under gevent or None)
+        self._inflight: dict[int, tuple[int, Any, int, Any]] = {}
         self._refreshed: dict[int, float] = {}  # slot -> monotonic time of its last refresh
         self._wake = threading.Event()
         self._flushed = threading.Condition()
@@ -90,7 +91,7 @@ class JournalSpanProcessor(SpanProcessor):
                 return  # more requests in flight than slots: this one is not covered
             index = self._free.pop()
         thread = threading.get_ident()
-        self._inflight[context.span_id] = (index, span, thread)
+        self._inflight[context.span_id] = (index, span, thread, _greenlet())
         self.region.put_slot(index, _request(span, thread, b"", "").pack())
 
     def on_end(self, span: ReadableSpan) -> None:
@@ -203,7 +204,7 @@ class JournalSpanProcessor(SpanProcessor):
             return
         frames: Optional[dict[int, Any]] = None
         now_ns = time.time_ns()
-        for key, (index, span, thread) in list(self._inflight.items()):
+        for key, (index, span, thread, greenlet) in list(self._inflight.items()):
             start = span._start_time or now_ns
             if now_ns - start < REFRESH_AFTER_S * 1e9 or now - self._refreshed.get(index, 0.0) < TICK_S * 0.9:
                 continue
@@ -213,7 +214,8 @@ class JournalSpanProcessor(SpanProcessor):
                 attributes = b"".join(encode_attributes([], b"\x4a", dict(span._attributes or {})))
             except RuntimeError:  # the request thread changed them meanwhile: next tick
                 continue
-            request = _request(span, thread, attributes, stack_text(frames.get(thread)), stack_ns=now_ns)
+            frame = getattr(greenlet, "gr_frame", None) if greenlet is not None else frames.get(thread)
+            request = _request(span, thread, attributes, stack_text(frame), stack_ns=now_ns)
             if key in self._inflight:  # not ended meanwhile
                 self.region.put_slot(index, request.pack())
                 self._refreshed[index] = now
@@ -246,6 +248,16 @@ class JournalSpanProcessor(SpanProcessor):
         self.region.set_flags(self.region.flags | EXIT_FLUSHING)
         if self.ship_own(ack_first=True):
             self.region.set_flags(self.region.flags & ~EXIT_FLUSHING)
+
+
+def _greenlet() -> Any:
+    """The request's greenlet under gevent's loop engine (its stack is the greenlet's frame, not
+    a thread's), else None."""
+    greenlet = sys.modules.get("greenlet")
+    if greenlet is None:
+        return None
+    current = greenlet.getcurrent()
+    return current if current.parent is not None else None  # the main greenlet is the thread itself
 
 
 def _request(span: Any, thread: int, attributes: bytes, stack: str, *, stack_ns: int = 0) -> Request:

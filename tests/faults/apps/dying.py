@@ -6,7 +6,7 @@ test knows which worker to watch or kill), ``log-<pid>`` when ``/log`` logged.
 ``/work?n=N`` ends N child spans and answers; ``/hang?s=S`` ends a child span, then sleeps in
 ``wait_for_the_lock`` (what harakiri's stack must show); ``/segv`` ends a child span and crashes
 in C; ``/exit`` ends one and calls ``os._exit``; ``/grow?mb=M`` ends one, takes M MB and sleeps
-(for ``evil-reload-on-rss``); ``/log`` logs one line through the root logger.
+(for ``evil-reload-on-rss``; ``keep=1`` holds it past the request, for ``reload-on-rss``); ``/log`` logs one line through the root logger.
 """
 
 import ctypes
@@ -25,6 +25,7 @@ import otel_uwsgi.auto  # noqa: F401  (first: it instruments and hooks fork)
 MARKS = os.environ.get("OTEL_UWSGI_PROBE_DIR", "")
 tracer = trace.get_tracer("otel_uwsgi.tests.dying")
 log = logging.getLogger("dying-app")
+KEPT = []  # /grow?keep=1: memory held past the request (reload-on-rss measures it after the request)
 logging.basicConfig(level=logging.INFO)
 
 
@@ -59,6 +60,8 @@ def _app(environ, start_response):
         hold = bytearray(int(query.get("mb", "300")) * 1024 * 1024)
         for i in range(0, len(hold), 4096):
             hold[i] = 1
+        if query.get("keep"):
+            KEPT.append(hold)
         time.sleep(float(query.get("s", "30")))
     elif path == "/log":
         log.warning("served /log in pid %d", os.getpid())
