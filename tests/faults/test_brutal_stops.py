@@ -281,5 +281,6 @@ def test_a_stop_with_a_failing_collector_is_short_for_every_signal(start_uwsgi, 
         group=GROUP,
         expected=f"collector {collector} with traces, metrics and logs on (exit flush timeout 5 s): SIGINT, SIGINT to "
         "the group and SIGTERM with die-on-term with busy workers, and SIGINT with idle ones, each stop in under 2 s",
-        measured="busy stops took " + ", ".join(f"{r.seconds:.2f}" for r in rounds) + f" s, the idle one {idle_s:.2f} s",
+        measured="busy stops took " + ", ".join(f"{r.seconds:.2f}" for r in rounds)
+        + f" s, the idle one {idle_s:.2f} s",
     )

@@ -54,6 +54,8 @@ CASES = {
     "evil-reload-on-rss": ("/grow?mb=300&s=30", {"evil-reload-on-rss": "200"}, None, "worker_died"),
     "harakiri-gevent": ("/hang?s=30", {"harakiri": "3", **GEVENT}, None, "harakiri"),
     "kill-9-gevent": ("/hang?s=30", GEVENT, signal.SIGKILL, "worker_died"),
+    # without the C extension (no compiler, OTEL_UWSGI_NO_EXTENSIONS): the journal is pure Python
+    "harakiri-no-extensions": ("/hang?s=30", {"harakiri": "3", "env": "OTEL_UWSGI_NO_EXTENSIONS=1"}, None, "harakiri"),
 }
 
 
@@ -64,8 +66,10 @@ def test_a_dead_workers_request_and_spans_arrive(start_uwsgi, receiver, outcome,
     path, extra, kill, cause = CASES[case]
     marks = tmp_path / "marks"
     marks.mkdir()
+    extra = dict(extra)
+    env = dict([extra.pop("env").split("=", 1)]) if "env" in extra else {}
     options = {"module": APP, "otel-bsp-schedule-delay": "60000", "worker-reload-mercy": "10", **extra}
-    server = start_uwsgi("minimal.ini", workers=2, extra=options, env={"OTEL_UWSGI_PROBE_DIR": str(marks)},
+    server = start_uwsgi("minimal.ini", workers=2, extra=options, env={"OTEL_UWSGI_PROBE_DIR": str(marks), **env},
                          ready_path="/")
     server.hammer("/work?n=3", 24, concurrency=4)
     trace_id, parent = secrets.token_hex(16), secrets.token_hex(8)

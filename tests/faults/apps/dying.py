@@ -1,17 +1,16 @@
 """A plain WSGI app whose requests end spans and then die in the ways workers die in production.
 
 ``OTEL_UWSGI_PROBE_DIR``: ``busy-<pid>`` is written there while a request is about to die (so a
-test knows which worker to watch or kill), ``log-<pid>`` when ``/log`` logged.
+test knows which worker to watch or kill).
 
 ``/work?n=N`` ends N child spans and answers; ``/hang?s=S`` ends a child span, then sleeps in
 ``wait_for_the_lock`` (what harakiri's stack must show); ``/segv`` ends a child span and crashes
 in C; ``/exit`` ends one and calls ``os._exit``; ``/grow?mb=M`` ends one, takes M MB and sleeps
-(for ``evil-reload-on-rss``; ``keep=1`` holds it past the request, for ``reload-on-rss``); ``/log`` logs one line through the root logger.
+(for ``evil-reload-on-rss``; ``keep=1`` holds it past the request, for ``reload-on-rss``).
 """
 
 import ctypes
 import json
-import logging
 import os
 import time
 from urllib.parse import parse_qs
@@ -24,9 +23,7 @@ import otel_uwsgi.auto  # noqa: F401  (first: it instruments and hooks fork)
 
 MARKS = os.environ.get("OTEL_UWSGI_PROBE_DIR", "")
 tracer = trace.get_tracer("otel_uwsgi.tests.dying")
-log = logging.getLogger("dying-app")
 KEPT = []  # /grow?keep=1: memory held past the request (reload-on-rss measures it after the request)
-logging.basicConfig(level=logging.INFO)
 
 
 def mark(name: str) -> None:
@@ -42,7 +39,7 @@ def wait_for_the_lock(seconds: float) -> None:
 def _app(environ, start_response):
     path = environ.get("PATH_INFO", "/")
     query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
-    if path != "/work" and path != "/log" and path != "/":
+    if path not in ("/work", "/"):
         with tracer.start_as_current_span("before-" + path.strip("/")):
             pass
         mark("busy")
@@ -63,9 +60,6 @@ def _app(environ, start_response):
         if query.get("keep"):
             KEPT.append(hold)
         time.sleep(float(query.get("s", "30")))
-    elif path == "/log":
-        log.warning("served /log in pid %d", os.getpid())
-        mark("log")
     body = json.dumps({"pid": os.getpid(), "worker": uwsgi.worker_id()}).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
