@@ -15,7 +15,9 @@ from typing import Optional
 
 from otel_uwsgi.export.protobuf import field, pack_fixed32, pack_fixed64, text
 
-_FIXED = struct.Struct("<16sQQBBxxQQQ")  # trace id, span id, parent span id, remote, kind, thread, start, stack time
+#: trace id (high, low 64 bits), span id, parent span id, parent remote, kind, thread, start, stack time
+FIXED = struct.Struct("<QQQQBBxxQQQ")
+_U64 = (1 << 64) - 1
 _LEN = struct.Struct("<I")
 #: Room a stack may take in a slot (the rest of the slot holds the ids, name and attributes).
 STACK_LIMIT = 4000
@@ -40,22 +42,18 @@ class Request:
     stack: str
 
     def pack(self) -> bytes:
-        name, stack = self.name.encode(), self.stack[-STACK_LIMIT:].encode("utf-8", "replace")
-        parts = [
-            _FIXED.pack(
-                self.trace_id, self.span_id, self.parent_span_id, self.parent_remote, self.kind, self.thread,
-                self.start_ns, self.stack_ns,
-            )
-        ]
-        for blob in (self.scope, name, self.attributes, stack):
-            parts.append(_LEN.pack(len(blob)))
-            parts.append(blob)
-        return b"".join(parts)
+        trace_id = int.from_bytes(self.trace_id, "big")
+        head = FIXED.pack(
+            trace_id >> 64, trace_id & _U64, self.span_id, self.parent_span_id, self.parent_remote, self.kind,
+            self.thread, self.start_ns, self.stack_ns,
+        )
+        return head + tail(self.scope, self.name, self.attributes, self.stack)
 
     @classmethod
     def unpack(cls, blob: bytes) -> Request:
-        trace_id, span_id, parent, remote, kind, thread, start, stack_ns = _FIXED.unpack_from(blob)
-        at, parts = _FIXED.size, []
+        high, low, span_id, parent, remote, kind, thread, start, stack_ns = FIXED.unpack_from(blob)
+        trace_id = ((high << 64) | low).to_bytes(16, "big")
+        at, parts = FIXED.size, []
         for _ in range(4):
             (n,) = _LEN.unpack_from(blob, at)
             at += _LEN.size
@@ -68,6 +66,16 @@ class Request:
             trace_id, span_id, parent, bool(remote), kind, thread, start, stack_ns, scope,
             name.decode("utf-8", "replace"), attributes, stack.decode("utf-8", "replace"),
         )
+
+
+def tail(scope: bytes, name: str, attributes: bytes = b"", stack: str = "") -> bytes:
+    """What follows a slot's fixed fields: scope prefix, name, attributes, stack, each length-prefixed
+    (a request's start writes the same tail for every span of one scope and name: it is cached)."""
+    parts = []
+    for blob in (scope, name.encode(), attributes, stack[-STACK_LIMIT:].encode("utf-8", "replace")):
+        parts.append(_LEN.pack(len(blob)))
+        parts.append(blob)
+    return b"".join(parts)
 
 
 @dataclass(frozen=True)

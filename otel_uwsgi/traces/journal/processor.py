@@ -24,11 +24,30 @@ from opentelemetry.trace import SpanKind, TraceFlags
 
 from otel_uwsgi.export.protobuf import attributes as encode_attributes
 from otel_uwsgi.traces.journal import adopt, directory, ship
-from otel_uwsgi.traces.journal.inflight import Request, stack_text
+from otel_uwsgi.compat.sdk import CONTEXT_AS_TUPLE
+from otel_uwsgi.traces.journal.inflight import FIXED, Request, stack_text, tail
 from otel_uwsgi.traces.journal.region import EXIT_FLUSHING, Region
 from otel_uwsgi.traces.ledger import Ledger
 
 logger = logging.getLogger(__name__)
+
+_SERVER = SpanKind.SERVER
+_SAMPLED = int(TraceFlags.SAMPLED)
+_OTLP_SERVER = 2
+_U64 = (1 << 64) - 1
+_FIXED_PACK = FIXED.pack
+_get_ident = threading.get_ident
+_modules = sys.modules
+
+
+def _ids(context: Any) -> tuple[Any, ...]:
+    """(trace id, span id, is remote, trace flags, trace state, is valid) of a SpanContext."""
+    return (
+        context
+        if CONTEXT_AS_TUPLE
+        else (context.trace_id, context.span_id, context.is_remote, context.trace_flags, context.trace_state, True)
+    )
+
 
 TICK_S = 0.25
 REFRESH_AFTER_S = 0.2
@@ -62,6 +81,7 @@ class JournalSpanProcessor(SpanProcessor):
         self._handed = 0
         ledger.queue_len = lambda: self._appended - self._handed
         self._free = list(range(region.slot_count - 1, -1, -1))
+        self._tails: dict[tuple[int, str], tuple[Any, bytes]] = {}  # (id(scope), name) -> (scope, slot tail)
         # span id -> (slot, span, thread id, the request's greenlet under gevent or None)
         self._inflight: dict[int, tuple[int, Any, int, Any]] = {}
         self._refreshed: dict[int, float] = {}  # slot -> monotonic time of its last refresh
@@ -75,30 +95,43 @@ class JournalSpanProcessor(SpanProcessor):
     # ------------------------------------------------------------------ the request threads
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
-        if span._kind is not SpanKind.SERVER:
+        if span._kind is not _SERVER:
             return
         try:
-            self._take_slot(span)
+            trace_id, span_id, _, flags, _, _ = _ids(span._context)
+            free = self._free
+            if not flags & _SAMPLED or not free:
+                return  # more requests in flight than slots: this one is not covered
+            index = free.pop()  # atomic under the GIL, as is the append that gives it back
+            thread = _get_ident()
+            self._inflight[span_id] = (index, span, thread, _greenlet() if "greenlet" in _modules else None)
+            scope, name = span._instrumentation_scope, span._name
+            key = (id(scope), name)
+            entry = self._tails.get(key)
+            if entry is None or entry[0] is not scope:
+                entry = self._tails[key] = (scope, tail(ship.scope_prefix(scope or None), name or ""))
+                if len(self._tails) > 1024:
+                    self._tails.clear()
+            parent = span._parent
+            self.region.put_slot(
+                index,
+                _FIXED_PACK(
+                    trace_id >> 64, trace_id & _U64, span_id, parent[1] if parent else 0, bool(parent and parent[2]),
+                    _OTLP_SERVER, thread, span._start_time or 0, 0,
+                )
+                + entry[1],
+            )
         except Exception:  # noqa: BLE001 - a span is never refused over its slot
             logger.debug("otel-uwsgi: could not register a request in flight", exc_info=True)
 
-    def _take_slot(self, span: Any) -> None:
-        context = span._context
-        if context is None or not context.trace_flags & TraceFlags.SAMPLED:
-            return
-        with self._lock:
-            if not self._free:
-                return  # more requests in flight than slots: this one is not covered
-            index = self._free.pop()
-        thread = threading.get_ident()
-        self._inflight[context.span_id] = (index, span, thread, _greenlet())
-        self.region.put_slot(index, _request(span, thread, b"", "").pack())
-
     def on_end(self, span: ReadableSpan) -> None:
-        context = span.context
-        # the SDK hands on_end a ReadableSpan copy: the slot is found by span id
-        slot = self._inflight.pop(context.span_id, None) if self._inflight and context is not None else None
-        if context is not None and context.trace_flags & TraceFlags.SAMPLED:
+        _, span_id, _, flags, _, _ = _ids(span._context)
+        if self._inflight:  # the SDK hands on_end a ReadableSpan copy: the slot is found by span id
+            slot = self._inflight.pop(span_id, None)
+            if slot is not None:
+                self.region.clear_slot(slot[0])
+                self._free.append(slot[0])
+        if flags & _SAMPLED:
             self._count_ended()
             try:
                 payload = ship.record_of(span)
@@ -108,21 +141,14 @@ class JournalSpanProcessor(SpanProcessor):
             if payload is not None:
                 with self._lock:
                     # otel-bsp-max-queue-size bounds the spans waiting, as the SDK's queue does
-                    written = self._appended - self._handed < self._max_queue and self._append(
-                        context.span_id, payload
-                    )
+                    written = self._appended - self._handed < self._max_queue and self._append(span_id, payload)
                     if written:
                         self._appended += 1
                 if not written:
                     self.region.count_drop()
                     self.ledger.warn("queue_full")
-                elif self._appended - self._handed >= self._batch:
+                elif self._appended - self._handed >= self._batch and not self._wake.is_set():
                     self._wake.set()
-        if slot is not None:
-            self.region.clear_slot(slot[0])
-            self._refreshed.pop(slot[0], None)
-            with self._lock:
-                self._free.append(slot[0])
 
     # ------------------------------------------------------------------ the shipping thread
 
@@ -142,8 +168,9 @@ class JournalSpanProcessor(SpanProcessor):
                 break
             try:
                 now = time.monotonic()
-                self.region.beat(time.time_ns())
-                self._refresh_slots(now)
+                if self._inflight:  # a death now would end these requests: date it
+                    self.region.beat(time.time_ns())
+                    self._refresh_slots(now)
                 asked = self._flush_asked
                 if now >= next_ship or asked != self._flush_done or self._appended - self._handed >= self._batch:
                     self.ship_own()
@@ -169,7 +196,7 @@ class JournalSpanProcessor(SpanProcessor):
             while tail < head:
                 if deadline is not None and time.monotonic() >= deadline:
                     return False
-                records, after, problem = region.read(tail, head, self._batch)
+                records, after, problem = region.read(tail, head, self._batch, verify=False)
                 if records:
                     data = ship.body(region.resource, [payload for _, payload in records])
                     n = len(records)

@@ -176,7 +176,8 @@ class Region:
             head += skip
             pos = 0
         at = ring + pos
-        mm[at : at + _RECORD.size + n] = _RECORD.pack(n, zlib.crc32(payload, span_id & 0xFFFFFFFF), span_id) + payload
+        _RECORD.pack_into(mm, at, n, zlib.crc32(payload, span_id & 0xFFFFFFFF), span_id)
+        mm[at + _RECORD.size : at + _RECORD.size + n] = payload
         head += size
         _U64.pack_into(mm, _OFF_HEAD, head)  # last: the record exists from here on
         self._head = head
@@ -186,12 +187,15 @@ class Region:
         """(tail, head): the records not acknowledged yet lie between them."""
         return _U64.unpack_from(self.mm, _OFF_TAIL)[0], _U64.unpack_from(self.mm, _OFF_HEAD)[0]
 
-    def read(self, start: int, end: int, limit: int) -> tuple[list[tuple[int, bytes]], int, Optional[str]]:
+    def read(
+        self, start: int, end: int, limit: int, *, verify: bool = True
+    ) -> tuple[list[tuple[int, bytes]], int, Optional[str]]:
         """Up to ``limit`` records from byte counter ``start`` to ``end``: (records as (span id,
         payload), the counter after the last one read, why reading stopped early or None).
 
         A record whose length or checksum is wrong stops the reading there: what follows it cannot
-        be trusted to start where the length says."""
+        be trusted to start where the length says.  ``verify=False`` skips the checksums (the
+        owner reading what it wrote itself, in this process's lifetime)."""
         out: list[tuple[int, bytes]] = []
         mm, ring, capacity = self.mm, self._ring, self.capacity
         offset = start
@@ -208,7 +212,7 @@ class Region:
             if pos + size > capacity or offset + size > end:
                 return out, offset, f"a record at byte {offset} claims {n} bytes, past the end of the journal"
             payload = bytes(mm[ring + pos + _RECORD.size : ring + pos + _RECORD.size + n])
-            if zlib.crc32(payload, span_id & 0xFFFFFFFF) != crc:
+            if verify and zlib.crc32(payload, span_id & 0xFFFFFFFF) != crc:
                 return out, offset, f"the record at byte {offset} fails its checksum (torn)"
             out.append((span_id, payload))
             offset += size
@@ -243,14 +247,14 @@ class Region:
         return _U64.unpack_from(self.mm, _OFF_HEARTBEAT)[0]
 
     def put_slot(self, index: int, blob: bytes) -> bool:
-        """Fill slot ``index``; False when ``blob`` does not fit.  Marked busy only once complete."""
-        if len(blob) > SLOT_SIZE - _SLOT.size:
+        """Fill slot ``index``; False when ``blob`` does not fit.  Written free, marked busy only
+        once complete: a process killed mid-write leaves a free slot, not a torn one."""
+        n = len(blob)
+        if n > SLOT_SIZE - _SLOT.size:
             return False
         at = HEADER_SIZE + index * SLOT_SIZE
         mm = self.mm
-        _U32.pack_into(mm, at, _FREE)
-        mm[at + _SLOT.size : at + _SLOT.size + len(blob)] = blob
-        _SLOT.pack_into(mm, at, _FREE, len(blob), zlib.crc32(blob), 0)
+        mm[at : at + _SLOT.size + n] = _SLOT.pack(_FREE, n, zlib.crc32(blob), 0) + blob
         _U32.pack_into(mm, at, _BUSY)
         return True
 
