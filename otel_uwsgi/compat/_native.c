@@ -666,6 +666,334 @@ static PyObject *span_field(PyObject *module, PyObject *span) {
     Py_RETURN_NONE;
 }
 
+
+/* ---------------------------------------------------------------- the span journal's hot writes
+ * Twins of otel_uwsgi.traces.journal.region.Region.append (a record into the ring) and of
+ * JournalSpanProcessor.on_start's slot (Region.put_slot of the FIXED fields and a tail): the same
+ * bytes (tests/unit/traces/journal/test_native_journal.py), without the Python calls between. */
+
+static uint32_t crc_table[256];
+
+static void crc_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+/* zlib.crc32(data, crc) */
+static uint32_t crc32_update(uint32_t crc, const unsigned char *p, Py_ssize_t n) {
+    crc = ~crc;
+    while (n-- > 0)
+        crc = crc_table[(crc ^ *p++) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+static inline void le32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline void le64(unsigned char *p, uint64_t v) {
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline uint64_t read_le64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static int ssize_arg(PyObject *v, Py_ssize_t *out) {
+    *out = PyLong_AsSsize_t(v);
+    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* ring_append(buffer, head_at, tail_at, ring_at, capacity, head, span_id, prefix, field) -> new head, or -1
+ * when the ring has no room (the tail is read from the buffer, where the shipper moves it). */
+static PyObject *ring_append(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 9 || !PyBytes_CheckExact(args[7]) || !PyBytes_CheckExact(args[8])) {
+        PyErr_SetString(PyExc_TypeError, "ring_append(buffer, head_at, tail_at, ring_at, capacity, head, span_id, "
+                                         "prefix: bytes, field: bytes)");
+        return NULL;
+    }
+    Py_ssize_t head_at, tail_at, ring_at, capacity;
+    uint64_t head, span_id;
+    if (ssize_arg(args[1], &head_at) || ssize_arg(args[2], &tail_at) || ssize_arg(args[3], &ring_at) ||
+        ssize_arg(args[4], &capacity))
+        return NULL;
+    head = PyLong_AsUnsignedLongLong(args[5]);
+    if (head == (uint64_t)-1 && PyErr_Occurred())
+        return NULL;
+    span_id = PyLong_AsUnsignedLongLong(args[6]);
+    if (span_id == (uint64_t)-1 && PyErr_Occurred())
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_WRITABLE) < 0)
+        return NULL;
+    unsigned char *base = view.buf;
+    if (capacity <= 0 || ring_at < 0 || ring_at + capacity > view.len || head_at < 0 || head_at + 8 > view.len ||
+        tail_at < 0 || tail_at + 8 > view.len) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "ring_append(): offsets outside the buffer");
+        return NULL;
+    }
+    const unsigned char *prefix = (const unsigned char *)PyBytes_AS_STRING(args[7]);
+    const unsigned char *field = (const unsigned char *)PyBytes_AS_STRING(args[8]);
+    Py_ssize_t plen = PyBytes_GET_SIZE(args[7]), flen = PyBytes_GET_SIZE(args[8]);
+    uint64_t n = (uint64_t)(plen + flen), size = (16 + n + 7) & ~(uint64_t)7, cap = (uint64_t)capacity;
+    uint64_t pos = head % cap, skip = pos + size > cap ? cap - pos : 0;
+    uint64_t tail = read_le64(base + tail_at);
+    if (size > cap || n > 0xFFFFFFFEu || head + skip + size - tail > cap) {
+        PyBuffer_Release(&view);
+        return PyLong_FromLong(-1);
+    }
+    if (skip) {
+        le32(base + ring_at + pos, 0xFFFFFFFFu);
+        head += skip;
+        pos = 0;
+    }
+    unsigned char *p = base + ring_at + pos;
+    uint32_t crc = crc32_update((uint32_t)(span_id & 0xFFFFFFFFu), prefix, plen);
+    crc = crc32_update(crc, field, flen);
+    le32(p, (uint32_t)n);
+    le32(p + 4, crc);
+    le64(p + 8, span_id);
+    memcpy(p + 16, prefix, plen);
+    memcpy(p + 16 + plen, field, flen);
+    head += size;
+    le64(base + head_at, head); /* last: the record exists from here on */
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLongLong(head);
+}
+
+/* slot_start(buffer, at, span, tail, thread, slot_size) -> the span id written into the slot at ``at``, or
+ * None (not sampled, or not the shape this code knows: the Python code decides). */
+static PyObject *slot_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6 || !PyBytes_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "slot_start(buffer, at, span, tail: bytes, thread, slot_size)");
+        return NULL;
+    }
+    Py_ssize_t at, slot_size;
+    uint64_t thread, hi, lo, span_id, parent_id = 0, start = 0, flags;
+    if (ssize_arg(args[1], &at) || ssize_arg(args[5], &slot_size))
+        return NULL;
+    thread = PyLong_AsUnsignedLongLong(args[4]);
+    if (thread == (uint64_t)-1 && PyErr_Occurred())
+        return NULL;
+    PyObject *span = args[2], *result = Py_None;
+    PyObject *context = PyObject_GetAttr(span, s_context);
+    PyObject *parent = context ? PyObject_GetAttr(span, s_parent) : NULL;
+    PyObject *start_time = parent ? PyObject_GetAttr(span, s_start_time) : NULL;
+    if (start_time == NULL) {
+        PyErr_Clear();
+        goto done;
+    }
+    int remote = 0;
+    if (Py_TYPE(context) != (PyTypeObject *)SpanContextType || PyTuple_GET_SIZE(context) < 4 ||
+        u128(PyTuple_GET_ITEM(context, 0), &hi, &lo) || u64(PyTuple_GET_ITEM(context, 1), &span_id))
+        goto done;
+    PyObject *flags_obj = PyTuple_GET_ITEM(context, 3);
+    if (!PyLong_Check(flags_obj))
+        goto done;
+    flags = PyLong_AsUnsignedLongLong(flags_obj);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        goto done;
+    }
+    if (!(flags & 1))
+        goto done;
+    if (parent != Py_None) {
+        if (Py_TYPE(parent) != (PyTypeObject *)SpanContextType || PyTuple_GET_SIZE(parent) < 3 ||
+            u64(PyTuple_GET_ITEM(parent, 1), &parent_id) || (remote = truth(PyTuple_GET_ITEM(parent, 2))) < 0)
+            goto done;
+    }
+    if (start_time != Py_None && u64(start_time, &start))
+        goto done;
+    Py_ssize_t tlen = PyBytes_GET_SIZE(args[3]);
+    Py_ssize_t blob = 60 + tlen;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_WRITABLE) < 0) {
+        PyErr_Clear();
+        goto done;
+    }
+    if (at < 0 || blob + 16 > slot_size || at + 16 + blob > view.len) {
+        PyBuffer_Release(&view);
+        goto done;
+    }
+    unsigned char *p = (unsigned char *)view.buf + at;
+    unsigned char *b = p + 16;
+    le64(b, hi);
+    le64(b + 8, lo);
+    le64(b + 16, span_id);
+    le64(b + 24, parent_id);
+    b[32] = (unsigned char)remote;
+    b[33] = 2; /* OTLP SPAN_KIND_SERVER */
+    b[34] = b[35] = 0;
+    le64(b + 36, thread);
+    le64(b + 44, start);
+    le64(b + 52, 0);
+    memcpy(b + 60, PyBytes_AS_STRING(args[3]), tlen);
+    le32(p, 0); /* free while written */
+    le32(p + 4, (uint32_t)blob);
+    le32(p + 8, crc32_update(0, b, blob));
+    le32(p + 12, 0);
+    le32(p, 1); /* busy: complete */
+    PyBuffer_Release(&view);
+    result = PyTuple_GET_ITEM(context, 1);
+done:
+    Py_XDECREF(context);
+    Py_XDECREF(parent);
+    Py_XDECREF(start_time);
+    Py_INCREF(result);
+    return result;
+}
+
+/* ring_batch(buffer, ring_at, capacity, start, end, limit, resource) -> (body, count, next) | None: the
+ * records from byte counter start (up to limit, not past end) as one ExportTraceServiceRequest under
+ * resource, as otel_uwsgi.traces.journal.ship.body(resource, payloads) of Region.read(..., verify=False)
+ * makes it; None for anything unexpected (more than 32 scopes, a record past the end): Python decides. */
+#define MAX_GROUPS 32
+typedef struct {
+    const unsigned char *key; /* the scope prefix: <HH lengths, scope field, schema field */
+    Py_ssize_t key_len, fields_len;
+} Group;
+
+static PyObject *ring_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 7 || !PyBytes_CheckExact(args[6])) {
+        PyErr_SetString(PyExc_TypeError, "ring_batch(buffer, ring_at, capacity, start, end, limit, resource: bytes)");
+        return NULL;
+    }
+    Py_ssize_t ring_at, capacity, limit;
+    if (ssize_arg(args[1], &ring_at) || ssize_arg(args[2], &capacity) || ssize_arg(args[5], &limit))
+        return NULL;
+    uint64_t start = PyLong_AsUnsignedLongLong(args[3]), end = PyLong_AsUnsignedLongLong(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    const unsigned char *resource = (const unsigned char *)PyBytes_AS_STRING(args[6]);
+    Py_ssize_t rlen = PyBytes_GET_SIZE(args[6]);
+    if (rlen < 4 || capacity <= 0 || limit <= 0)
+        Py_RETURN_NONE;
+    Py_ssize_t ra = resource[0] | (resource[1] << 8), rb = resource[2] | (resource[3] << 8);
+    if (4 + ra + rb != rlen)
+        Py_RETURN_NONE;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (ring_at < 0 || ring_at + capacity > view.len) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    const unsigned char *ring = (const unsigned char *)view.buf + ring_at;
+    uint64_t cap = (uint64_t)capacity, offset = start;
+    Group groups[MAX_GROUPS];
+    int ngroups = 0;
+    Py_ssize_t count = 0;
+    PyObject *result = Py_None;
+    /* Pass 1: group keys and sizes. */
+    while (offset < end && count < limit) {
+        uint64_t pos = offset % cap;
+        if (cap - pos < 16) {
+            offset += cap - pos;
+            continue;
+        }
+        const unsigned char *p = ring + pos;
+        uint32_t n = p[0] | (p[1] << 8) | (p[2] << 16) | ((uint32_t)p[3] << 24);
+        if (n == 0xFFFFFFFFu) {
+            offset += cap - pos;
+            continue;
+        }
+        uint64_t size = (16 + (uint64_t)n + 7) & ~(uint64_t)7;
+        if (pos + size > cap || offset + size > end || n < 4)
+            goto out;
+        const unsigned char *payload = p + 16;
+        Py_ssize_t cut = 4 + (payload[0] | (payload[1] << 8)) + (payload[2] | (payload[3] << 8));
+        if (cut > (Py_ssize_t)n)
+            goto out;
+        int g;
+        for (g = 0; g < ngroups; g++)
+            if (groups[g].key_len == cut && memcmp(groups[g].key, payload, cut) == 0)
+                break;
+        if (g == ngroups) {
+            if (ngroups == MAX_GROUPS)
+                goto out;
+            groups[g].key = payload;
+            groups[g].key_len = cut;
+            groups[g].fields_len = 0;
+            ngroups++;
+        }
+        groups[g].fields_len += (Py_ssize_t)n - cut;
+        count++;
+        offset += size;
+    }
+    if (count == 0)
+        goto out;
+    /* Sizes: ScopeSpans = 0x12 len (scope field, span fields, schema field); ResourceSpans likewise. */
+    Py_ssize_t inner_r = ra + rb;
+    for (int g = 0; g < ngroups; g++) {
+        Py_ssize_t inner = groups[g].key_len - 4 + groups[g].fields_len;
+        inner_r += 1 + varint_size((uint64_t)inner) + inner;
+    }
+    Py_ssize_t total = 1 + varint_size((uint64_t)inner_r) + inner_r;
+    PyObject *body = PyBytes_FromStringAndSize(NULL, total);
+    if (body == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    Buffer out;
+    out.data = (unsigned char *)PyBytes_AS_STRING(body);
+    out.cap = total;
+    out.len = 0;
+    put_byte(&out, 0x0a);
+    put_varint(&out, (uint64_t)inner_r);
+    put_bytes(&out, resource + 4, ra);
+    for (int g = 0; g < ngroups; g++) {
+        const unsigned char *key = groups[g].key;
+        Py_ssize_t a = key[0] | (key[1] << 8), b = key[2] | (key[3] << 8);
+        Py_ssize_t inner = groups[g].key_len - 4 + groups[g].fields_len;
+        put_byte(&out, 0x12);
+        put_varint(&out, (uint64_t)inner);
+        put_bytes(&out, key + 4, a);
+        /* Pass 2, per group: its span fields in record order. */
+        uint64_t at = start;
+        Py_ssize_t seen = 0;
+        while (at < offset && seen < count) {
+            uint64_t pos = at % cap;
+            if (cap - pos < 16) {
+                at += cap - pos;
+                continue;
+            }
+            const unsigned char *p = ring + pos;
+            uint32_t n = p[0] | (p[1] << 8) | (p[2] << 16) | ((uint32_t)p[3] << 24);
+            if (n == 0xFFFFFFFFu) {
+                at += cap - pos;
+                continue;
+            }
+            const unsigned char *payload = p + 16;
+            if (memcmp(payload, key, groups[g].key_len) == 0)
+                put_bytes(&out, payload + groups[g].key_len, (Py_ssize_t)n - groups[g].key_len);
+            at += (16 + (uint64_t)n + 7) & ~(uint64_t)7;
+            seen++;
+        }
+        put_bytes(&out, key + 4 + a, b);
+    }
+    put_bytes(&out, resource + 4 + ra, rb);
+    if (out.len != total) {
+        Py_DECREF(body);
+        goto out;
+    }
+    result = Py_BuildValue("(NnK)", body, count, (unsigned long long)offset);
+    PyBuffer_Release(&view);
+    return result;
+out:
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
 static PyObject *configure(PyObject *module, PyObject *args) {
     PyObject *span_context, *status, *span_kind, *bounded_attributes, *bounded_list, *default_trace_state;
     if (!PyArg_ParseTuple(args, "OOOOOO:configure", &span_context, &status, &span_kind, &bounded_attributes,
@@ -698,6 +1026,15 @@ static PyMethodDef methods[] = {
      "for a common WSGI environ (exact str values); None: the Python function decides."},
     {"set_http_helpers", set_http_helpers, METH_VARARGS,
      "set_http_helpers(KNOWN_METHODS, port_cache, user_agent_cache, detect_synthetic_user_agent, cache_limit)"},
+    {"ring_append", (PyCFunction)(void (*)(void))ring_append, METH_FASTCALL,
+     "ring_append(buffer, head_at, tail_at, ring_at, capacity, head, span_id, prefix, field) -> new head, or -1 "
+     "when full: otel_uwsgi.traces.journal.region.Region.append of prefix + field."},
+    {"slot_start", (PyCFunction)(void (*)(void))slot_start, METH_FASTCALL,
+     "slot_start(buffer, at, span, tail, thread, slot_size) -> span id | None: a sampled server span's in-flight "
+     "slot, as JournalSpanProcessor.on_start writes it."},
+    {"ring_batch", (PyCFunction)(void (*)(void))ring_batch, METH_FASTCALL,
+     "ring_batch(buffer, ring_at, capacity, start, end, limit, resource) -> (body, count, next) | None: "
+     "otel_uwsgi.traces.journal.ship.body of the records Region.read(start, end, limit, verify=False) returns."},
     {"configure", configure, METH_VARARGS,
      "configure(SpanContext, Status, SpanKind, BoundedAttributes, BoundedList, DEFAULT_TRACE_STATE)"},
     {NULL, NULL, 0, NULL},
@@ -734,5 +1071,6 @@ PyMODINIT_FUNC PyInit__native(void) {
         if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)
             return NULL;
     }
+    crc_init();
     return PyModule_Create(&module_def);
 }

@@ -14,6 +14,8 @@ full, and every :data:`ADOPT_EVERY_S` ships the journals of dead processes of it
 from __future__ import annotations
 
 import logging
+import operator
+import struct
 import sys
 import threading
 import time
@@ -22,11 +24,12 @@ from typing import Any, Optional
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind, TraceFlags
 
+from otel_uwsgi.compat.sdk import CONTEXT_AS_TUPLE
+from otel_uwsgi.export.encoder import span_field
 from otel_uwsgi.export.protobuf import attributes as encode_attributes
 from otel_uwsgi.traces.journal import adopt, directory, ship
-from otel_uwsgi.compat.sdk import CONTEXT_AS_TUPLE
 from otel_uwsgi.traces.journal.inflight import FIXED, Request, stack_text, tail
-from otel_uwsgi.traces.journal.region import EXIT_FLUSHING, Region
+from otel_uwsgi.traces.journal.region import EXIT_FLUSHING, HEADER_SIZE, SLOT_SIZE, SLOT_START, Region
 from otel_uwsgi.traces.ledger import Ledger
 
 logger = logging.getLogger(__name__)
@@ -35,9 +38,14 @@ _SERVER = SpanKind.SERVER
 _SAMPLED = int(TraceFlags.SAMPLED)
 _OTLP_SERVER = 2
 _U64 = (1 << 64) - 1
+scope_prefix = ship.scope_prefix
 _FIXED_PACK = FIXED.pack
 _get_ident = threading.get_ident
 _modules = sys.modules
+
+
+_id_and_flags = operator.itemgetter(1, 3) if CONTEXT_AS_TUPLE else lambda c: (c.span_id, c.trace_flags)
+_U32_PACK_INTO = struct.Struct("<I").pack_into
 
 
 def _ids(context: Any) -> tuple[Any, ...]:
@@ -75,7 +83,9 @@ class JournalSpanProcessor(SpanProcessor):
         self._max_queue = max(1, max_queue_size)
         self._lock = threading.Lock()  # the request threads' appends and slot choices
         self._ship_lock = threading.Lock()  # one shipper of this journal at a time
-        self._append = region.append
+        self._append = region.append_fields
+        self._mm = region.mm
+        self._slot_at = [HEADER_SIZE + i * SLOT_SIZE for i in range(region.slot_count)]
         self._count_ended = ledger._ended.__next__  # Ledger.ended() without its Python frame
         self._appended = 0
         self._handed = 0
@@ -98,13 +108,10 @@ class JournalSpanProcessor(SpanProcessor):
         if span._kind is not _SERVER:
             return
         try:
-            trace_id, span_id, _, flags, _, _ = _ids(span._context)
-            free = self._free
-            if not flags & _SAMPLED or not free:
-                return  # more requests in flight than slots: this one is not covered
-            index = free.pop()  # atomic under the GIL, as is the append that gives it back
-            thread = _get_ident()
-            self._inflight[span_id] = (index, span, thread, _greenlet() if "greenlet" in _modules else None)
+            index = self._free.pop()  # atomic under the GIL, as is the append that gives it back
+        except IndexError:
+            return  # more requests in flight than slots: this one is not covered
+        try:
             scope, name = span._instrumentation_scope, span._name
             key = (id(scope), name)
             entry = self._tails.get(key)
@@ -112,36 +119,53 @@ class JournalSpanProcessor(SpanProcessor):
                 entry = self._tails[key] = (scope, tail(ship.scope_prefix(scope or None), name or ""))
                 if len(self._tails) > 1024:
                     self._tails.clear()
-            parent = span._parent
-            self.region.put_slot(
-                index,
-                _FIXED_PACK(
-                    trace_id >> 64, trace_id & _U64, span_id, parent[1] if parent else 0, bool(parent and parent[2]),
-                    _OTLP_SERVER, thread, span._start_time or 0, 0,
-                )
-                + entry[1],
-            )
+            thread = _get_ident()
+            span_id = None
+            if SLOT_START is not None:
+                span_id = SLOT_START(self._mm, self._slot_at[index], span, entry[1], thread, SLOT_SIZE)
+            if span_id is None:
+                span_id = self._put_slot(index, span, entry[1], thread)
+            if span_id is None:  # not sampled: nothing to report
+                self._free.append(index)
+                return
+            self._inflight[span_id] = (index, span, thread, _greenlet() if "greenlet" in _modules else None)
         except Exception:  # noqa: BLE001 - a span is never refused over its slot
+            self._free.append(index)
             logger.debug("otel-uwsgi: could not register a request in flight", exc_info=True)
 
+    def _put_slot(self, index: int, span: Any, tail_: bytes, thread: int) -> Optional[int]:
+        """The Python twin of the C ``slot_start``: the slot of a sampled span; its span id, or None."""
+        trace_id, span_id, _, flags, _, _ = _ids(span._context)
+        if not flags & _SAMPLED:
+            return None
+        parent = span._parent
+        parent_id, remote = (0, False) if parent is None else _ids(parent)[1:3]
+        fixed = _FIXED_PACK(
+            trace_id >> 64, trace_id & _U64, span_id, parent_id, bool(remote), _OTLP_SERVER, thread,
+            span._start_time or 0, 0,
+        )
+        self.region.put_slot(index, fixed + tail_)
+        return span_id
+
     def on_end(self, span: ReadableSpan) -> None:
-        _, span_id, _, flags, _, _ = _ids(span._context)
+        span_id, flags = _id_and_flags(span._context)
         if self._inflight:  # the SDK hands on_end a ReadableSpan copy: the slot is found by span id
             slot = self._inflight.pop(span_id, None)
             if slot is not None:
-                self.region.clear_slot(slot[0])
+                _U32_PACK_INTO(self._mm, HEADER_SIZE + slot[0] * SLOT_SIZE, 0)  # Region.clear_slot
                 self._free.append(slot[0])
         if flags & _SAMPLED:
             self._count_ended()
             try:
-                payload = ship.record_of(span)
+                scope, field = span_field(span)
+                prefix = scope_prefix(scope)
             except Exception as error:  # noqa: BLE001 - an unencodable span is counted, never raised
                 self.ledger.failed(1, error)
-                payload = None
-            if payload is not None:
+                field = None
+            if field is not None:
                 with self._lock:
                     # otel-bsp-max-queue-size bounds the spans waiting, as the SDK's queue does
-                    written = self._appended - self._handed < self._max_queue and self._append(span_id, payload)
+                    written = self._appended - self._handed < self._max_queue and self._append(span_id, prefix, field)
                     if written:
                         self._appended += 1
                 if not written:
@@ -196,10 +220,15 @@ class JournalSpanProcessor(SpanProcessor):
             while tail < head:
                 if deadline is not None and time.monotonic() >= deadline:
                     return False
-                records, after, problem = region.read(tail, head, self._batch, verify=False)
-                if records:
-                    data = ship.body(region.resource, [payload for _, payload in records])
+                built = region.batch_body(tail, head, self._batch)
+                if built is not None:
+                    data, n, after = built
+                    problem = None
+                else:
+                    records, after, problem = region.read(tail, head, self._batch, verify=False)
+                    data = ship.body(region.resource, [payload for _, payload in records]) if records else b""
                     n = len(records)
+                if n:
                     self._handed += n
                     ledger.handed(n)
                     if ack_first:

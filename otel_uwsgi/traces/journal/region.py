@@ -25,7 +25,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 MAGIC = b"OTUWJRN\x00"
 #: Bumped whenever the layout changes: a region of another version is never read.
@@ -44,6 +44,21 @@ _RECORD = struct.Struct("<IIQ")  # payload length, crc32, span id
 _SLOT = struct.Struct("<IIII")  # state, blob length, crc32, pad
 _WRAP = 0xFFFFFFFF
 _FREE, _BUSY = 0, 1
+
+
+def _native(name: str) -> Optional[Any]:
+    """A C twin from ``otel_uwsgi.compat._native`` (None: not built, turned off, or an older build)."""
+    from otel_uwsgi.compat import extensions
+
+    return getattr(extensions.load(), name, None)
+
+
+#: ring_append(...): :meth:`Region.append` of a prefix and a field, in C (same bytes).
+_RING_APPEND = _native("ring_append")
+#: ring_batch(...): the request body of records read without checksums, in C (same bytes as Python's).
+_RING_BATCH = _native("ring_batch")
+#: slot_start(...): a server span's slot as :meth:`Region.put_slot` writes it, in C (same bytes).
+SLOT_START = _native("slot_start")
 
 
 class NotAJournal(ValueError):
@@ -183,6 +198,18 @@ class Region:
         self._head = head
         return True
 
+    def append_fields(self, span_id: int, prefix: bytes, field: bytes) -> bool:
+        """:meth:`append` of ``prefix + field`` (C where built: no concatenation, no Python steps)."""
+        if _RING_APPEND is None:
+            return self.append(span_id, prefix + field)
+        head = _RING_APPEND(
+            self.mm, _OFF_HEAD, _OFF_TAIL, self._ring, self.capacity, self._head, span_id, prefix, field
+        )
+        if head < 0:
+            return False
+        self._head = head
+        return True
+
     def pending(self) -> tuple[int, int]:
         """(tail, head): the records not acknowledged yet lie between them."""
         return _U64.unpack_from(self.mm, _OFF_TAIL)[0], _U64.unpack_from(self.mm, _OFF_HEAD)[0]
@@ -217,6 +244,14 @@ class Region:
             out.append((span_id, payload))
             offset += size
         return out, offset, None
+
+    def batch_body(self, start: int, end: int, limit: int) -> Optional[tuple[bytes, int, int]]:
+        """(request body, records in it, the counter after them) of up to ``limit`` records from
+        ``start``, built in C (:func:`otel_uwsgi.traces.journal.ship.body` of :meth:`read` without
+        checksums, the same bytes); None where the C part is missing or leaves it to Python."""
+        if _RING_BATCH is None:
+            return None
+        return _RING_BATCH(self.mm, self._ring, self.capacity, start, end, limit, self.resource)
 
     def ack(self, offset: int) -> None:
         """Records before ``offset`` are shipped (or given up): their room is free again."""
