@@ -858,6 +858,21 @@ done:
  * resource, as otel_uwsgi.traces.journal.ship.body(resource, payloads) of Region.read(..., verify=False)
  * makes it; None for anything unexpected (more than 32 scopes, a record past the end): Python decides. */
 #define MAX_GROUPS 32
+
+/* The record at byte counter *offset, before end (wrap markers skipped): its header, or NULL. */
+static const unsigned char *ring_record(const unsigned char *ring, uint64_t cap, uint64_t *offset, uint64_t end,
+                                        uint32_t *n) {
+    while (*offset < end) {
+        uint64_t pos = *offset % cap;
+        const unsigned char *p = ring + pos;
+        if (cap - pos < 16 || (*n = p[0] | (p[1] << 8) | (p[2] << 16) | ((uint32_t)p[3] << 24)) == 0xFFFFFFFFu) {
+            *offset += cap - pos;
+            continue;
+        }
+        return p;
+    }
+    return NULL;
+}
 typedef struct {
     const unsigned char *key; /* the scope prefix: <HH lengths, scope field, schema field */
     Py_ssize_t key_len, fields_len;
@@ -895,18 +910,10 @@ static PyObject *ring_batch(PyObject *module, PyObject *const *args, Py_ssize_t 
     Py_ssize_t count = 0;
     PyObject *result = Py_None;
     /* Pass 1: group keys and sizes. */
-    while (offset < end && count < limit) {
+    const unsigned char *p;
+    uint32_t n;
+    while (count < limit && (p = ring_record(ring, cap, &offset, end, &n)) != NULL) {
         uint64_t pos = offset % cap;
-        if (cap - pos < 16) {
-            offset += cap - pos;
-            continue;
-        }
-        const unsigned char *p = ring + pos;
-        uint32_t n = p[0] | (p[1] << 8) | (p[2] << 16) | ((uint32_t)p[3] << 24);
-        if (n == 0xFFFFFFFFu) {
-            offset += cap - pos;
-            continue;
-        }
         uint64_t size = (16 + (uint64_t)n + 7) & ~(uint64_t)7;
         if (pos + size > cap || offset + size > end || n < 4)
             goto out;
@@ -961,18 +968,7 @@ static PyObject *ring_batch(PyObject *module, PyObject *const *args, Py_ssize_t 
         /* Pass 2, per group: its span fields in record order. */
         uint64_t at = start;
         Py_ssize_t seen = 0;
-        while (at < offset && seen < count) {
-            uint64_t pos = at % cap;
-            if (cap - pos < 16) {
-                at += cap - pos;
-                continue;
-            }
-            const unsigned char *p = ring + pos;
-            uint32_t n = p[0] | (p[1] << 8) | (p[2] << 16) | ((uint32_t)p[3] << 24);
-            if (n == 0xFFFFFFFFu) {
-                at += cap - pos;
-                continue;
-            }
+        while (seen < count && (p = ring_record(ring, cap, &at, offset, &n)) != NULL) {
             const unsigned char *payload = p + 16;
             if (memcmp(payload, key, groups[g].key_len) == 0)
                 put_bytes(&out, payload + groups[g].key_len, (Py_ssize_t)n - groups[g].key_len);

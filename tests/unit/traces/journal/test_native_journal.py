@@ -15,7 +15,8 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 from otel_uwsgi.compat import extensions
-from otel_uwsgi.traces.journal import directory, region as region_module, ship
+from otel_uwsgi.traces.journal import directory, ship
+from otel_uwsgi.traces.journal import region as region_module
 from otel_uwsgi.traces.journal.processor import JournalSpanProcessor
 from otel_uwsgi.traces.journal.region import HEADER_SIZE, SLOT_SIZE, Owner, Region
 from otel_uwsgi.traces.ledger import Ledger
@@ -41,7 +42,7 @@ def test_ring_append_writes_the_python_append_bytes(tmp_path, monkeypatch):
     c_region, py_region = _region(tmp_path, "c.journal"), _region(tmp_path, "py.journal")
     rng = random.Random(5)
     prefixes = _prefixes()
-    for i in range(400):
+    for _ in range(400):
         prefix, field = rng.choice(prefixes), bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300)))
         span_id = rng.getrandbits(64) or 1
         done = c_region.append_fields(span_id, prefix, field)
@@ -59,7 +60,7 @@ def test_ring_batch_builds_the_python_body(tmp_path):
     region = _region(tmp_path, "b.journal", capacity=8192)
     rng = random.Random(9)
     prefixes = _prefixes()
-    for round_ in range(40):
+    for _ in range(40):
         for _ in range(rng.randrange(1, 30)):
             if not region.append(rng.getrandbits(63) + 1, rng.choice(prefixes) + os.urandom(rng.randrange(1, 200))):
                 break
