@@ -158,20 +158,26 @@ def build_provider(
 
 def journal_processor(provider: TracerProvider) -> Any:
     """The provider's span journal processor, or None (it uses the in-memory batch queue)."""
-    from otel_uwsgi.traces.journal.processor import JournalSpanProcessor
-
     chain = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", ())
-    return next((p for p in chain if isinstance(p, JournalSpanProcessor)), None)
+    return next((p for p in chain if getattr(p, "is_span_journal", False)), None)  # imports nothing
 
 
 def _journal_processor(
     settings: Settings, resource: Resource, exporter: SpanExporter, ledger: Ledger, place: JournalPlace
 ) -> Any:
     """The journal's processor, or None with one line saying why the in-memory queue is used."""
-    from otel_uwsgi.traces.journal import ship
-    from otel_uwsgi.traces.journal.processor import JournalSpanProcessor
-    from otel_uwsgi.traces.journal.region import Region
-
+    try:
+        from otel_uwsgi.traces.journal import ship
+        from otel_uwsgi.traces.journal.processor import JournalSpanProcessor
+        from otel_uwsgi.traces.journal.region import Region
+    except Exception as error:  # noqa: BLE001 - an SDK whose parts the encoder reads have moved
+        logger.info(
+            "otel-uwsgi: the span journal is unavailable with this opentelemetry-sdk (%s: %s); spans wait in "
+            "the SDK's in-memory queue and are lost if the process dies",
+            type(error).__name__,
+            error,
+        )
+        return None
     if not ship.can_send(exporter):
         logger.info(
             "otel-uwsgi: the span journal needs otel-uwsgi's OTLP/HTTP exporter (otel-fast-export = true); "

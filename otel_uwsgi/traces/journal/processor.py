@@ -66,6 +66,8 @@ PREVIOUS_RUNS_EVERY_S = 60.0
 class JournalSpanProcessor(SpanProcessor):
     """Ended spans into the journal at once; shipped from there by one thread."""
 
+    is_span_journal = True
+
     def __init__(
         self,
         region: Region,
