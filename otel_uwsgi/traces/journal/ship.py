@@ -15,11 +15,16 @@ import struct
 from collections.abc import Sequence
 from typing import Any, Optional
 
+from opentelemetry import context
+
 from otel_uwsgi.export.encoder import resource_fields, scope_fields, span_field
 from otel_uwsgi.export.protobuf import field
 
 logger = logging.getLogger(__name__)
 
+#: The key the SDK's processors set around an export (instrumentations check it): the API's, or
+#: the plain name older instrumentation utilities also honour.
+_SUPPRESS = getattr(context, "_SUPPRESS_INSTRUMENTATION_KEY", "suppress_instrumentation")
 _PREFIX = struct.Struct("<HH")  # lengths of the scope field and of the schema-url field that follow
 _prefixes: dict[int, tuple[Any, bytes]] = {}  # id(scope) -> (scope, prefix); the scope is held
 
@@ -81,9 +86,14 @@ def can_send(exporter: Any) -> bool:
 
 def send(exporter: Any, data: bytes, count: int) -> Optional[bool]:
     """POST one body; True when the collector took it, False when it refused or could not be
-    reached, None when the exporter raised (a fault on this side, logged)."""
+    reached, None when the exporter raised (a fault on this side, logged).
+
+    Instrumentation is suppressed meanwhile, as the SDK's span processors do around an export:
+    otherwise the urllib3/requests instrumentation traces the POST itself, a span that is shipped
+    by the next POST, and so on."""
     from opentelemetry.sdk.trace.export import SpanExportResult
 
+    token = context.attach(context.set_value(_SUPPRESS, True))
     try:
         return exporter.export_body(data, count) is SpanExportResult.SUCCESS
     except OSError:
@@ -91,3 +101,5 @@ def send(exporter: Any, data: bytes, count: int) -> Optional[bool]:
     except Exception:  # noqa: BLE001 - never into the shipping thread's loop
         logger.exception("otel-uwsgi: the span exporter raised while sending %d span(s)", count)
         return None
+    finally:
+        context.detach(token)

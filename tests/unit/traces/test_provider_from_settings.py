@@ -32,3 +32,28 @@ def test_bounded_shutdown_gives_up_on_a_dead_collector():
     started = time.monotonic()
     assert shutdown_bounded(provider, 0.5) is False
     assert time.monotonic() - started < 1.5
+
+
+def _place(tmp_path):
+    import os
+
+    from otel_uwsgi.traces.journal.directory import Instance
+    from otel_uwsgi.traces.journal.region import Owner
+    from otel_uwsgi.traces.provider import JournalPlace
+
+    return JournalPlace(Instance(str(tmp_path), "1-1"), "worker", Owner(os.getpid(), 1, 1, 0, 1))
+
+
+def test_the_journal_is_on_by_default_and_off_on_request(tmp_path):
+    """A uWSGI process gets the span journal (a file in its instance directory); otel-span-journal =
+    false, a console exporter or the SDK's own exporter (otel-fast-export = false) keep the in-memory queue."""
+    from otel_uwsgi.traces.provider import journal_processor
+
+    on = build_provider(load({}, {}), build_resource(load({}, {})), journal=_place(tmp_path / "on"))
+    assert journal_processor(on) is not None and list((tmp_path / "on" / "1-1").glob("worker-*.journal"))
+    for ini in ({"otel-span-journal": b"false"}, {"otel-traces-exporter": b"console"},
+                {"otel-fast-export": b"false"}):
+        settings = load(ini, {})
+        provider = build_provider(settings, build_resource(settings), journal=_place(tmp_path / "off"))
+        assert journal_processor(provider) is None, ini
+    assert not list((tmp_path / "off").rglob("*.journal"))
