@@ -66,7 +66,7 @@ def shutdown_bounded(
             pid,
             elapsed_ms / 1000,
             lost,
-            "stay in its span journal: the next start of this service ships them" if journal else "were dropped",
+            "stay in its span journal: whoever outlives it ships them" if journal else "were dropped",
         )
     else:
         logger.debug("otel-uwsgi: pid %d flushed %d spans in %.1f ms", pid, pending_before, elapsed_ms)
