@@ -97,7 +97,8 @@ def stop_busy(start_uwsgi, receiver, tmp_path, *, name: str, how: str, extra: di
         hung=hung,
         busy=busy,
         requests=dict(served.requests),
-        died=sum(s.kind == "SERVER" and s.attributes.get("error.type") in DIED for s in receiver.spans),
+        died=sum(s.kind == "SERVER" and s.attributes.get("error.type") in DIED and s.pid in served.spawned
+                 for s in receiver.spans),
         duplicates=sum(n - 1 for n in Counter((s.trace_id, s.span_id) for s in receiver.spans).values()),
     )
 

@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from ..conftest import wait_until
+
 pytestmark = pytest.mark.integration
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -129,8 +131,9 @@ def test_a_workers_set_up_imports_nothing(start_uwsgi, receiver, mysql, ini):
     """Everything a worker's set-up after fork uses was imported in the master: a worker starts in
     milliseconds, and a stop signal during its start cannot interrupt a half-done import."""
     server = start_uwsgi(ini, extra={"otel-log-level": "debug"})
+    line = re.compile(r"otel-uwsgi: tracing started in worker pid \d+ in [\d.]+ ms \((\d+) modules imported\)")
+    # every worker's set-up done before the stop (a worker still starting when SIGINT comes never logs it)
+    assert wait_until(lambda: len(line.findall(server.uwsgi.log())) >= 4, 20), server.uwsgi.log()[-3000:]
     server.stop()
-    started = re.findall(
-        r"otel-uwsgi: tracing started in worker pid \d+ in [\d.]+ ms \((\d+) modules imported\)", server.uwsgi.log()
-    )
+    started = line.findall(server.uwsgi.log())
     assert len(started) == 4 and set(started) == {"0"}, started

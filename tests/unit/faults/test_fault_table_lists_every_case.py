@@ -22,7 +22,8 @@ def test_every_fault_case_has_a_row_in_the_docs():
 
 def test_a_failing_case_does_not_keep_its_old_passing_row(tmp_path, monkeypatch):
     """A case whose test fails (whether or not it recorded an outcome first) is shown as failed, with
-    the date, instead of the outcome an earlier run measured; other cases keep their rows."""
+    the date, instead of the outcome an earlier run measured; other cases keep their rows, but for
+    those whose test was removed."""
     from tests.faults import conftest as table
 
     old = {"group": "G", "expected": "e", "measured": "worked", "numbers": {"n": 1}, "date": "2026-01-01"}
@@ -37,11 +38,14 @@ def test_a_failing_case_does_not_keep_its_old_passing_row(tmp_path, monkeypatch)
     monkeypatch.setattr(table, "MARKDOWN", markdown)
     monkeypatch.setattr(table, "_measured", {"recorded-then-failed": {**rows[0], "measured": "new numbers"}})
     monkeypatch.setattr(table, "_failed", {"tests/faults/test_x.py::test_a", "tests/faults/test_x.py::test_b"})
+    monkeypatch.setattr(table, "_test_exists", lambda node_id: node_id.startswith("tests/faults/test_x.py"))
+    json_path.write_text(json.dumps([*rows, {**old, "case": "removed", "test": "tests/faults/test_gone.py::test_d"}]))
     table.pytest_sessionfinish(None)  # type: ignore[arg-type]
     written = {row["case"]: row for row in json.loads(json_path.read_text())}
     for case in ("recorded-then-failed", "failed-before-recording"):
         assert written[case]["failed"] is True and written[case]["measured"].startswith("FAILED")
         assert written[case]["date"] != "2026-01-01"
     assert written["not-run"]["measured"] == "worked" and "failed" not in written["not-run"]
+    assert "removed" not in written  # the row of a test that no longer exists goes
     text = markdown.read_text()
     assert "worked (2026-01-01)" in text and text.count("FAILED") == 2 and "new numbers" not in text
