@@ -7,7 +7,6 @@ hanging) let tests play a sick collector.
 
 from __future__ import annotations
 
-import gzip
 import threading
 import time
 import zlib
@@ -67,12 +66,19 @@ class ReceivedSpan:
         return self.resource.get("process.pid")
 
 
+#: The largest request body the receiver reads, and the most it inflates one to: beyond either it
+#: answers 413 (it listens on 0.0.0.0 for the Docker checker; a collector caps both too).
+MAX_BODY = 32 << 20
+MAX_INFLATED = 128 << 20
+
+
+class TooLarge(ValueError):
+    """A body over :data:`MAX_BODY`, or one that inflates past :data:`MAX_INFLATED`."""
+
+
 def decode_traces(body: bytes, encoding: str = "") -> list[ReceivedSpan]:
     """Decode one OTLP/HTTP traces request body (``Content-Encoding`` gzip, deflate or none)."""
-    if encoding == "gzip":
-        body = gzip.decompress(body)
-    elif encoding == "deflate":
-        body = zlib.decompress(body)
+    body = _inflate(body, encoding)
     request = ExportTraceServiceRequest()
     request.ParseFromString(body)
     spans: list[ReceivedSpan] = []
@@ -104,12 +110,19 @@ def decode_traces(body: bytes, encoding: str = "") -> list[ReceivedSpan]:
 SIGNAL_PATHS = ("/v1/metrics", "/v1/logs")
 
 
-def _inflate(body: bytes, encoding: str) -> bytes:
-    if encoding == "gzip":
-        return gzip.decompress(body)
-    if encoding == "deflate":
-        return zlib.decompress(body)
-    return body
+def _inflate(body: bytes, encoding: str, limit: Optional[int] = None) -> bytes:
+    """``body`` decompressed (gzip, deflate or none), never past ``limit`` bytes (default
+    :data:`MAX_INFLATED`; :class:`TooLarge`)."""
+    if encoding not in ("gzip", "deflate"):
+        return body
+    limit = MAX_INFLATED if limit is None else limit
+    inflater = zlib.decompressobj(31 if encoding == "gzip" else 15)
+    out = inflater.decompress(body, limit + 1)
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise TooLarge(f"the body inflates past {limit} bytes")
+    if not inflater.eof:
+        raise zlib.error("truncated compressed body")
+    return out
 
 
 @dataclass(frozen=True)
@@ -303,7 +316,14 @@ class Receiver:
 
     # -- requests
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
-        length = int(handler.headers.get("Content-Length") or 0)
+        try:
+            length = int(handler.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:  # read nothing: a bad or huge length is answered at once
+            handler.close_connection = True
+            self._answer(handler, 413 if length > MAX_BODY else 400, b"", None)
+            return
         body = handler.rfile.read(length)
         fault = self.fault
         if fault.hang or fault.status != 200:
@@ -320,6 +340,8 @@ class Receiver:
             encoding = (handler.headers.get("Content-Encoding") or "").lower()
             try:
                 spans = decode_traces(body, encoding)
+            except TooLarge:
+                status, spans = 413, []
             except Exception:  # noqa: BLE001 - a bad body is a 400, as a collector answers
                 status = 400
                 spans = []
@@ -340,9 +362,13 @@ class Receiver:
             with self._lock:
                 self.stats.other_paths[path] = self.stats.other_paths.get(path, 0) + 1
         payload = ExportTraceServiceResponse().SerializeToString() if status == 200 else b""
+        self._answer(handler, status, payload, fault.retry_after)
+
+    @staticmethod
+    def _answer(handler: BaseHTTPRequestHandler, status: int, payload: bytes, retry_after: Optional[int]) -> None:
         handler.send_response(status)
-        if fault.retry_after is not None and status != 200:
-            handler.send_header("Retry-After", str(fault.retry_after))
+        if retry_after is not None and status != 200:
+            handler.send_header("Retry-After", str(retry_after))
         handler.send_header("Content-Type", "application/x-protobuf")
         handler.send_header("Content-Length", str(len(payload)))
         handler.end_headers()
@@ -377,6 +403,8 @@ class Receiver:
                 records: list[Any] = decode_metrics(body, encoding, request=number)
             else:
                 records = decode_logs(body, encoding)
+        except TooLarge:
+            return 413
         except Exception:  # noqa: BLE001 - a bad body is a 400, as a collector answers
             return 400
         with self._lock:
