@@ -11,7 +11,7 @@
  * configure() hands over the classes and the empty trace state the checks compare with, so this
  * file imports nothing from OpenTelemetry.  plain_attributes(mapping) answers _plain_py's question
  * for an exact dict and hands any other mapping to the Python function itself.
- * tests/unit/test_native.py holds each C function equal to its Python twin.
+ * tests/unit/compat/test_native_equals_python.py holds each C function equal to its Python twin.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

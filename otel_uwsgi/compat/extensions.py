@@ -1,7 +1,7 @@
 """The optional C extension ``otel_uwsgi.compat._native``, or None.
 
 Built by ``setup.py`` when a C compiler is there (uWSGI needs one anyway).  Every function in it
-has a Python twin that gives the same answer (``tests/unit/test_native.py``); without the
+has a Python twin that gives the same answer (``tests/unit/compat/test_native_equals_python.py``); without the
 extension, or with ``OTEL_UWSGI_NO_EXTENSIONS`` set to anything but empty or ``0`` (the
 aiohttp/yarl convention), the Python code runs, at more CPU per span.
 """

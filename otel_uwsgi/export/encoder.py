@@ -10,7 +10,7 @@ InstrumentationScope's encoding is cached by object identity, so the worker's on
 encoded and hashed once, not per span.  The shape nearly every span has (no events, links,
 trace state or drops) is written from the SDK span's own fields in one function
 (:func:`_direct_span`, ~37k instructions per 12-attribute span against ~58k for the general
-:func:`_span`), and where the C extension ``otel_uwsgi._native`` was built, by its ``span_field``
+:func:`_span`), and where the C extension ``otel_uwsgi.compat._native`` was built, by its ``span_field``
 (the same bytes, ~12k instructions per span with this module's loop): it takes spans whose
 attribute values are str, bool, int64 or float and returns None for the rest, which this module
 then encodes.  Anything unexpected falls back to the SDK's encoder for that batch, so the

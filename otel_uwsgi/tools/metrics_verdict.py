@@ -146,7 +146,7 @@ def as_dict(report: SignalReport) -> dict[str, Any]:
 
 
 def merge_into(report: Any, signals: SignalReport) -> Any:
-    """The span :class:`~otel_uwsgi.check.Report` with the metrics/logs verdict added."""
+    """The span :class:`~otel_uwsgi.tools.verdict.Report` with the metrics/logs verdict added."""
     import dataclasses
 
     text = render_signals(signals)

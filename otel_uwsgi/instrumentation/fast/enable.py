@@ -52,7 +52,7 @@ def add_middleware() -> bool:
 
 
 def install_db(system: str, connection_attributes: dict[str, str]) -> bool:
-    """Trace Django's ``system`` (``mysql``/``sqlite``) queries; False without Django."""
+    """Trace Django's ``system`` (``mysql``, ``postgresql``, ``sqlite``) queries; False without Django."""
     from otel_uwsgi.instrumentation.fast.db import install
 
     return install(system, connection_attributes)

@@ -99,7 +99,7 @@ def _load_native_attributes() -> Optional[Callable[[Any, bool], Optional[dict[st
     return native.server_attributes
 
 
-#: ``server_attributes(environ, capture_all_methods)`` of otel_uwsgi._native, or None.
+#: ``server_attributes(environ, capture_all_methods)`` of otel_uwsgi.compat._native, or None.
 native_request_attributes = _load_native_attributes()
 
 

@@ -1,4 +1,4 @@
-"""The C extension ``otel_uwsgi._native`` against its Python twins.
+"""The C extension ``otel_uwsgi.compat._native`` against its Python twins.
 
 ``span_field`` must return exactly ``encoder._direct_span``'s bytes, or None (the Python code
 then decides); it must take every common span whose attribute values are str/bool/int/float.
@@ -33,7 +33,7 @@ if extensions.disabled():
     pytest.skip("OTEL_UWSGI_NO_EXTENSIONS is set: the C encoder is off", allow_module_level=True)
 if encoder.native_span_field is None:
     pytest.fail(
-        "otel_uwsgi._native was not built: `pip install -e .` with a C compiler (gcc) builds it "
+        "otel_uwsgi.compat._native was not built: `pip install -e .` with a C compiler (gcc) builds it "
         "(set OTEL_UWSGI_NO_EXTENSIONS=1 to test without it)",
         pytrace=False,
     )

@@ -2,7 +2,7 @@
 patterns, middleware, SQLite) is driven in a subprocess once with the stock instrumentations and
 once with ``fast=True``, through otel-uwsgi's own ``instrument()``, and every span is compared.
 
-Run as a script (``python tests/unit/test_fast_equivalence.py stock|fast sqlite|mysql``) it is
+Run as a script (``python tests/unit/instrumentation/fast/test_spans_equal_stock.py stock|fast sqlite|mysql``) it is
 that subprocess: it prints the spans of every case as JSON.
 """
 
