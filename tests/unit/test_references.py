@@ -28,7 +28,8 @@ def _files() -> list[Path]:
             continue
         if parts[0] in ("build", "dist") or any(p.endswith(".egg-info") or p == "__pycache__" for p in parts):
             continue
-        if path.suffix in SUFFIXES or path == ROOT / ".ci" / "run":
+        dockerfile = path.name.startswith("Dockerfile") and not path.name.endswith(".dockerignore")
+        if path.suffix in SUFFIXES or dockerfile or path == ROOT / ".ci" / "run":
             out.append(path)
     return out
 
