@@ -107,6 +107,15 @@ def stop_busy(start_uwsgi, receiver, tmp_path, *, name: str, how: str, extra: di
 MIXED = [("/spin?ms=400", "/slow?s=0.3", "/"), ("/slow?s=0.3", "/spin?ms=400", "/")] * 2
 
 
+def _measured(rounds: list[Stop], extra: str = "") -> str:
+    """The outcome sentence of a few checked stops: requests, spans, cut requests, stop times."""
+    return (
+        f"{len(rounds)} stops: {sum(r.served for r in rounds)} requests served, {sum(r.spans for r in rounds)} "
+        f"server spans, 0 lost, 0 duplicates; {sum(r.died for r in rounds)} cut requests as ERROR spans; {extra}"
+        "stop took " + ", ".join(f"{r.seconds:.2f}" for r in rounds) + " s"
+    )
+
+
 def _check(r: Stop) -> None:
     assert not r.crashed, f"crashed or hung: {r.crashed}"
     assert not r.lost, f"pid: (served, spans) {r.lost}"
@@ -139,15 +148,13 @@ def test_busy_workers_stop_without_crash_or_loss(start_uwsgi, receiver, outcome,
     for r in rounds:
         _check(r)
     served = sum(r.served for r in rounds)
-    times = ", ".join(f"{r.seconds:.2f}" for r in rounds)
     outcome(
         case,
         group=GROUP,
         expected=f"{how.replace('-', ' ').upper()} to uWSGI{' (lazy-apps)' if extra else ''} while every worker "
         "runs a request (Python loop or blocking call): no crash, stop in uWSGI's ~1 s reaping, every "
         "answered request has its span, nothing twice",
-        measured=f"{len(rounds)} stops: {served} requests served, {sum(r.spans for r in rounds)} server spans, 0 lost, "
-        f"0 duplicates; {sum(r.died for r in rounds)} cut requests as ERROR spans; stop took {times} s",
+        measured=_measured(rounds),
         served=served,
     )
 
@@ -166,9 +173,7 @@ def test_busy_workers_with_threads_stop_without_loss(start_uwsgi, receiver, outc
         group=GROUP,
         expected="SIGINT, SIGINT to the group and SIGTERM with die-on-term, threads = 4, requests in flight: no "
         "crash or hang, 0 lost, nothing twice",
-        measured=f"3 stops: {served} requests served, {sum(r.spans for r in rounds)} server spans, 0 lost, 0 "
-        f"duplicates; {sum(r.died for r in rounds)} cut requests as ERROR spans; stop took "
-        + ", ".join(f"{r.seconds:.2f}" for r in rounds) + " s",
+        measured=_measured(rounds),
         served=served,
     )
 
@@ -240,9 +245,7 @@ def test_a_stop_while_the_app_logs_through_the_root_logger(start_uwsgi, receiver
         group=GROUP,
         expected="SIGINT, SIGINT to the group and SIGTERM with die-on-term while every request logs through the "
         "root logger with log export on: no hang or crash, stop in uWSGI's reaping, 0 spans lost",
-        measured=f"3 stops: {sum(r.served for r in rounds)} requests served, {sum(r.spans for r in rounds)} server "
-        f"spans, 0 lost, 0 duplicates; {len(records)} log records received; stop took "
-        + ", ".join(f"{r.seconds:.2f}" for r in rounds) + " s",
+        measured=_measured(rounds, f"{len(records)} log records received; "),
         served=sum(r.served for r in rounds),
     )
 

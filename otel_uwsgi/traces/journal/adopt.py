@@ -11,6 +11,7 @@ by the exit can never be sent a second time.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -174,8 +175,6 @@ def ship_instance(
 
 
 def _remove(path: str) -> None:
-    import os
-
     try:
         os.unlink(path)
     except OSError:

@@ -67,7 +67,7 @@ class Instance:
 
     def journals(self) -> list[str]:
         """The journal files of this instance (any owner, alive or dead)."""
-        return _journals(self.path)
+        return journals_in(self.path)
 
     def previous_runs(self) -> Iterator[str]:
         """Instance directories of the same service whose every process is dead (lock free)."""
@@ -83,20 +83,17 @@ class Instance:
                 yield path
 
 
-def _journals(path: str) -> list[str]:
+def journals_in(path: str) -> list[str]:
+    """The journal files in the instance directory ``path`` (none when it is gone)."""
     try:
         return sorted(os.path.join(path, n) for n in os.listdir(path) if n.endswith(SUFFIX))
     except FileNotFoundError:
         return []
 
 
-def journals_in(path: str) -> list[str]:
-    return _journals(path)
-
-
 def remove_if_empty(path: str) -> None:
     """Remove a previous run's directory once its journals are shipped (and its lock file)."""
-    if _journals(path):
+    if journals_in(path):
         return
     try:
         os.unlink(os.path.join(path, _LOCK))

@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 from typing import Optional
 
-from otel_uwsgi.export.protobuf import field, pack_fixed32, pack_fixed64, text
+from otel_uwsgi.export.protobuf import attributes, field, pack_fixed32, pack_fixed64, text
 
 #: trace id (high, low 64 bits), span id, parent span id, parent remote, kind, thread, start, stack time
 FIXED = struct.Struct("<QQQQBBxxQQQ")
@@ -102,10 +102,6 @@ def death_of(request: Request, *, heartbeat_ns: int, harakiri_s: int, pid: int, 
     return Death("worker_died", f"{who} died during the request (killed or crashed)", end)
 
 
-def _string_attribute(key: str, value: str) -> bytes:
-    return field(b"\x4a", text(b"\x0a", key) + field(b"\x12", text(b"\x0a", value)))
-
-
 def dead_span_field(request: Request, death: Death) -> bytes:
     """The ``ScopeSpans.spans`` field (tag, length, Span) of the request's span, ended by ``death``."""
     parts = [b"\x0a\x10" + request.trace_id, b"\x12\x08" + request.span_id.to_bytes(8, "big")]
@@ -115,14 +111,12 @@ def dead_span_field(request: Request, death: Death) -> bytes:
     parts.append(b"\x30" + bytes((request.kind or _OTLP_KIND_SERVER,)))
     parts.append(b"\x39" + pack_fixed64(request.start_ns) + b"\x41" + pack_fixed64(death.end_ns))
     parts.append(request.attributes)
-    parts.append(_string_attribute("error.type", death.kind))
+    attributes(parts, b"\x4a", {"error.type": death.kind})
     event = [b"\x09" + pack_fixed64(death.end_ns), text(b"\x12", "exception")]
-    event.append(field(b"\x1a", text(b"\x0a", "exception.type") + field(b"\x12", text(b"\x0a", death.kind))))
-    event.append(field(b"\x1a", text(b"\x0a", "exception.message") + field(b"\x12", text(b"\x0a", death.message))))
+    exception = {"exception.type": death.kind, "exception.message": death.message}
     if request.stack:
-        event.append(
-            field(b"\x1a", text(b"\x0a", "exception.stacktrace") + field(b"\x12", text(b"\x0a", request.stack)))
-        )
+        exception["exception.stacktrace"] = request.stack
+    attributes(event, b"\x1a", exception)  # Event.attributes
     parts.append(field(b"\x5a", b"".join(event)))
     parts.append(field(b"\x7a", text(b"\x12", death.message) + b"\x18\x02"))  # status ERROR
     parts.append(b"\x85\x01" + pack_fixed32(0x300 if request.parent_remote else 0x100))

@@ -145,9 +145,7 @@ class Region:
         size = os.fstat(fd).st_size
         if size < HEADER_SIZE:
             raise NotAJournal(f"{size} bytes, shorter than a journal header")
-        with open(path, "rb") as f:
-            head = f.read(_HEADER.size)
-        fields = _HEADER.unpack(head)
+        fields = _HEADER.unpack(os.pread(fd, _HEADER.size, 0))
         magic, version, header_size, capacity, pid, master, wid, harakiri, created = fields[:9]
         slots, slot_size, rlen = fields[13:16]
         if magic != MAGIC:
