@@ -1,4 +1,4 @@
-"""Build of the optional C extensions (``otel_uwsgi.compat._native``, ``otel_uwsgi.runtime._exit``); the rest is in pyproject.toml.
+"""Build of the optional C extensions (``otel_uwsgi.native._accel``, ``otel_uwsgi.runtime._exit``); the rest is in pyproject.toml.
 
 The extension is optional: without a C compiler the install goes on and otel-uwsgi encodes
 in Python (same results, more CPU).  ``OTEL_UWSGI_NO_EXTENSIONS=1`` at install time skips it,
@@ -11,7 +11,7 @@ from setuptools import Extension, setup
 
 extensions = []
 if os.environ.get("OTEL_UWSGI_NO_EXTENSIONS", "") in ("", "0"):
-    extensions.append(Extension("otel_uwsgi.compat._native", ["otel_uwsgi/compat/_native.c"], optional=True))
+    extensions.append(Extension("otel_uwsgi.native._accel", ["otel_uwsgi/native/_accel.c"], optional=True))
     # The master's exit handler (otel_uwsgi/runtime/master_exit.py): ships what busy workers left.
     extensions.append(Extension("otel_uwsgi.runtime._exit", ["otel_uwsgi/runtime/_exit.c"], optional=True))
 

@@ -20,7 +20,7 @@ problems = []
 with tarfile.open(sdist) as tar:
     names = [n.split("/", 1)[1] for n in tar.getnames() if "/" in n]
 for needed in ("LICENSE", "README.md", "pyproject.toml", "setup.py", "otel_uwsgi/py.typed",
-               "otel_uwsgi/compat/_native.c", "otel_uwsgi/runtime/_exit.c", "otel_uwsgi/demo/demo.ini"):
+               "otel_uwsgi/native/_accel.c", "otel_uwsgi/runtime/_exit.c", "otel_uwsgi/demo/demo.ini"):
     if needed not in names:
         problems.append(f"sdist lacks {needed}")
 for name in names:
@@ -34,7 +34,7 @@ for needed in ("otel_uwsgi/py.typed", "otel_uwsgi/demo/demo.ini", "otel_uwsgi/__
         problems.append(f"wheel lacks {needed}")
 if not any(m.endswith("/LICENSE") and ".dist-info/" in m for m in members):
     problems.append("wheel lacks its LICENSE")
-for ext in ("otel_uwsgi/compat/_native.", "otel_uwsgi/runtime/_exit."):
+for ext in ("otel_uwsgi/native/_accel.", "otel_uwsgi/runtime/_exit."):
     if not any(m.startswith(ext) and m.endswith(".so") for m in members):
         problems.append(f"wheel lacks the built C extension {ext}so")
 if any(m.startswith(("tests/", "bench/")) for m in members):

@@ -38,7 +38,7 @@ from importlib.metadata import version
 print("Python", sys.version.split()[0], "| opentelemetry-sdk", version("opentelemetry-sdk"),
       "| opentelemetry-instrumentation", version("opentelemetry-instrumentation"), "| uWSGI", version("uwsgi"))
 EOF
-    "$venv/bin/python" -c 'import otel_uwsgi.compat._native, otel_uwsgi.runtime._exit' || failures+=("$name: a C extension did not build")
+    "$venv/bin/python" -c 'import otel_uwsgi.native._accel, otel_uwsgi.runtime._exit' || failures+=("$name: a C extension did not build")
     if ! "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"; then
         failures+=("$name: tests")
     fi

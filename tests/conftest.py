@@ -16,7 +16,7 @@ from typing import Optional
 
 import pytest
 
-from otel_uwsgi.compat.extensions import NO_EXTENSIONS
+from otel_uwsgi.native.accel import NO_EXTENSIONS
 from otel_uwsgi.tools.harness import UwsgiServer, free_port, owned_overrides, prepare_ini
 from otel_uwsgi.tools.receiver import Receiver
 

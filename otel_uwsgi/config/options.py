@@ -215,7 +215,7 @@ OPTIONS: tuple[Option, ...] = (
          "Captured headers whose values are redacted.", group=_PASS, passthrough=True),
     _std("otel-semconv-stability-opt-in", any_text, None,
          "Semantic-convention mode of the instrumentations (e.g. `http`).", group=_PASS, passthrough=True),
-    # -- metrics and logs (built per worker after fork, like the tracer; see otel_uwsgi.runtime.providers)
+    # -- metrics and logs (built per worker after fork, like the tracer; see otel_uwsgi.runtime.metrics_and_logs)
     _std("otel-metrics-exporter", choice("otlp", "console", "none"), "none",
          "Per-worker metrics (the instrumentations' HTTP server metrics, span delivery counts) and "
          "uWSGI server metrics: `otlp`, `console` or `none` (otel-uwsgi defaults to none; the SDK to otlp).",

@@ -3,5 +3,5 @@ once (:mod:`.otlp`), the direct OTLP protobuf encoder (:mod:`.encoder`) and the 
 that uses it with the SDK's HTTP client (:mod:`.span_exporter`).
 
 Does not belong here: which spans exist or are dropped (:mod:`otel_uwsgi.traces`), the C
-extension's loader (:mod:`otel_uwsgi.compat`).  Imports only config and compat.
+extension's loader (:mod:`otel_uwsgi.native`).  Imports only config and native.
 """

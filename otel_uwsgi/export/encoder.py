@@ -10,7 +10,7 @@ InstrumentationScope's encoding is cached by object identity, so the worker's on
 encoded and hashed once, not per span.  The shape nearly every span has (no events, links,
 trace state or drops) is written from the SDK span's own fields in one function
 (:func:`_direct_span`, ~37k instructions per 12-attribute span against ~58k for the general
-:func:`_span`), and where the C extension ``otel_uwsgi.compat._native`` was built, by its ``span_field``
+:func:`_span`), and where the C extension ``otel_uwsgi.native._accel`` was built, by its ``span_field``
 (the same bytes, ~12k instructions per span with this module's loop): it takes spans whose
 attribute values are str, bool, int64 or float and returns None for the rest, which this module
 then encodes.  Anything unexpected falls back to the SDK's encoder for that batch, so the
@@ -33,9 +33,6 @@ from opentelemetry.trace import SpanContext, SpanKind
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.trace.status import Status
 
-from otel_uwsgi.compat import extensions
-from otel_uwsgi.compat.sdk import CONTEXT_AS_TUPLE
-from otel_uwsgi.compat.sdk import LEAN_SPAN_CLASSES as _LEAN_SPAN_TYPES
 from otel_uwsgi.export.protobuf import CACHE_LIMIT as _CACHE_LIMIT
 from otel_uwsgi.export.protobuf import SMALL_VARINT as _SMALL_VARINT
 from otel_uwsgi.export.protobuf import UINT64 as _UINT64
@@ -46,6 +43,9 @@ from otel_uwsgi.export.protobuf import pack_fixed64 as _pack_fixed64
 from otel_uwsgi.export.protobuf import text as _text
 from otel_uwsgi.export.protobuf import uint as _uint
 from otel_uwsgi.export.protobuf import varint as _varint
+from otel_uwsgi.native import accel
+from otel_uwsgi.native.sdk_layout import CONTEXT_AS_TUPLE
+from otel_uwsgi.native.sdk_layout import LEAN_SPAN_CLASSES as _LEAN_SPAN_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -263,10 +263,10 @@ def _scope_entry(scope: Any) -> tuple[Any, _Keyed, bytes]:
 
 
 def _load_native() -> Any:
-    """``otel_uwsgi.compat._native.span_field`` (the C build of :func:`_direct_span`) when the
-    extension is there (:mod:`otel_uwsgi.compat.extensions`); else None: then the Python code
+    """``otel_uwsgi.native._accel.span_field`` (the C build of :func:`_direct_span`) when the
+    extension is there (:mod:`otel_uwsgi.native.accel`); else None: then the Python code
     encodes every span."""
-    native = extensions.load()
+    native = accel.load()
     if native is None:
         return None
     native.configure(SpanContext, Status, SpanKind, BoundedAttributes, BoundedList, DEFAULT_TRACE_STATE)

@@ -71,7 +71,7 @@ def without_otlp_environment() -> Iterator[None]:
 _built: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-def build_exporter(exporter_class: Any, settings: Settings, signal: str, **extra: Any) -> Any:
+def build_otlp_exporter(exporter_class: Any, settings: Settings, signal: str, **extra: Any) -> Any:
     """``exporter_class`` (an SDK OTLP/HTTP exporter or a subclass) for ``signal``, from the options only."""
     with without_otlp_environment():
         exporter = exporter_class(**otlp_arguments(settings, signal), **extra)

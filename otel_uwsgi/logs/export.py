@@ -112,7 +112,7 @@ class LogExport:
         self.provider.shutdown()
 
 
-def build_exporter(settings: Settings) -> Any:
+def build_log_exporter(settings: Settings) -> Any:
     if settings["otel-logs-exporter"] == "console":
         try:
             from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter as Console
@@ -123,7 +123,7 @@ def build_exporter(settings: Settings) -> Any:
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
     otlp.limit_export_errors("opentelemetry.exporter.otlp.proto.http._log_exporter", "otel-logs-exporter")
-    return otlp.build_exporter(OTLPLogExporter, settings, "logs")
+    return otlp.build_otlp_exporter(OTLPLogExporter, settings, "logs")
 
 
 def start_log_export(settings: Settings, resource: Any) -> LogExport:
@@ -135,7 +135,7 @@ def start_log_export(settings: Settings, resource: Any) -> LogExport:
     queue = settings["otel-blrp-max-queue-size"]
     provider.add_log_record_processor(
         BatchLogRecordProcessor(
-            build_exporter(settings),
+            build_log_exporter(settings),
             schedule_delay_millis=settings["otel-blrp-schedule-delay"],
             max_queue_size=queue,
             max_export_batch_size=min(512, queue),

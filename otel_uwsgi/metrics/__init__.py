@@ -4,5 +4,5 @@ once per instance by worker 1 (:mod:`.server`), and the client of uWSGI's stats 
 (:mod:`.stats_server`).
 
 Does not belong here: reading ``uwsgi`` itself (passed in by :mod:`otel_uwsgi.runtime`), when
-the providers start and stop (:mod:`otel_uwsgi.runtime.providers`).
+the providers start and stop (:mod:`otel_uwsgi.runtime.metrics_and_logs`).
 """

@@ -62,7 +62,7 @@ def temporality(preference: str) -> dict[type, AggregationTemporality]:
     return chosen
 
 
-def build_exporter(settings: Settings) -> MetricExporter:
+def build_metric_exporter(settings: Settings) -> MetricExporter:
     """The metric exporter named by ``otel-metrics-exporter`` (``otlp`` or ``console``)."""
     from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
 
@@ -75,7 +75,7 @@ def build_exporter(settings: Settings) -> MetricExporter:
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
     otlp.limit_export_errors(_EXPORTER_LOGGER, "otel-metrics-exporter")
-    return otlp.build_exporter(
+    return otlp.build_otlp_exporter(
         OTLPMetricExporter, settings, "metrics", preferred_temporality=preferred, preferred_aggregation=aggregation
     )
 
@@ -83,7 +83,7 @@ def build_exporter(settings: Settings) -> MetricExporter:
 def build_reader(settings: Settings) -> PeriodicExportingMetricReader:
     """A reader exporting every ``otel-metric-export-interval`` ms (its timer thread starts now)."""
     return PeriodicExportingMetricReader(
-        build_exporter(settings),
+        build_metric_exporter(settings),
         export_interval_millis=settings["otel-metric-export-interval"],
         export_timeout_millis=settings["otel-metric-export-timeout"],
     )
@@ -101,7 +101,7 @@ def build_meter_provider(settings: Settings, resource: Resource, *, ledger: Any 
     """This process's MeterProvider; with a span ``ledger``, it also reports the span delivery counts.
 
     ``shutdown_on_exit=False``: the SDK's own atexit hook waits up to 30 s; otel-uwsgi flushes
-    within ``otel-exit-flush-timeout`` instead (:mod:`otel_uwsgi.runtime.providers`).
+    within ``otel-exit-flush-timeout`` instead (:mod:`otel_uwsgi.runtime.metrics_and_logs`).
     """
     provider = MeterProvider(
         metric_readers=[build_reader(settings)],

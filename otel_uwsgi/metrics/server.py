@@ -31,7 +31,6 @@ from typing import Any, Optional
 
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.resources import Resource
 
 from otel_uwsgi.config.settings import Settings
 from otel_uwsgi.metrics.stats_server import read_stats_server
@@ -263,12 +262,10 @@ def register(provider: MeterProvider, state: ServerState) -> None:
         create[kind](name, callbacks=[getattr(state, callback)], unit=unit, description=description)
 
 
-def start_server_metrics(settings: Settings, resource: Resource, server: Any) -> ServerMetrics:
-    """A MeterProvider with the instance ``resource`` and the ``uwsgi.*`` instruments, reading
-    ``server`` (:mod:`otel_uwsgi.runtime.uwsgi_api`: ``workers()``, ``listen_fds()``,
+def start_server_metrics(settings: Settings, provider: MeterProvider, server: Any) -> ServerMetrics:
+    """The ``uwsgi.*`` instruments on ``provider`` (a MeterProvider with the instance's Resource),
+    reading ``server`` (:mod:`otel_uwsgi.runtime.uwsgi_api`: ``workers()``, ``listen_fds()``,
     ``stats_server()``); call it in the one process that :func:`owns_server_metrics`."""
-    from otel_uwsgi.metrics.provider import build_reader
-
     stats = server.stats_server()
     if stats[0] is None:
         logger.info(
@@ -276,7 +273,6 @@ def start_server_metrics(settings: Settings, resource: Resource, server: Any) ->
             "`stats = /run/uwsgi/stats.sock` to the [uwsgi] section to report it"
         )
     state = ServerState(stats, ttl_s=min(1.0, settings["otel-metric-export-interval"] / 2000), server=server)
-    provider = MeterProvider(metric_readers=[build_reader(settings)], resource=resource, shutdown_on_exit=False)
     register(provider, state)
     logger.debug("otel-uwsgi: uWSGI server metrics exported from worker 1 (pid %d)", os.getpid())
     return ServerMetrics(provider, state)

@@ -1,6 +1,6 @@
 """What runs inside uWSGI, and when: at ``import otel_uwsgi.auto`` (:mod:`.install`), after fork
 in each worker, mule and the spooler (:mod:`.process`, with :mod:`.resource` and the metrics and
-logs :mod:`.providers`), and at exit (:mod:`.exit_flush` for a graceful exit; the master's
+logs :mod:`.metrics_and_logs`), and at exit (:mod:`.exit_flush` for a graceful exit; the master's
 :mod:`.master_exit` and its C part ``_exit.c`` ship the span journals busy or dead workers left).
 
 Belongs here: the only code that imports ``uwsgi`` / ``uwsgidecorators`` (:mod:`.uwsgi_api`), the

@@ -196,7 +196,7 @@ def _preload(settings: Settings) -> None:
 
 
 def _import_after_fork_path(settings: Settings) -> None:
-    import otel_uwsgi.runtime.providers  # noqa: F401
+    import otel_uwsgi.runtime.metrics_and_logs  # noqa: F401
     import otel_uwsgi.runtime.resource  # noqa: F401
     import otel_uwsgi.traces.flush  # noqa: F401
     import otel_uwsgi.traces.journal.adopt  # noqa: F401

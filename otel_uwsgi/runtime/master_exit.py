@@ -17,14 +17,14 @@ import logging
 import time
 from typing import Any, Optional
 
-from otel_uwsgi.compat import extensions
 from otel_uwsgi.config.settings import Settings
+from otel_uwsgi.native import accel
 
 logger = logging.getLogger(__name__)
 
 
 def _c_part() -> Optional[Any]:
-    if extensions.disabled():
+    if accel.disabled():
         return None
     try:
         from otel_uwsgi.runtime import _exit
@@ -56,11 +56,11 @@ def ship_at_exit(settings: Settings, instance: Any) -> None:
             return
         from otel_uwsgi.export import otlp
         from otel_uwsgi.traces.journal.adopt import ship_instance
-        from otel_uwsgi.traces.provider import build_exporter
+        from otel_uwsgi.traces.provider import build_span_exporter
 
         started = time.monotonic()
         timeout_s = settings["otel-exit-flush-timeout"] / 1000.0
-        exporter = build_exporter(settings)
+        exporter = build_span_exporter(settings)
         if exporter is None:
             return
         otlp.stop_retrying(exporter)  # the first answer is the outcome at a stop

@@ -36,13 +36,6 @@ def init_process(settings: Optional[Settings] = None) -> bool:
         return True
     started, modules = time.perf_counter(), len(sys.modules)
     try:
-        from opentelemetry import trace
-
-        from otel_uwsgi.runtime import providers
-        from otel_uwsgi.runtime.resource import build_resource
-        from otel_uwsgi.traces.ledger import Ledger
-        from otel_uwsgi.traces.provider import build_provider, journal_processor
-
         other = other_tracer_provider()
         if other is not None:
             logger.warning(
@@ -53,38 +46,53 @@ def init_process(settings: Optional[Settings] = None) -> bool:
                 pid,
             )
             return False
-        kind, worker_id, mule_id = uwsgi_api.identity()
-        resource = build_resource(
-            settings,
-            process_type=kind,
-            worker_id=worker_id,
-            mule_id=mule_id,
-            parent_pid=uwsgi_api.master_pid() or None,
-        )
-        ledger = Ledger()
-        with exit_signals_blocked():  # the export threads start here
-            provider = build_provider(settings, resource, ledger, journal_place(settings, kind, worker_id, mule_id))
-            trace.set_tracer_provider(provider)
-            state.provider, state.pid, state.flushed, state.ledger = provider, pid, False, ledger
-            state.journal = journal_processor(provider)
-            if state.journal is not None:
-                state.journal.start()
-            state.others = providers.start(settings, resource, ledger=ledger, process_type=kind, worker_id=worker_id)
+        kind = _start_providers(settings, pid)
         register_exit()
         if kind == "spooler" and state.journal is None:
-            _flush_after_spooler_tasks(provider, settings["otel-exit-flush-timeout"] / 1000.0)
-        elapsed_ms = (time.perf_counter() - started) * 1000
+            _flush_after_spooler_tasks(state.provider, settings["otel-exit-flush-timeout"] / 1000.0)
         logger.debug(
             "otel-uwsgi: tracing started in %s pid %d in %.1f ms (%d modules imported)",
             kind,
             pid,
-            elapsed_ms,
+            (time.perf_counter() - started) * 1000,
             len(sys.modules) - modules,
         )
         return True
     except Exception:  # noqa: BLE001 - never break a worker over telemetry
         logger.exception("otel-uwsgi: could not start tracing in pid %d", pid)
         return False
+
+
+def _start_providers(settings: Settings, pid: int) -> str:
+    """This process's tracer provider (with its span journal) and its meter and logger providers,
+    all with this process's Resource; returns the kind of uWSGI process this is."""
+    from opentelemetry import trace
+
+    from otel_uwsgi.metrics.server import owns_server_metrics
+    from otel_uwsgi.runtime import metrics_and_logs
+    from otel_uwsgi.runtime.resource import build_instance_resource, build_resource
+    from otel_uwsgi.traces.ledger import Ledger
+    from otel_uwsgi.traces.provider import build_provider, journal_processor
+
+    kind, worker_id, mule_id = uwsgi_api.identity()
+    resource = build_resource(
+        settings, process_type=kind, worker_id=worker_id, mule_id=mule_id, parent_pid=uwsgi_api.master_pid() or None
+    )
+    instance_resource = None
+    if owns_server_metrics(kind, worker_id) and uwsgi_api.available():  # what the instance reports as a whole
+        instance_resource = build_instance_resource(
+            settings, master_pid=uwsgi_api.master_pid(), started_on=uwsgi_api.started_on()
+        )
+    ledger = Ledger()
+    with exit_signals_blocked():  # the export threads start here
+        provider = build_provider(settings, resource, ledger, journal_place(settings, kind, worker_id, mule_id))
+        trace.set_tracer_provider(provider)
+        state.provider, state.pid, state.flushed, state.ledger = provider, pid, False, ledger
+        state.journal = journal_processor(provider)
+        if state.journal is not None:
+            state.journal.start()
+        state.others = metrics_and_logs.start(settings, resource, ledger=ledger, instance_resource=instance_resource)
+    return kind
 
 
 def journal_place(settings: Settings, kind: str, worker_id: Optional[int], mule_id: Optional[int]) -> Any:

@@ -19,7 +19,7 @@ class State:
     journal: Any = None  # otel_uwsgi.traces.journal.processor.JournalSpanProcessor of ``provider``
     instance: Any = None  # otel_uwsgi.traces.journal.directory.Instance of this uWSGI instance
     ledger: Any = None  # otel_uwsgi.traces.ledger.Ledger of ``provider``
-    others: Any = None  # otel_uwsgi.runtime.providers.Providers: meter/logger providers beside ``provider``
+    others: Any = None  # otel_uwsgi.runtime.metrics_and_logs.Providers: meter/logger providers beside ``provider``
 
 
 state = State()

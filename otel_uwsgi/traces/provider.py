@@ -59,7 +59,7 @@ def build_span_limits(settings: Settings) -> SpanLimits:
     )
 
 
-def build_exporter(settings: Settings) -> Optional[SpanExporter]:
+def build_span_exporter(settings: Settings) -> Optional[SpanExporter]:
     """The span exporter named by ``otel-traces-exporter`` (None for ``none``)."""
     kind = settings["otel-traces-exporter"]
     if kind == "none":
@@ -72,7 +72,8 @@ def build_exporter(settings: Settings) -> Optional[SpanExporter]:
         try:
             from otel_uwsgi.export.span_exporter import FastOTLPSpanExporter
 
-            return otlp.build_exporter(FastOTLPSpanExporter, settings, "traces", gzip_level=settings["otel-gzip-level"])
+            gzip_level = settings["otel-gzip-level"]
+            return otlp.build_otlp_exporter(FastOTLPSpanExporter, settings, "traces", gzip_level=gzip_level)
         except Exception as error:  # noqa: BLE001 - an exporter release it was not built for: the SDK's own
             logger.info(
                 "otel-uwsgi: otel-fast-export is unavailable with this opentelemetry-exporter-otlp-proto-http "
@@ -80,7 +81,7 @@ def build_exporter(settings: Settings) -> Optional[SpanExporter]:
                 type(error).__name__,
                 error,
             )
-    return otlp.build_exporter(OTLPSpanExporter, settings, "traces")
+    return otlp.build_otlp_exporter(OTLPSpanExporter, settings, "traces")
 
 
 class LeanTracerProvider(TracerProvider):
@@ -134,7 +135,7 @@ def build_provider(
         span_limits=build_span_limits(settings),
         shutdown_on_exit=False,
     )
-    exporter = build_exporter(settings)
+    exporter = build_span_exporter(settings)
     if exporter is None:
         return provider
     ledger = ledger or Ledger()

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "otel_uwsgi"
 
 #: Each room's floor: a module may import its own room and rooms on lower floors only.
 FLOORS = {
-    "compat": 0,
+    "native": 0,
     "config": 0,
     "export": 1,
     "traces": 2,

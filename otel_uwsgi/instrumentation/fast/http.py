@@ -25,7 +25,7 @@ from opentelemetry.util.http import (
     redact_url,
 )
 
-from otel_uwsgi.compat import extensions
+from otel_uwsgi.native import accel
 
 #: Methods the stock instrumentations keep; any other becomes ``_OTHER`` (span name ``HTTP``).
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"))
@@ -92,14 +92,14 @@ def _load_native_attributes() -> Optional[Callable[[Any, bool], Optional[dict[st
     """The C twin of :func:`request_attributes` for a common environ (``server_attributes(environ,
     capture_all_methods)``, None when Python must decide), sharing this module's caches; None
     without the extension."""
-    native = extensions.load()
+    native = accel.load()
     if native is None:
         return None
     native.set_http_helpers(KNOWN_METHODS, _ports, _user_agents, detect_synthetic_user_agent, _CACHE_LIMIT)
     return native.server_attributes
 
 
-#: ``server_attributes(environ, capture_all_methods)`` of otel_uwsgi.compat._native, or None.
+#: ``server_attributes(environ, capture_all_methods)`` of otel_uwsgi.native._accel, or None.
 native_request_attributes = _load_native_attributes()
 
 

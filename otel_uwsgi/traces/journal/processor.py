@@ -24,9 +24,9 @@ from typing import Any, Optional
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind, TraceFlags
 
-from otel_uwsgi.compat.sdk import CONTEXT_AS_TUPLE
 from otel_uwsgi.export.encoder import span_field
 from otel_uwsgi.export.protobuf import attributes as encode_attributes
+from otel_uwsgi.native.sdk_layout import CONTEXT_AS_TUPLE
 from otel_uwsgi.traces.journal import adopt, directory, ship
 from otel_uwsgi.traces.journal.inflight import FIXED, Request, stack_text, tail
 from otel_uwsgi.traces.journal.region import EXIT_FLUSHING, HEADER_SIZE, SLOT_SIZE, SLOT_START, Region

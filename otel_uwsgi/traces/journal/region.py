@@ -47,10 +47,10 @@ _FREE, _BUSY = 0, 1
 
 
 def _native(name: str) -> Optional[Any]:
-    """A C twin from ``otel_uwsgi.compat._native`` (None: not built, turned off, or an older build)."""
-    from otel_uwsgi.compat import extensions
+    """A C twin from ``otel_uwsgi.native._accel`` (None: not built, turned off, or an older build)."""
+    from otel_uwsgi.native import accel
 
-    return getattr(extensions.load(), name, None)
+    return getattr(accel.load(), name, None)
 
 
 #: ring_append(...): :meth:`Region.append` of a prefix and a field, in C (same bytes).

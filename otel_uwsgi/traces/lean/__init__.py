@@ -8,7 +8,7 @@ SDK ``Span`` objects, with the same sampler, ids, limits, resource, scope and pr
 
 * attributes the caller vouches for (``str``/``int``/``float``/``bool`` values, at most the
   attribute-count limit, no value-length limit) go into the span's ``BoundedAttributes``
-  without the per-value checks (the test of the types is C where ``otel_uwsgi.compat._native`` was
+  without the per-value checks (the test of the types is C where ``otel_uwsgi.native._accel`` was
   built); anything else takes the SDK's own path;
 * the SDK's own samplers (static, trace-id ratio, parent-based) are decided directly by their
   rules, without a ``SamplingResult`` and three more look-ups of the parent (a root span's

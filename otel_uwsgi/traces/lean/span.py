@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace.status import Status, StatusCode
 
-from otel_uwsgi.compat import extensions
+from otel_uwsgi.native import accel
 
 try:
     from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
@@ -39,7 +39,7 @@ def _plain_py(attributes: dict[str, Any]) -> bool:
 
 def _load_plain() -> Callable[[Any], bool]:
     """``_plain_py``, or its C twin (~0.5k instructions for 12 attributes against ~8k) when built."""
-    native = extensions.load()
+    native = accel.load()
     if native is None:
         return _plain_py
     native.set_plain_fallback(_plain_py)  # for mappings other than an exact dict

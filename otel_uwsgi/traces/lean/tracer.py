@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import INVALID_SPAN_ID, INVALID_TRACE_ID, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
-from otel_uwsgi.compat.sdk import CONTEXT_AS_TUPLE, LEAN_SPAN_CLASSES
+from otel_uwsgi.native.sdk_layout import CONTEXT_AS_TUPLE, LEAN_SPAN_CLASSES
 from otel_uwsgi.traces.lean.sampling import DROP, SAMPLE, decider, root_decision
 from otel_uwsgi.traces.lean.span import Hooks, LeanSpan, NoOpTracerMetrics, plain_attributes
 

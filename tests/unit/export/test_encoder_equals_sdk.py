@@ -29,7 +29,7 @@ from opentelemetry.trace.span import TraceState
 from otel_uwsgi.config.settings import load
 from otel_uwsgi.export.encoder import encode_spans
 from otel_uwsgi.export.span_exporter import FastOTLPSpanExporter
-from otel_uwsgi.traces.provider import build_exporter
+from otel_uwsgi.traces.provider import build_span_exporter
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 FLOATS = st.floats(allow_nan=True, allow_infinity=True)
@@ -342,9 +342,9 @@ def test_exporter_reports_failure_when_the_collector_is_gone():
 
 def test_build_exporter_uses_the_fast_exporter_unless_disabled():
     """otel-fast-export (default true) picks our exporter with otel-gzip-level; false the stock one."""
-    fast = build_exporter(load({"otel-gzip-level": b"6"}, {}))
+    fast = build_span_exporter(load({"otel-gzip-level": b"6"}, {}))
     assert isinstance(fast, FastOTLPSpanExporter) and fast._gzip_level == 6
-    stock = build_exporter(load({"otel-fast-export": b"false"}, {}))
+    stock = build_span_exporter(load({"otel-fast-export": b"false"}, {}))
     assert type(stock) is OTLPSpanExporter
     fast.shutdown()
     stock.shutdown()

@@ -1,4 +1,4 @@
-"""The span journal's C twins (otel_uwsgi/compat/_native.c: ring_append, slot_start, ring_batch)
+"""The span journal's C twins (otel_uwsgi/native/_accel.c: ring_append, slot_start, ring_batch)
 write and read exactly the bytes of their Python code: records across the end of the ring and
 into a full one, slots of spans with local, remote and no parents, batches of several scopes."""
 
@@ -14,14 +14,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
-from otel_uwsgi.compat import extensions
+from otel_uwsgi.native import accel
 from otel_uwsgi.traces.journal import directory, ship
 from otel_uwsgi.traces.journal import region as region_module
 from otel_uwsgi.traces.journal.processor import JournalSpanProcessor
 from otel_uwsgi.traces.journal.region import HEADER_SIZE, SLOT_SIZE, Owner, Region
 from otel_uwsgi.traces.ledger import Ledger
 
-native = extensions.load()
+native = accel.load()
 pytestmark = pytest.mark.skipif(native is None or not hasattr(native, "ring_batch"), reason="no C extension here")
 RESOURCE = Resource({"service.name": "twins", "process.pid": 7})
 

@@ -1,4 +1,4 @@
-"""The C extension ``otel_uwsgi.compat._native`` against its Python twins.
+"""The C extension ``otel_uwsgi.native._accel`` against its Python twins.
 
 ``span_field`` must return exactly ``encoder._direct_span``'s bytes, or None (the Python code
 then decides); it must take every common span whose attribute values are str/bool/int/float.
@@ -23,17 +23,17 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from otel_uwsgi.compat import extensions
 from otel_uwsgi.export import encoder
+from otel_uwsgi.native import accel
 from otel_uwsgi.traces.lean import span as lean_span
 from otel_uwsgi.traces.lean.tracer import LeanTracer
 from tests.unit.export.test_encoder_equals_sdk import batches
 
-if extensions.disabled():
+if accel.disabled():
     pytest.skip("OTEL_UWSGI_NO_EXTENSIONS is set: the C encoder is off", allow_module_level=True)
 if encoder.native_span_field is None:
     pytest.fail(
-        "otel_uwsgi.compat._native was not built: `pip install -e .` with a C compiler (gcc) builds it "
+        "otel_uwsgi.native._accel was not built: `pip install -e .` with a C compiler (gcc) builds it "
         "(set OTEL_UWSGI_NO_EXTENSIONS=1 to test without it)",
         pytrace=False,
     )

@@ -1,7 +1,7 @@
-"""The optional C extension ``otel_uwsgi.compat._native``, or None.
+"""The optional C extension ``otel_uwsgi.native._accel``, or None.
 
 Built by ``setup.py`` when a C compiler is there (uWSGI needs one anyway).  Every function in it
-has a Python twin that gives the same answer (``tests/unit/compat/test_native_equals_python.py``); without the
+has a Python twin that gives the same answer (``tests/unit/native/test_accel_equals_python.py``); without the
 extension, or with ``OTEL_UWSGI_NO_EXTENSIONS`` set to anything but empty or ``0`` (the
 aiohttp/yarl convention), the Python code runs, at more CPU per span.
 """
@@ -23,12 +23,12 @@ def disabled() -> bool:
 
 
 def load() -> Optional[Any]:
-    """The ``otel_uwsgi.compat._native`` module, or None (not built, or turned off)."""
+    """The ``otel_uwsgi.native._accel`` module, or None (not built, or turned off)."""
     if disabled():
         return None
     try:
-        from otel_uwsgi.compat import _native
+        from otel_uwsgi.native import _accel
     except ImportError:
-        logger.debug("otel-uwsgi: otel_uwsgi.compat._native was not built; its Python twins run instead")
+        logger.debug("otel-uwsgi: otel_uwsgi.native._accel was not built; its Python twins run instead")
         return None
-    return _native
+    return _accel

@@ -11,7 +11,7 @@
  * configure() hands over the classes and the empty trace state the checks compare with, so this
  * file imports nothing from OpenTelemetry.  plain_attributes(mapping) answers _plain_py's question
  * for an exact dict and hands any other mapping to the Python function itself.
- * tests/unit/compat/test_native_equals_python.py holds each C function equal to its Python twin.
+ * tests/unit/native/test_accel_equals_python.py holds each C function equal to its Python twin.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -412,7 +412,7 @@ static PyObject *PlainFallback;
 static PyObject *plain_attributes(PyObject *module, PyObject *attributes) {
     if (!PyDict_CheckExact(attributes)) {
         if (PlainFallback == NULL) {
-            PyErr_SetString(PyExc_RuntimeError, "otel_uwsgi.compat._native.set_plain_fallback() was not called");
+            PyErr_SetString(PyExc_RuntimeError, "otel_uwsgi.native._accel.set_plain_fallback() was not called");
             return NULL;
         }
         return PyObject_CallOneArg(PlainFallback, attributes);
@@ -637,7 +637,7 @@ static PyObject *set_http_helpers(PyObject *module, PyObject *args) {
 
 static PyObject *span_field(PyObject *module, PyObject *span) {
     if (SpanContextType == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "otel_uwsgi.compat._native.configure() was not called");
+        PyErr_SetString(PyExc_RuntimeError, "otel_uwsgi.native._accel.configure() was not called");
         return NULL;
     }
     Buffer b;
@@ -1036,11 +1036,11 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "otel_uwsgi.compat._native",
+static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "otel_uwsgi.native._accel",
                                         "otel_uwsgi's common span encoding and attribute check, in C.", -1, methods,
                                         NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__native(void) {
+PyMODINIT_FUNC PyInit__accel(void) {
     struct {
         PyObject **slot;
         const char *text;

@@ -71,10 +71,10 @@ def start(
     resource: Resource,
     *,
     ledger: Any = None,
-    process_type: str = "worker",
-    worker_id: Optional[int] = None,
+    instance_resource: Optional[Resource] = None,
 ) -> Providers:
-    """Build this process's meter and logger providers (each only when its exporter is on).
+    """Build this process's meter and logger providers (each only when its exporter is on), and
+    uWSGI's server metrics when given the ``instance_resource`` (only the process that owns them is).
 
     Never raises: a problem with one signal is logged and the others still start.
     """
@@ -82,19 +82,21 @@ def start(
 
     started = Providers(pid=os.getpid())
     if settings["otel-metrics-exporter"] != "none":
-        try:
-            from otel_uwsgi.metrics.provider import build_meter_provider, install_meter_provider
+        from otel_uwsgi.metrics.provider import build_meter_provider, install_meter_provider
 
+        try:
             provider = build_meter_provider(settings, resource, ledger=ledger)
             install_meter_provider(provider)
             started.providers["metrics"] = provider
         except Exception:  # noqa: BLE001 - never break a worker over telemetry
             logger.exception("otel-uwsgi: could not start metrics in pid %d", started.pid)
-        if settings["otel-uwsgi-server-metrics"]:
+        if settings["otel-uwsgi-server-metrics"] and instance_resource is not None:
+            from otel_uwsgi.metrics.server import start_server_metrics
+            from otel_uwsgi.runtime import uwsgi_api
+
             try:
-                server = _start_server_metrics(settings, process_type, worker_id)
-                if server is not None:
-                    started.providers["server metrics"] = server
+                server_provider = build_meter_provider(settings, instance_resource)
+                started.providers["server metrics"] = start_server_metrics(settings, server_provider, uwsgi_api)
             except Exception:  # noqa: BLE001
                 logger.exception("otel-uwsgi: could not start uWSGI server metrics in pid %d", started.pid)
     if settings["otel-logs-exporter"] != "none":
@@ -105,15 +107,3 @@ def start(
         except Exception:  # noqa: BLE001
             logger.exception("otel-uwsgi: could not start log export in pid %d", started.pid)
     return started
-
-
-def _start_server_metrics(settings: Settings, process_type: str, worker_id: Optional[int]) -> Any:
-    """uWSGI's server metrics, in worker 1 only, with the instance's Resource (None elsewhere)."""
-    from otel_uwsgi.metrics.server import owns_server_metrics, start_server_metrics
-    from otel_uwsgi.runtime import uwsgi_api
-    from otel_uwsgi.runtime.resource import build_instance_resource
-
-    if not owns_server_metrics(process_type, worker_id) or not uwsgi_api.available():
-        return None
-    resource = build_instance_resource(settings, master_pid=uwsgi_api.master_pid(), started_on=uwsgi_api.started_on())
-    return start_server_metrics(settings, resource, uwsgi_api)
