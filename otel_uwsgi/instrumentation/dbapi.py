@@ -36,18 +36,27 @@ DRIVERS = {
 OWN = ("mysqlclient", "sqlite3")
 
 
-def fast_queries(name: str) -> bool:
-    """otel-fast-instrumentation: trace Django's queries through this driver from Django's
-    ``execute_wrapper`` (True), or leave it to the stock instrumentation (False: no Django, or the
-    fast path cannot load here)."""
+def fast_queries(name: str, scope: tuple[str, str]) -> bool:
+    """The fast path: trace Django's queries through this driver from Django's ``execute_wrapper``
+    with the stock instrumentation's ``scope`` (True), or leave them to the stock instrumentation
+    (False: no Django, or the fast path cannot load here)."""
     driver = DRIVERS[name]
     try:
         from otel_uwsgi.instrumentation.fast.enable import install_db
 
-        return install_db(driver.system, driver.attributes)
+        return install_db(driver.system, driver.attributes, scope)
     except ImportError as error:  # an instrumentation release it was not built for
         fast_unavailable(error)
         return False
+
+
+def django_installed() -> bool:
+    """The fast path's DB spans come from Django's connections: without Django, the stock ones."""
+    try:
+        importlib.import_module("django")
+    except ImportError:
+        return False
+    return True
 
 
 def driver_installed(name: str) -> bool:

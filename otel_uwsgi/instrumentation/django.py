@@ -16,10 +16,13 @@ from otel_uwsgi.instrumentation.missing import fast_unavailable, missing
 logger = logging.getLogger("otel_uwsgi.instrumentation")
 
 
-def instrument_django(explicit: bool, fast: bool = False, options: Optional[dict[str, Any]] = None) -> bool:
+def instrument_django(
+    explicit: bool, fast: Optional[tuple[str, str]] = None, options: Optional[dict[str, Any]] = None
+) -> bool:
     """Instrument Django when it builds its middleware chain: the stock DjangoInstrumentor with
-    ``options`` (``request_hook``, ``response_hook``, ``is_sql_commentor_enabled`` ...), or with
-    ``fast``, otel-uwsgi's middleware.  False when Django or its instrumentation is missing."""
+    ``options`` (``request_hook``, ``response_hook``, ``is_sql_commentor_enabled`` ...), or given
+    ``fast`` (the stock scope, name and version, its spans report), otel-uwsgi's middleware.  False
+    when Django or its instrumentation is missing."""
     try:
         from django.core.handlers import base
         from opentelemetry.instrumentation.django import DjangoInstrumentor
@@ -28,11 +31,11 @@ def instrument_django(explicit: bool, fast: bool = False, options: Optional[dict
         return False
 
     def instrument_now() -> None:
-        if fast:  # otel-fast-instrumentation: otel-uwsgi's own middleware instead of the stock one
+        if fast is not None:  # the fast path: otel-uwsgi's own middleware instead of the stock one
             try:
                 from otel_uwsgi.instrumentation.fast.enable import add_middleware
 
-                add_middleware()
+                add_middleware(fast)
                 return
             except ImportError as error:  # an instrumentation release it was not built for
                 fast_unavailable(error)

@@ -6,7 +6,8 @@ instrumentation, as ``opentelemetry-instrument`` finds them (:mod:`.entry_points
 ``otel-python-disabled-instrumentations``; a list names them.  otel-uwsgi adds its own for what
 needs it: Django, instrumented when it builds its middleware chain (:mod:`.django`); mysqlclient
 and sqlite3 when no instrumentor for them is installed, so MySQLdb is never wrapped twice
-(:mod:`.dbapi`); with ``otel-fast-instrumentation``, Django's queries through every driver.
+(:mod:`.dbapi`); on the fast path (``otel-fast-instrumentation``, on by default, where proven
+equal: :mod:`.fast.verified`), Django's server spans and its queries through every driver.
 Instrumenting builds no provider and starts no thread: it is safe in the master.
 
 Keyword arguments for an instrumentor (Django's ``request_hook``, sqlcommenter ...) are given in
@@ -18,11 +19,12 @@ from __future__ import annotations
 import difflib
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Optional
 
 from otel_uwsgi.config.settings import ConfigError
 from otel_uwsgi.instrumentation import dbapi, entry_points
 from otel_uwsgi.instrumentation.django import instrument_django
+from otel_uwsgi.instrumentation.missing import fast_unavailable
 
 logger = logging.getLogger("otel_uwsgi.instrumentation")
 
@@ -74,21 +76,55 @@ def instrument(
     return sorted(_done)
 
 
+def on_fast_path() -> list[str]:
+    """The instrumentations traced by otel-uwsgi's fast path in this process (the rest: stock)."""
+    return sorted(_fast)
+
+
+def _fast_scope(name: str, entry_point: Any, options: dict[str, Any]) -> Optional[tuple[str, str]]:
+    """The scope (name, version) of the stock instrumentation the fast path stands in for, where it
+    is proven equal; None (and one info line naming why) where the stock one must trace."""
+    try:
+        from otel_uwsgi.instrumentation.fast import verified
+    except ImportError as error:  # an instrumentation release it was not built for
+        fast_unavailable(error)
+        return None
+    dist = getattr(entry_point, "dist", None)
+    stock = verified.canonical(dist.name) if dist is not None else verified.DBAPI
+    libraries = ("django",) if name in ("django", "sqlite3") else ("django", name)
+    if name in dbapi.DRIVERS and "django" in _options and verified.sqlcommenter(_options["django"]):
+        reason: Optional[str] = "instrumentation_options('django', ...) turns sqlcommenter on (stock only)"
+    else:
+        try:
+            reason = verified.why_stock(stock, libraries, options, name)
+        except ImportError as error:
+            fast_unavailable(error)
+            return None
+    if reason is not None:
+        verified.tell(name, reason)
+        return None
+    return verified.stock_scope(stock)
+
+
 def _instrument_one(name: str, installed: dict[str, Any], explicit: bool, fast: bool) -> bool:
     options = _options.get(name, {})
+    entry_point = installed.get(name)
     if name == "django":
-        if not (_runnable(name, installed, explicit) and instrument_django(explicit, fast, options)):
+        if not _runnable(name, installed, explicit):
             return False
-        if fast:
+        scope = _fast_scope(name, entry_point, options) if fast else None
+        if not instrument_django(explicit, scope, options):
+            return False
+        if scope is not None:
             _fast.add(name)
         return True
-    entry_point = installed.get(name)
     if entry_point is not None and not _runnable(name, installed, explicit):
         return False
     if fast and name in dbapi.DRIVERS and (entry_point is not None or dbapi.driver_installed(name)):
         # Django's queries through Django's execute_wrapper; the stock instrumentor would trace
         # them a second time.  Without Django, or where the fast path cannot load: the stock one.
-        if dbapi.fast_queries(name):
+        scope = _fast_scope(name, entry_point, options) if dbapi.django_installed() else None
+        if scope is not None and dbapi.fast_queries(name, scope):
             _fast.add(name)
             return True
     if entry_point is not None:

@@ -1,10 +1,12 @@
-"""``otel-fast-instrumentation = true`` under real uWSGI (4 workers) and MariaDB emits the spans
-the stock instrumentations emit: the same requests go through the Django + MySQL demo twice,
-stock then fast, and every trace the real receiver decodes is compared structurally."""
+"""The fast path (the default, ``otel-fast-instrumentation``) under real uWSGI (4 workers) and
+MariaDB emits the spans the stock instrumentations emit, instrumentation scope included: the same
+requests go through the Django + MySQL demo twice, stock (``false``) then fast, and every trace the
+real receiver decodes is compared structurally."""
 
 from __future__ import annotations
 
 import gzip
+import re
 from typing import Any
 
 import pytest
@@ -67,7 +69,7 @@ def _decode(body: bytes, encoding: str) -> list[dict[str, Any]]:
                         "status": (span.status.code, span.status.message),
                         "events": events,
                         "attributes": kv_attributes(span.attributes),
-                        "scope": ss.scope.name,
+                        "scope": (ss.scope.name, ss.scope.version),
                         "schema_url": ss.schema_url,
                     }
                 )
@@ -89,8 +91,10 @@ def bodies(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, str]]:
     return seen
 
 
-def _run(start_uwsgi: Any, receiver: Any, service: str, fast: bool) -> dict[str, int]:
-    extra = {**SETTINGS, "otel-service-name": service, "otel-fast-instrumentation": "true" if fast else "false"}
+def _run(start_uwsgi: Any, receiver: Any, service: str, fast: bool) -> tuple[dict[str, int], str]:
+    extra = {**SETTINGS, "otel-service-name": service}
+    if not fast:
+        extra["otel-fast-instrumentation"] = "false"
     server = start_uwsgi("django-mysql.ini", extra=extra)
     # Every worker opens its MySQL connection (and runs Django's connection set-up queries) in a
     # warm-up request, so each compared request below finds an open connection in any worker.
@@ -110,7 +114,7 @@ def _run(start_uwsgi: Any, receiver: Any, service: str, fast: bool) -> dict[str,
         return cases >= set(CASES)
 
     assert receiver.wait_for(arrived, 15), f"{service}: not every case arrived"
-    return statuses
+    return statuses, server.uwsgi.log()
 
 
 def _traces(spans: list[dict[str, Any]], service: str) -> dict[str, list[list[dict[str, Any]]]]:
@@ -150,17 +154,15 @@ def _traces(spans: list[dict[str, Any]], service: str) -> dict[str, list[list[di
     return out
 
 
-def _without_scope(trace: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in span.items() if k != "scope"} for span in trace]
-
-
 def test_fast_path_emits_the_stock_spans(start_uwsgi, receiver, mysql, bodies):
     """Trivial view, one and ten MySQL queries, a 404, an exception, an incoming traceparent,
     captured/redacted headers and an excluded URL: same span names, kinds, parents, status,
     exception events and attributes with the fast path as with the stock instrumentations."""
-    stock_status = _run(start_uwsgi, receiver, "stock", fast=False)
-    fast_status = _run(start_uwsgi, receiver, "fast", fast=True)
+    stock_status, stock_log = _run(start_uwsgi, receiver, "stock", fast=False)
+    fast_status, fast_log = _run(start_uwsgi, receiver, "fast", fast=True)
     assert stock_status == fast_status
+    # The default run really was the fast path, and the `false` one the stock instrumentations.
+    assert "(fast path: django, mysqlclient)" in fast_log and "fast path" not in stock_log
     assert fast_status["not-found"] == 404 and fast_status["error"] == 500 and fast_status["excluded"] == 200
 
     spans = [span for body, encoding in bodies for span in _decode(body, encoding)]
@@ -169,7 +171,7 @@ def test_fast_path_emits_the_stock_spans(start_uwsgi, receiver, mysql, bodies):
     assert "excluded" not in stock and "excluded" not in fast
     for case in CASES:
         assert len(stock[case]) == len(fast[case]) == 1, case
-        assert _without_scope(stock[case][0]) == _without_scope(fast[case][0]), case
+        assert stock[case][0] == fast[case][0], case
     # The warm-up traces also carry the queries Django runs when it opens a connection.
     warm_stock = {
         (s["name"], tuple(sorted(s["attributes"].items()))) for t in stock["warm"] for s in t if s["kind"] == 3
@@ -178,10 +180,13 @@ def test_fast_path_emits_the_stock_spans(start_uwsgi, receiver, mysql, bodies):
     assert warm_stock == warm_fast
     assert any(name == "SET" for name, _ in warm_fast), "no connection set-up query traced"
 
-    # The fast run really was the fast path, and the spans are what they should be.
+    # The spans are what they should be, with the stock scopes (Django's, and the dbapi
+    # integration's that traces mysqlclient when no instrumentor of its own is installed).
+    from importlib.metadata import version
+
     assert {s["scope"] for t in fast.values() for trace in t for s in trace} == {
-        "otel_uwsgi.fast.django",
-        "otel_uwsgi.fast.db",
+        ("opentelemetry.instrumentation.django", version("opentelemetry-instrumentation-django")),
+        ("opentelemetry.instrumentation.dbapi", version("opentelemetry-instrumentation-dbapi")),
     }
     one = fast["one-query"][0]
     assert [s["name"] for s in one] == ["GET db", "SELECT"] and one[1]["parent"] == 0 and one[1]["kind"] == 3
@@ -216,13 +221,9 @@ def test_fast_path_emits_the_stock_spans(start_uwsgi, receiver, mysql, bodies):
 
 
 def test_fast_path_with_sqlite_under_uwsgi(start_uwsgi, receiver):
-    """With SQLite (the demo's fallback database) the fast path traces the query as a child of
-    the request span, with the stock attributes."""
-    server = start_uwsgi(
-        str(DEMO_INI),
-        extra={"otel-fast-instrumentation": "true"},
-        env={"OTEL_UWSGI_DEMO_DB": "sqlite", "OTEL_UWSGI_DEMO_SQLITE": ":memory:"},
-    )
+    """With SQLite (the demo's fallback database) the fast path (by default) traces the query as a
+    child of the request span, with the stock attributes and scopes."""
+    server = start_uwsgi(str(DEMO_INI), env={"OTEL_UWSGI_DEMO_DB": "sqlite", "OTEL_UWSGI_DEMO_SQLITE": ":memory:"})
     assert server.get("/db?case=sqlite")[0] == 200
     server.stop()
 
@@ -232,7 +233,10 @@ def test_fast_path_with_sqlite_under_uwsgi(start_uwsgi, receiver):
     assert receiver.wait_for(lambda spans: bool(request_span(spans)), 15)
     spans = receiver.snapshot()
     root = request_span(spans)[0]
-    assert root.name == "GET db" and root.scope == "otel_uwsgi.fast.django"
+    on_fast_path = re.search(r"\(fast path: ([^)]*)\)", server.uwsgi.log())
+    assert on_fast_path and {"django", "sqlite3"} <= set(on_fast_path.group(1).split(", ")), server.uwsgi.log()
+    assert root.name == "GET db" and root.scope == "opentelemetry.instrumentation.django"
     db = [s for s in spans if s.parent_span_id == root.span_id]
-    assert len(db) == 1 and db[0].name == "SELECT" and db[0].kind == "CLIENT" and db[0].scope == "otel_uwsgi.fast.db"
+    assert len(db) == 1 and db[0].name == "SELECT" and db[0].kind == "CLIENT"
+    assert db[0].scope == "opentelemetry.instrumentation.dbapi"
     assert db[0].attributes == {"db.system": "sqlite", "db.statement": "SELECT %s"}

@@ -1,4 +1,5 @@
-"""Lean Django tracing, opted into with ``otel-fast-instrumentation = true``.
+"""Lean Django tracing, the default wherever it is proven span-equal (:mod:`.verified`);
+``otel-fast-instrumentation = false`` turns it off.
 
 Emits the spans of opentelemetry-instrumentation-django and of the dbapi integration for
 MySQLdb / sqlite3 (same names, kinds, parents, attributes, status and exception events, in the
@@ -10,6 +11,7 @@ Django builds its middleware chain.
 
 Belongs here: the server-span middleware (:mod:`.middleware`), DB spans (:mod:`.db`), the HTTP
 attributes and SQL names they compute (:mod:`.http`, :mod:`.sql`), the tracer they use
-(:mod:`.tracer`) and switching them on (:mod:`.enable`).  The lean span start they rely on is
-:mod:`otel_uwsgi.traces.lean`, shared with the stock instrumentations.
+(:mod:`.tracer`), switching them on (:mod:`.enable`) and where they may be (:mod:`.verified`).
+The lean span start they rely on is :mod:`otel_uwsgi.traces.lean`, shared with the stock
+instrumentations.
 """

@@ -38,8 +38,7 @@ logger = logging.getLogger(__name__)
 #: Django ``connection.vendor`` of each system traced from ``execute_wrapper`` (the dbapi ``db.system``).
 VENDORS = {"mysql": "mysql", "sqlite": "sqlite"}
 
-_wanted: dict[str, tuple[str, Mapping[str, str]]] = {}  # vendor -> (db.system, connection attribute paths)
-_tracer: LazyTracer | None = None
+_wanted: dict[str, tuple[str, Mapping[str, str], LazyTracer]] = {}  # vendor -> (db.system, attribute paths, tracer)
 
 
 def _statement(sql: object) -> str:
@@ -61,10 +60,10 @@ def _driver_error(exc: BaseException) -> BaseException:
 class QuerySpans:
     """An ``execute_wrapper`` making one CLIENT span per query of one Django connection."""
 
-    __slots__ = ("_system", "_paths", "_raw", "_static", "_fallback", "_statement_keys", "_modes")
+    __slots__ = ("_system", "_paths", "_tracer", "_raw", "_static", "_fallback", "_statement_keys", "_modes")
 
-    def __init__(self, system: str, paths: Mapping[str, str]) -> None:
-        self._system, self._paths = system, paths
+    def __init__(self, system: str, paths: Mapping[str, str], tracer: LazyTracer) -> None:
+        self._system, self._paths, self._tracer = system, paths, tracer
         self._raw: Any = None
         self._static: dict[str, Any] = {}
         self._fallback = system
@@ -116,7 +115,7 @@ class QuerySpans:
         statement = _statement(sql)
         for key in self._statement_keys:
             attributes[key] = statement
-        span = _tracer.get().start_span(  # type: ignore[union-attr]
+        span = self._tracer.get().start_span(
             operation_name(sql) or self._fallback, kind=SpanKind.CLIENT, attributes=attributes
         )
         try:
@@ -138,8 +137,9 @@ def _attach(connection: Any) -> None:
     connection.execute_wrappers.insert(0, QuerySpans(*wanted))
 
 
-def install(system: str, connection_attributes: Mapping[str, str]) -> bool:
-    """Trace the queries of every Django connection of ``system`` (``mysql``, ``postgresql``, ``sqlite``).
+def install(system: str, connection_attributes: Mapping[str, str], scope: tuple[str, str]) -> bool:
+    """Trace the queries of every Django connection of ``system`` (``mysql``, ``postgresql``,
+    ``sqlite``), with the instrumentation ``scope`` (name, version).
 
     Returns False when Django is not installed (the caller then uses the stock integration).
     """
@@ -147,17 +147,15 @@ def install(system: str, connection_attributes: Mapping[str, str]) -> bool:
         from django.db.backends.base.base import BaseDatabaseWrapper
     except ImportError:
         return False
-    global _tracer
-    if _tracer is None:
-        _OpenTelemetrySemanticConventionStability._initialize()
-        schema_url = _get_schema_url_for_signal_types(
-            [_OpenTelemetryStabilitySignalType.DATABASE, _OpenTelemetryStabilitySignalType.HTTP]
-        )
-        _tracer = LazyTracer("otel_uwsgi.fast.db", schema_url)
+    _OpenTelemetrySemanticConventionStability._initialize()
+    schema_url = _get_schema_url_for_signal_types(
+        [_OpenTelemetryStabilitySignalType.DATABASE, _OpenTelemetryStabilitySignalType.HTTP]
+    )
+    tracer = LazyTracer(scope[0], schema_url, scope[1])
     if system == "postgresql":  # from the cursor, not from execute_wrapper (see _trace_postgres_cursors)
-        _trace_postgres_cursors(system, connection_attributes)
+        _trace_postgres_cursors(system, connection_attributes, tracer)
         return True
-    _wanted[VENDORS[system]] = (system, dict(connection_attributes))
+    _wanted[VENDORS[system]] = (system, dict(connection_attributes), tracer)
     original = BaseDatabaseWrapper.__init__
     if not getattr(original, "_otel_uwsgi", False):
 
@@ -175,7 +173,7 @@ def install(system: str, connection_attributes: Mapping[str, str]) -> bool:
     return True
 
 
-def _trace_postgres_cursors(system: str, paths: Mapping[str, str]) -> None:
+def _trace_postgres_cursors(system: str, paths: Mapping[str, str], tracer: LazyTracer) -> None:
     """Django's PostgreSQL backend also runs queries with the driver's own cursor (``SET
     TimeZone`` on a new connection, ``SELECT 1`` to test one), which ``execute_wrapper`` does not
     see; the stock psycopg instrumentations trace every query through the connection's cursor
@@ -194,7 +192,7 @@ def _trace_postgres_cursors(system: str, paths: Mapping[str, str]) -> None:
         raw = original(self, *args, **kwargs)
         try:
             factory = raw.cursor_factory
-            raw.cursor_factory = _tracing_cursor(factory or _default_cursor(), QuerySpans(system, paths), raw)
+            raw.cursor_factory = _tracing_cursor(factory or _default_cursor(), QuerySpans(system, paths, tracer), raw)
         except Exception:  # noqa: BLE001 - telemetry never breaks a connection
             logger.exception("otel-uwsgi: could not trace the queries of a PostgreSQL connection")
         return raw

@@ -20,8 +20,9 @@ def _position(length: int) -> int:
     return position if 0 <= position <= length else 0
 
 
-def add_middleware() -> bool:
-    """Read the settings and put the server-span middleware into ``settings.MIDDLEWARE``.
+def add_middleware(scope: tuple[str, str]) -> bool:
+    """Read the settings and put the server-span middleware into ``settings.MIDDLEWARE``; its spans
+    carry the instrumentation ``scope`` (name, version).
 
     Call once Django's settings are configured, before the handler loads its middleware.
     """
@@ -43,7 +44,8 @@ def add_middleware() -> bool:
     mode = _OpenTelemetrySemanticConventionStability._get_opentelemetry_stability_opt_in_mode(
         _OpenTelemetryStabilitySignalType.HTTP
     )
-    configure(Setup(HttpConfig.from_environ(os.environ), mode, mode is _StabilityMode.DEFAULT, _get_schema_url(mode)))
+    http = HttpConfig.from_environ(os.environ)
+    configure(Setup(http, mode, mode is _StabilityMode.DEFAULT, _get_schema_url(mode), scope))
     middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
     if MIDDLEWARE not in middleware:
         middleware.insert(_position(len(middleware)), MIDDLEWARE)
@@ -51,8 +53,9 @@ def add_middleware() -> bool:
     return True
 
 
-def install_db(system: str, connection_attributes: dict[str, str]) -> bool:
-    """Trace Django's ``system`` (``mysql``, ``postgresql``, ``sqlite``) queries; False without Django."""
+def install_db(system: str, connection_attributes: dict[str, str], scope: tuple[str, str]) -> bool:
+    """Trace Django's ``system`` (``mysql``, ``postgresql``, ``sqlite``) queries, with the
+    instrumentation ``scope`` (name, version); False without Django."""
     from otel_uwsgi.instrumentation.fast.db import install
 
-    return install(system, connection_attributes)
+    return install(system, connection_attributes, scope)

@@ -36,6 +36,9 @@ from otel_uwsgi.instrumentation.fast.tracer import LazyTracer
 logger = logging.getLogger(__name__)
 
 _STATE = "_otel_uwsgi_span"
+#: Where the stock middleware keeps the request's span in ``request.META`` while the request runs;
+#: set too, for views that read it (``trace.get_current_span()`` is the documented way).
+SPAN_KEY = "opentelemetry-instrumentor-django.span_key"
 _LIMIT = 256
 
 
@@ -91,11 +94,13 @@ def _w3c_keys(propagator: Any) -> Optional[tuple[str, ...]]:
 class Setup:
     """Everything read once: settings from the environment, semantic-convention mode, tracer."""
 
-    def __init__(self, http: HttpConfig, mode: Any, default_mode: bool, schema_url: str) -> None:
+    def __init__(
+        self, http: HttpConfig, mode: Any, default_mode: bool, schema_url: str, scope: tuple[str, str]
+    ) -> None:
         self.http, self.mode, self.default_mode = http, mode, default_mode
         self.request_headers = HeaderCapture(http.request_headers, http.sanitize, "http.request.header.")
         self.response_headers = HeaderCapture(http.response_headers, http.sanitize, "http.response.header.")
-        self.tracer = LazyTracer("otel_uwsgi.fast.django", schema_url)
+        self.tracer = LazyTracer(scope[0], schema_url, scope[1])
         self.getter = _EnvironGetter()
         self.extract = _Extractor()
 
@@ -242,6 +247,7 @@ class ServerSpanMiddleware:
         token = context.attach(trace.set_span_in_context(span, ctx))
         state = _Request(span, token, kind is SpanKind.SERVER, named, method)
         setattr(request, _STATE, state)
+        meta[SPAN_KEY] = span
         if span.is_recording():
             extra: dict[str, Any] = {}
             if state.server and setup.request_headers:
@@ -328,5 +334,6 @@ class ServerSpanMiddleware:
         except Exception:  # noqa: BLE001
             _warn_once("closing a request span")
         finally:
+            request.META.pop(SPAN_KEY, None)
             context.detach(state.token)
             span.end()

@@ -16,17 +16,19 @@ from otel_uwsgi.traces.lean.tracer import LeanTracer
 
 
 class LazyTracer:
-    """``get()`` returns the real tracer once a provider is set, the no-op proxy before."""
+    """``get()`` returns the real tracer once a provider is set, the no-op proxy before.  Its scope
+    is the stock instrumentation's name and version whose spans the fast path reproduces
+    (:func:`otel_uwsgi.instrumentation.fast.verified.stock_scope`)."""
 
-    def __init__(self, name: str, schema_url: str) -> None:
-        self._name, self._schema_url = name, schema_url
+    def __init__(self, name: str, schema_url: str, version: str = __version__) -> None:
+        self._name, self._schema_url, self._version = name, schema_url, version
         self._tracer: Any = None
 
     def get(self) -> Any:
         tracer = self._tracer
         if tracer is None:
             provider = trace.get_tracer_provider()
-            tracer = provider.get_tracer(self._name, __version__, schema_url=self._schema_url)
+            tracer = provider.get_tracer(self._name, self._version, schema_url=self._schema_url)
             if not isinstance(provider, trace.ProxyTracerProvider):
                 lean = getattr(tracer, "_lean", None)  # a LeanSdkTracer (otel-lean-spans) carries one
                 tracer = self._tracer = lean if isinstance(lean, LeanTracer) else LeanTracer(tracer)

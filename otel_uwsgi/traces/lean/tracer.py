@@ -201,13 +201,21 @@ def _stepping_aside(why: str) -> None:
         )
 
 
+def sdk_layout_problem() -> Optional[str]:
+    """What in the installed API/SDK the lean start was not written for, known without a tracer
+    (None: nothing); the fields of the SDK's spans are checked per tracer (:func:`_sdk_fits`)."""
+    if not CONTEXT_AS_TUPLE:
+        return "its SpanContext is not the tuple the lean start builds"
+    if list(inspect.signature(SdkTracer.start_span).parameters) != _START_SPAN_PARAMETERS:
+        return "Tracer.start_span takes other arguments"
+    return None
+
+
 def _sdk_fits(tracer: Any) -> bool:
     """Whether the installed SDK is the one the lean start was checked against (else one info line)."""
-    if not CONTEXT_AS_TUPLE:
-        _stepping_aside("its SpanContext is not the tuple the lean start builds")
-        return False
-    if list(inspect.signature(SdkTracer.start_span).parameters) != _START_SPAN_PARAMETERS:
-        _stepping_aside("Tracer.start_span takes other arguments")
+    problem = sdk_layout_problem()
+    if problem is not None:
+        _stepping_aside(problem)
         return False
     if not _sdk_as_expected(tracer):
         _stepping_aside("its spans have other fields")

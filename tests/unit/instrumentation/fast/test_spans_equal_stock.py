@@ -38,6 +38,9 @@ def index(request, **kwargs):
 
 
 def item(request, pk):
+    span = request.META.get("opentelemetry-instrumentor-django.span_key")  # as views of stock users read it
+    if span is not None:
+        span.set_attribute("view.found_span_in_meta", True)
     response = HttpResponse(f"item {pk}")
     response["X-Resp-Secret"] = "s3cret"
     response["X-Resp-Plain"] = "visible"
@@ -189,6 +192,7 @@ def _describe(span: Any, ids: dict[int, int]) -> dict[str, Any]:
         "events": events,
         "attributes": dict(span.attributes),
         "scope": span.instrumentation_scope.name,
+        "scope_version": span.instrumentation_scope.version,
         "schema_url": span.instrumentation_scope.schema_url,
     }
 
@@ -234,9 +238,12 @@ def run_site(mode: str, db: str) -> dict[str, Any]:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from otel_uwsgi.instrumentation.registry import instrument
+    from otel_uwsgi.instrumentation.registry import instrument, on_fast_path, set_options
 
-    instrument(("django", {"mysql": "mysqlclient", "sqlite": "sqlite3"}.get(db, db)), fast=mode == "fast")
+    if mode == "hooked":  # a hook only the stock instrumentation runs: Django leaves the fast path
+        set_options("django", request_hook=lambda span, request: span.set_attribute("hooked", True))
+    instrument(("django", {"mysql": "mysqlclient", "sqlite": "sqlite3"}.get(db, db)), fast=mode in ("fast", "hooked"))
+    fast_path = on_fast_path()
     exporter = InMemorySpanExporter()
     if mode == "stock-lean":  # the stock instrumentations under otel-uwsgi's provider (otel-lean-spans)
         from otel_uwsgi.traces.provider import LeanTracerProvider
@@ -279,6 +286,7 @@ def run_site(mode: str, db: str) -> dict[str, Any]:
             "traceresponse": started[1],
             "length": len(body),
             "spans": [_describe(s, ids) for s in spans],
+            "fast_path": fast_path,
         }
     return out
 
@@ -298,8 +306,8 @@ CAPTURE_ENV = {
 }
 
 
-def spans_of(mode: str, db: str, env: Optional[dict[str, str]] = None) -> dict[str, Any]:
-    """Run the site in a subprocess; its spans per case."""
+def site_run(mode: str, db: str, env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess:
+    """Run the site in a subprocess (its log on stderr)."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     environ.update(env or {})
     environ["PYTHONPATH"] = str(ROOT)
@@ -307,24 +315,31 @@ def spans_of(mode: str, db: str, env: Optional[dict[str, str]] = None) -> dict[s
         [sys.executable, str(HERE), mode, db], env=environ, cwd=str(ROOT), capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return done
 
 
-def assert_same_spans(stock: dict[str, Any], fast: dict[str, Any], same_scopes: bool = False) -> None:
-    """Every case: same response, same spans field by field (scope names aside, unless ``same_scopes``)."""
+def spans_of(mode: str, db: str, env: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    """Run the site in a subprocess; its spans per case."""
+    done = site_run(mode, db, env)
+    cases = json.loads(done.stdout.strip().splitlines()[-1])
+    # Not vacuous: the "fast" run really is on the fast path (Django and the driver), the others not.
+    driver = {"mysql": "mysqlclient", "sqlite": "sqlite3"}.get(db, db)
+    expected = {"fast": ["django", driver], "hooked": [driver]}.get(mode, [])
+    for case in cases.values():
+        assert sorted(case.pop("fast_path")) == sorted(expected), (mode, db, done.stderr[-2000:])
+    return cases
+
+
+def assert_same_spans(stock: dict[str, Any], fast: dict[str, Any]) -> None:
+    """Every case: same response, same spans field by field, instrumentation scope (name, version)
+    included: the fast path reports the stock instrumentation's scope, so a backend that groups
+    by scope sees no change."""
     assert stock.keys() == fast.keys()
     for case in stock:
         s, f = stock[case], fast[case]
         assert (s["status"], s["length"], s["traceresponse"]) == (f["status"], f["length"], f["traceresponse"]), case
         assert len(s["spans"]) == len(f["spans"]), (case, s["spans"], f["spans"])
         for one, other in zip(s["spans"], f["spans"], strict=True):
-            if one["scope"] == "test" or same_scopes:  # the test's own outer span; or the same instrumentations
-                assert other["scope"] == one["scope"]
-            else:
-                assert one["scope"].startswith("opentelemetry.instrumentation.")
-                assert other["scope"].startswith("otel_uwsgi.fast.")
-            one, other = dict(one), dict(other)
-            del one["scope"], other["scope"]
             assert one == other, case
 
 
@@ -345,6 +360,7 @@ def test_the_cases_exercise_what_they_claim(default_mode):
     instrumentations are known to emit."""
     stock, _ = default_mode
     assert [s["name"] for s in stock["route"]["spans"]] == ["GET items/<int:pk>"]
+    assert stock["route"]["spans"][0]["attributes"]["view.found_span_in_meta"] is True
     assert [s["name"] for s in stock["trivial"]["spans"]] == ["GET home"]
     assert stock["404"]["spans"][0]["name"] == "GET" and stock["404"]["spans"][0]["status"][0] == "UNSET"
     error = stock["error"]["spans"][0]
@@ -399,9 +415,21 @@ def test_the_stock_instrumentations_spans_are_the_same_with_lean_spans(env):
     """otel-lean-spans (on by default): the stock Django and dbapi instrumentations, started by
     LeanSdkTracer instead of the SDK's Tracer.start_span, emit exactly the SDK's spans."""
     sdk, lean = spans_of("stock", "sqlite", env), spans_of("stock-lean", "sqlite", env)
-    assert_same_spans(sdk, lean, same_scopes=True)
+    assert_same_spans(sdk, lean)
     assert {c for case in sdk.values() for c in case["classes"]} == {"ReadableSpan"}
     assert all(case["classes"] == (["LeanSpan"] if case["spans"] else []) for case in lean.values())
+
+
+def test_a_hook_for_the_stock_instrumentation_keeps_django_off_the_fast_path():
+    """instrumentation_options("django", request_hook=...): the stock Django instrumentation runs
+    the hook (the queries stay on the fast path), and one info line says why."""
+    done = site_run("hooked", "sqlite")
+    hooked = json.loads(done.stdout.strip().splitlines()[-1])
+    server = [s for case in hooked.values() for s in case["spans"] if s["kind"] == "SERVER"]
+    assert server and all(s["attributes"].get("hooked") is True for s in server)
+    assert {s["scope"] for s in server} == {"opentelemetry.instrumentation.django"}
+    reason = "django is traced by its stock instrumentation, not the fast path: instrumentation_options('django'"
+    assert reason in done.stderr
 
 
 @pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
@@ -419,4 +447,7 @@ def test_same_spans_on_postgresql(postgres, driver):
 
 
 if __name__ == "__main__":
+    import logging
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     print(json.dumps(run_site(sys.argv[1], sys.argv[2])))

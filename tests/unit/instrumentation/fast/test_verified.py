@@ -1,0 +1,132 @@
+"""Where the fast path is the default, and where the stock instrumentation traces instead with one
+line naming why: releases outside the verified range, options only the stock one runs, an
+unverified semantic-conventions mode, an SDK the lean start does not know."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from otel_uwsgi.instrumentation import registry
+from otel_uwsgi.instrumentation.fast import verified
+
+
+@pytest.mark.parametrize(
+    "release, minor",
+    [("0.66b1", (0, 66)), ("2.9.13 (dt dec pq3 ext lo64)", (2, 9)), ("6.1", (6, 1)), ("4.2.27", (4, 2)), ("3", (3,))],
+)
+def test_minor_reads_major_and_minor_of_any_release_string(release, minor):
+    assert verified._minor(release) == minor
+
+
+@pytest.mark.parametrize(
+    "name, release, word",
+    [
+        ("django", "4.1.13", "older"),
+        ("django", "6.2", "newer"),
+        ("opentelemetry-instrumentation-django", "0.53b1", "older"),
+        ("opentelemetry-instrumentation-django", "0.67b0", "newer"),
+        ("psycopg2", "3.0.0", "newer"),
+        ("opentelemetry_instrumentation_dbapi", "0.70b0", "newer"),
+    ],
+)
+def test_a_release_outside_the_verified_range_is_a_reason_naming_it(name, release, word):
+    problem = verified.release_problem(name, release)
+    assert problem is not None and word in problem and release in problem
+    oldest, newest = verified.VERIFIED[verified.canonical(name)]
+    assert f"({oldest} to {newest})" in problem
+
+
+@pytest.mark.parametrize("name, release", [("django", "4.2"), ("django", "6.1.3"), ("psycopg", "3.3.9")])
+def test_a_release_inside_the_range_is_no_reason(name, release):
+    assert verified.release_problem(name, release) is None
+
+
+def test_a_package_never_compared_is_a_reason():
+    problem = verified.release_problem("opentelemetry-instrumentation-mysqlclient", "0.60b0")
+    assert problem == "its spans were never compared with opentelemetry-instrumentation-mysqlclient's"
+
+
+def test_the_installed_releases_are_inside_the_range():
+    """What this run tests with is what the ranges claim: CI (newest and oldest lines) keeps them honest."""
+    for name in verified.VERIFIED:
+        assert verified.release_problem(name) is None, name
+
+
+def test_options_for_the_stock_instrumentation_are_a_reason_naming_them():
+    assert verified.options_problem("django", {}) is None
+    problem = verified.options_problem("django", {"response_hook": print, "request_hook": print})
+    assert problem == (
+        "instrumentation_options('django', ...) gives request_hook, response_hook, which only the stock one runs"
+    )
+
+
+@pytest.mark.parametrize("opt_in", ["", "http", "http/dup,database/dup", "database"])
+def test_the_compared_semconv_modes_are_no_reason(monkeypatch, opt_in):
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", opt_in)
+    _reset_semconv(monkeypatch)
+    assert verified.mode_problem() is None
+
+
+def test_an_uncompared_semconv_mode_is_a_reason(monkeypatch):
+    from opentelemetry.instrumentation._semconv import _StabilityMode
+
+    monkeypatch.setattr(verified, "VERIFIED_MODES", tuple(m for m in verified.VERIFIED_MODES if m != "HTTP_DUP"))
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "http/dup")
+    _reset_semconv(monkeypatch)
+    problem = verified.mode_problem()
+    assert problem is not None and str(_StabilityMode.HTTP_DUP) in problem and "http" in problem
+
+
+def _reset_semconv(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.instrumentation._semconv import _OpenTelemetrySemanticConventionStability as Stability
+
+    monkeypatch.setattr(Stability, "_initialized", False)
+    monkeypatch.setattr(Stability, "_OTEL_SEMCONV_STABILITY_SIGNAL_MAPPING", {})
+
+
+def test_the_installed_sdk_is_no_reason_and_a_changed_one_is(monkeypatch):
+    assert verified.sdk_problem() is None
+    from otel_uwsgi.traces.lean import tracer
+
+    monkeypatch.setattr(tracer, "CONTEXT_AS_TUPLE", False)
+    assert verified.sdk_problem() == (
+        "in the installed opentelemetry-sdk, its SpanContext is not the tuple the lean start builds"
+    )
+
+
+def test_the_fast_path_reports_the_stock_scope():
+    from opentelemetry.instrumentation.django.version import __version__
+
+    assert verified.stock_scope("opentelemetry-instrumentation-django") == (
+        "opentelemetry.instrumentation.django",
+        __version__,
+    )
+
+
+def test_out_of_range_django_gives_the_stock_instrumentation_and_one_info_line(monkeypatch, caplog):
+    """The registry's decision: Django newer than verified -> no fast scope, one line saying why."""
+    monkeypatch.setitem(verified.VERIFIED, "django", ("4.2", "4.2"))
+    entry_point = registry.entry_points.installed()["django"]
+    with caplog.at_level(logging.INFO, logger="otel_uwsgi.instrumentation"):
+        assert registry._fast_scope("django", entry_point, {}) is None
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and lines[0].startswith(
+        "otel-uwsgi: django is traced by its stock instrumentation, not the fast path: django "
+    )
+    assert "is newer than the fast path was verified with (4.2 to 4.2)" in lines[0]
+
+
+def test_in_range_gives_the_fast_scope_silently(caplog):
+    entry_point = registry.entry_points.installed()["django"]
+    with caplog.at_level(logging.INFO, logger="otel_uwsgi.instrumentation"):
+        scope = registry._fast_scope("django", entry_point, {})
+    assert scope == verified.stock_scope("opentelemetry-instrumentation-django") and not caplog.records
+
+
+def test_sqlcommenter_on_django_sends_the_queries_to_the_stock_instrumentation(monkeypatch, caplog):
+    monkeypatch.setitem(registry._options, "django", {"is_sql_commentor_enabled": True})
+    with caplog.at_level(logging.INFO, logger="otel_uwsgi.instrumentation"):
+        assert registry._fast_scope("sqlite3", None, {}) is None
+    assert "sqlite3 is traced by its stock instrumentation" in caplog.text and "sqlcommenter" in caplog.text
