@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from otel_uwsgi.native.accel import NO_EXTENSIONS
 from otel_uwsgi.tools.harness import UwsgiServer, free_port, owned_overrides, prepare_ini
 from otel_uwsgi.tools.receiver import Receiver
+from otel_uwsgi.tools.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 INI = ROOT / "ini"
@@ -112,15 +112,6 @@ def receiver() -> Iterator[Receiver]:
         yield r
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
 class Server:
     """A started uWSGI from a sample ini plus helpers to talk to it."""
 
@@ -152,14 +143,14 @@ class Server:
 
     def until_every_worker_served(self, path: str, timeout: float = 30) -> None:
         """Send concurrent batches until uWSGI's log shows every worker id served a request."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def every_worker_served() -> bool:
             self.hammer(path, self.workers * 4, concurrency=self.workers * 2)
             served = self.uwsgi.served()
-            wids = {served.spawned.get(pid) for pid, n in served.requests.items() if n}
-            if len(wids) >= self.workers:
-                return
-        raise AssertionError(f"not every worker served a request in {timeout}s:\n{self.uwsgi.log()[-3000:]}")
+            return len({served.spawned.get(pid) for pid, n in served.requests.items() if n}) >= self.workers
+
+        if not wait_until(every_worker_served, timeout, interval=0):
+            raise AssertionError(f"not every worker served a request in {timeout}s:\n{self.uwsgi.log()[-3000:]}")
 
     def logged(self, timeout: float = 10) -> bool:
         """Wait until uWSGI's request log holds every request get() saw answered: it writes the

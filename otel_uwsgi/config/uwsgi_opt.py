@@ -2,7 +2,8 @@
 
 uWSGI hands options over with ``str`` keys and ``bytes`` values, ``True`` for a bare flag on the
 command line, and on some versions a list for a key repeated in the ini (2.0.x keeps only the
-last value).  Everything here behaves the same on all of them: the last value wins.
+last value).  Everything here behaves the same on all of them: the last value wins.  An ini file
+read with :mod:`.uwsgi_ini` has the same shape, so the tools read it with these rules too.
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ def first_text(opt: Mapping[str, Any], *keys: str) -> Optional[str]:
         if value is not None:
             return value
     return None
+
+
+def sigterm_reloads(opt: Mapping[str, Any], version: Optional[tuple[int, ...]] = None) -> bool:
+    """Whether SIGTERM makes this uWSGI reload instead of stopping (what ``docker stop`` sends):
+    uWSGI 2.0 reloads unless ``die-on-term`` is on; 2.1 stops by default.  ``version`` None (not
+    known, as in ``otel-uwsgi check`` before uWSGI runs) is taken as 2.0."""
+    return not flag(opt, "die-on-term") and (version is None or version[:2] < (2, 1))
 
 
 def config_file(opt: Mapping[str, Any]) -> str:

@@ -59,7 +59,7 @@ def problems(settings: Settings) -> tuple[list[str], list[str]]:
             "lower otel-exit-flush-timeout or raise worker-reload-mercy"
         )
         (fatal if settings.source("otel-exit-flush-timeout") == "uwsgi" else warnings).append(message)
-    if in_a_container() and not uwsgi_opt.flag(opt, "die-on-term") and uwsgi_api.version()[:2] < (2, 1):
+    if in_a_container() and uwsgi_opt.sigterm_reloads(opt, uwsgi_api.version()):
         warnings.append(CONTAINER_STOP)
     if uwsgi_opt.flag(opt, "skip-atexit"):
         warnings.append(

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
+from otel_uwsgi.config import uwsgi_ini, uwsgi_opt
+from otel_uwsgi.config.settings import Settings
 from otel_uwsgi.tools import metrics_verdict
 from otel_uwsgi.tools.harness import (
     NON_HTTP_SOCKETS,
@@ -32,7 +34,6 @@ from otel_uwsgi.tools.harness import (
     owned_overrides,
     prepare_ini,
     python_settings,
-    uwsgi_items,
 )
 from otel_uwsgi.tools.load import Load, load_until_covered
 from otel_uwsgi.tools.receiver import Receiver
@@ -42,11 +43,10 @@ from otel_uwsgi.tools.verdict import Report, evaluate, explain, render
 def count_workers(ini_text: str) -> int:
     """``processes`` / ``workers`` from the prepared ini (last wins, as on uWSGI 2.0.x)."""
     count = 1
-    for line in ini_text.splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() in ("processes", "workers"):
+    for key, value in uwsgi_ini.items(ini_text):
+        if key in ("processes", "workers"):
             try:
-                count = int(value.strip())
+                count = int(value)
             except ValueError:
                 pass
     return count
@@ -79,18 +79,7 @@ def run_check(
     workdir = tempfile.mkdtemp(prefix="otel-uwsgi-check-")
     try:
         port = free_port()
-        overrides = owned_overrides(port, endpoint or receiver.endpoint, os.path.join(workdir, "journal"))
-        notes = _service_notes(ini, port, overrides, workdir)
-        added, python_notes = python_settings(uwsgi, (key for key, _ in uwsgi_items(ini)))
-        overrides.update(added)
-        notes += python_notes
-        overrides.update(extra or {})
-        drop = OWNED_KEYS | {"otel-exporter-otlp-metrics-endpoint", "otel-exporter-otlp-logs-endpoint"}
-        settings = metrics_verdict.settings_of(prepare_ini(ini, overrides, drop=drop))
-        if settings is not None and settings["otel-metrics-exporter"] != "none":
-            overrides.setdefault("otel-metric-export-interval", str(metrics_verdict.CHECK_INTERVAL_MS))
-            settings = metrics_verdict.settings_of(prepare_ini(ini, overrides, drop=drop))
-        text = prepare_ini(ini, overrides, drop=drop)
+        text, settings, notes = _prepared(ini, uwsgi, port, endpoint or receiver.endpoint, workdir, extra)
         expected = count_workers(text)
         started = time.monotonic()
         server = UwsgiServer(text, workdir=workdir, uwsgi=uwsgi)
@@ -98,46 +87,13 @@ def run_check(
             if on_server:
                 on_server(server)
             server.wait_workers(expected, max(1.0, deadline - time.monotonic()))
-            with Load("127.0.0.1", port, path, concurrency=max(2, expected * 2)):
-                shown = [0.0]
-
-                def show(served: Served, done: bool) -> None:
-                    if progress and (time.monotonic() - shown[0] > 0.5 or done):
-                        shown[0] = time.monotonic()
-                        progress.write(
-                            f"\rwaiting: {len(served.covered)}/{expected} workers served, {served.total} requests, "
-                            f"{len(receiver.server_spans())} server spans received   "
-                        )
-                        progress.flush()
-
-                load_until_covered(
-                    server.served,
-                    workers=expected,
-                    requests=requests,
-                    deadline=deadline,
-                    also=lambda: _server_metrics_seen(receiver, settings),
-                    progress=show,
-                    running=server.alive,
-                )
+            _load(server, receiver, settings, port, path,
+                  workers=expected, requests=requests, deadline=deadline, progress=progress)
             server.stop(signal.SIGINT, kill_after=max(5.0, deadline - time.monotonic() + 5))
             if progress:
                 progress.write("\n")
-        served = server.served()
-        # Graceful exit flushed each worker's queue; allow the last requests to land.
-        receiver.wait_for(lambda s: sum(1 for x in s if x.kind == "SERVER") >= served.total, 5.0)
-        report = evaluate(served, receiver.snapshot(), expected)
-        # uWSGI that exits with an error before serving anything did not start: its last words say why
-        started = served.total > 0 or server.returncode == 0
-        report = explain(report, server.log(), renamed={str(server.ini_path): str(ini)}, started=started)
+        report = _verdict(server, receiver, settings, ini, expected, started)
         report.notes[:0] = notes
-        if settings is not None:
-            pids = [pid for pid, n in served.requests.items() if n]
-            if settings["otel-metrics-exporter"] != "none":  # each worker's final export arrives after it exits
-                receiver.wait_until(lambda: pids and {p.pid for p in receiver.points} >= set(pids), 5.0)
-            report = metrics_verdict.merge_into(report, metrics_verdict.evaluate_signals(
-                receiver.metric_points(), receiver.log_records(), pids, settings=settings,
-                window_s=time.monotonic() - started,
-            ))
         return report, server.log()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -145,10 +101,90 @@ def run_check(
             receiver.stop()
 
 
+def _prepared(
+    ini: str, uwsgi: str, port: int, endpoint: str, workdir: str, extra: Optional[dict[str, str]]
+) -> tuple[str, Optional[Settings], list[str]]:
+    """uWSGI's copy of the user's ini (the check's socket, endpoint, request log and journals,
+    what a distribution's uWSGI needs to run this Python, and ``extra``), the settings its workers
+    will resolve (None if invalid), and the notes that say what the check changed."""
+    overrides = owned_overrides(port, endpoint, os.path.join(workdir, "journal"))
+    notes = _service_notes(ini, port, overrides, workdir)
+    added, python_notes = python_settings(uwsgi, (key for key, _ in uwsgi_ini.read(ini)))
+    overrides.update(added)
+    notes += python_notes
+    overrides.update(extra or {})
+    drop = OWNED_KEYS | {"otel-exporter-otlp-metrics-endpoint", "otel-exporter-otlp-logs-endpoint"}
+    settings = metrics_verdict.settings_of(prepare_ini(ini, overrides, drop=drop))
+    if settings is not None and settings["otel-metrics-exporter"] != "none":
+        overrides.setdefault("otel-metric-export-interval", str(metrics_verdict.CHECK_INTERVAL_MS))
+        settings = metrics_verdict.settings_of(prepare_ini(ini, overrides, drop=drop))
+    return prepare_ini(ini, overrides, drop=drop), settings, notes
+
+
+def _load(
+    server: UwsgiServer,
+    receiver: Receiver,
+    settings: Optional[Settings],
+    port: int,
+    path: str,
+    *,
+    workers: int,
+    requests: int,
+    deadline: float,
+    progress: Optional[TextIO],
+) -> None:
+    """GET ``path`` until every worker served a request, ``requests`` were served and worker 1
+    exported its server metrics (when on), or ``deadline`` passes; ``progress`` shows how far."""
+    with Load("127.0.0.1", port, path, concurrency=max(2, workers * 2)):
+        shown = [0.0]
+
+        def show(served: Served, done: bool) -> None:
+            if progress and (time.monotonic() - shown[0] > 0.5 or done):
+                shown[0] = time.monotonic()
+                progress.write(
+                    f"\rwaiting: {len(served.covered)}/{workers} workers served, {served.total} requests, "
+                    f"{len(receiver.server_spans())} server spans received   "
+                )
+                progress.flush()
+
+        load_until_covered(
+            server.served,
+            workers=workers,
+            requests=requests,
+            deadline=deadline,
+            also=lambda: _server_metrics_seen(receiver, settings),
+            progress=show,
+            running=server.alive,
+        )
+
+
+def _verdict(
+    server: UwsgiServer, receiver: Receiver, settings: Optional[Settings], ini: str, expected: int, since: float
+) -> Report:
+    """The verdict on what uWSGI logged and the receiver got from a run started at ``since``
+    (``time.monotonic()``)."""
+    served = server.served()
+    # Graceful exit flushed each worker's queue; allow the last requests to land.
+    receiver.wait_for(lambda s: sum(1 for x in s if x.kind == "SERVER") >= served.total, 5.0)
+    report = evaluate(served, receiver.snapshot(), expected)
+    # uWSGI that exits with an error before serving anything did not start: its last words say why
+    report = explain(report, server.log(), renamed={str(server.ini_path): str(ini)},
+                     started=served.total > 0 or server.returncode == 0)
+    if settings is not None:
+        pids = [pid for pid, n in served.requests.items() if n]
+        if settings["otel-metrics-exporter"] != "none":  # each worker's final export arrives after it exits
+            receiver.wait_until(lambda: pids and {p.pid for p in receiver.points} >= set(pids), 5.0)
+        signals = metrics_verdict.evaluate_signals(
+            receiver.metric_points(), receiver.log_records(), pids, settings=settings, window_s=time.monotonic() - since
+        )
+        report = metrics_verdict.merge_into(report, signals)
+    return report
+
+
 def _service_notes(ini: str, port: int, overrides: dict[str, str], workdir: str) -> list[str]:
     """Keep a running service started from the same ini safe (its pidfile, master FIFO, spool
     directory, sockets and logs are the service's), and say what the check does instead."""
-    items = uwsgi_items(ini)
+    items = uwsgi_ini.read(ini)
     keys = {key for key, _ in items}
     notes = []
     if "spooler" in keys:
@@ -161,7 +197,7 @@ def _service_notes(ini: str, port: int, overrides: dict[str, str], workdir: str)
             f"note: your ini serves {', '.join(uwsgi_protocol)} (not HTTP, e.g. the uwsgi protocol behind nginx); "
             f"this check tests over HTTP instead, on its own socket 127.0.0.1:{port}"
         )
-    if not any(key == "die-on-term" and value.lower() in ("", "true", "1", "yes", "on") for key, value in items):
+    if uwsgi_opt.sigterm_reloads(uwsgi_ini.options(items)):  # the uWSGI version is not known yet: 2.0 assumed
         notes.append(
             "note: no `die-on-term = true`: on uWSGI 2.0 the SIGTERM of `docker stop` (or Kubernetes) reloads "
             "uWSGI instead of stopping it; in a container that loses every worker's queued spans"

@@ -16,11 +16,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
+
+from otel_uwsgi.config import uwsgi_ini, uwsgi_opt
+from otel_uwsgi.tools.waiting import wait_until
 
 SOCKET_KEYS = frozenset(
     {
@@ -56,7 +58,6 @@ REQUEST_LOG = "otel-uwsgi-req pid=%(pid) wid=%(wid) status=%(status) uri=%(uri)"
 _REQ_RE = re.compile(r"otel-uwsgi-req pid=(\d+) wid=(\d+) status=(\d+)")
 _SPAWN_RE = re.compile(r"(?:spawned uWSGI worker (\d+) \(pid: (\d+)|Respawned uWSGI worker (\d+) \(new pid: (\d+))")
 _MAGIC_RE = re.compile(r"%([dpsncx%])")
-_KEY_RE = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=")
 
 Overrides = Mapping[str, Union[str, Sequence[str]]]
 
@@ -165,22 +166,10 @@ def prepare_ini(source: Union[str, Path], overrides: Overrides, *, drop: Iterabl
     dropped = set(drop) | set(overrides)
     strict = is_strict(source)
     out = ["[uwsgi]"]
-    section = None
-    for raw in source.read_text().splitlines():
-        line = raw.strip()
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1].strip()
+    for line in uwsgi_ini.lines(source.read_text()):
+        if line.key in dropped or (line.key == "set-ph" and line.value.partition("=")[0].strip() in dropped):
             continue
-        if section != "uwsgi" or not line or line[0] in ";#":
-            continue
-        match = _KEY_RE.match(line)
-        if match and match.group(1) in dropped:
-            continue
-        if match and match.group(1) == "set-ph":
-            placeholder = line.split("=", 1)[1].split("=", 1)[0].strip()
-            if placeholder in dropped:
-                continue
-        out.append(_MAGIC_RE.sub(lambda m: "%%" if m.group(1) == "%" else magic[m.group(1)], raw))
+        out.append(_MAGIC_RE.sub(lambda m: "%%" if m.group(1) == "%" else magic[m.group(1)], line.raw))
     for key, value in overrides.items():
         lines = [f"set-ph = {key}={item}" if strict and key.startswith("otel-") else f"{key} = {item}"
                  for item in ([value] if isinstance(value, str) else value)]
@@ -191,26 +180,9 @@ def prepare_ini(source: Union[str, Path], overrides: Overrides, *, drop: Iterabl
     return "\n".join(out) + "\n"
 
 
-def uwsgi_items(source: Union[str, Path]) -> list[tuple[str, str]]:
-    """The ``key = value`` lines of the ini's ``[uwsgi]`` section, in order (comments skipped)."""
-    items, section = [], None
-    for raw in Path(source).read_text().splitlines():
-        line = raw.strip()
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1].strip()
-        elif section == "uwsgi" and line and line[0] not in ";#" and "=" in line:
-            key, _, value = line.partition("=")
-            items.append((key.strip(), value.strip()))
-    return items
-
-
 def is_strict(source: Union[str, Path]) -> bool:
     """Whether the ini turns on uWSGI's ``strict`` mode."""
-    for raw in Path(source).read_text().splitlines():
-        match = _KEY_RE.match(raw)
-        if match and match.group(1) == "strict":
-            return raw.split("=", 1)[1].strip().lower() in ("true", "1", "yes", "on", "")
-    return False
+    return uwsgi_opt.flag(uwsgi_ini.options(uwsgi_ini.read(source)), "strict")
 
 
 @dataclass
@@ -312,14 +284,7 @@ class UwsgiServer:
 
     def wait_workers(self, count: int, timeout: float) -> bool:
         """Wait until ``count`` workers have been spawned (or uWSGI died)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self.served().worker_ids) >= count:
-                return True
-            if not self.alive():
-                return False
-            time.sleep(0.05)
-        return False
+        return wait_until(lambda: len(self.served().worker_ids) >= count, timeout, alive=self.alive)
 
     def send(self, signum: int) -> None:
         if self.alive():

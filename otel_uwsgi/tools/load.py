@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Optional
 
 from otel_uwsgi.tools.harness import Served
+from otel_uwsgi.tools.waiting import wait_until
 
 
 def http_get(host: str, port: int, path: str, timeout: float = 30.0) -> int:
@@ -80,12 +81,13 @@ def load_until_covered(
     worker ids have served, ``requests`` were served in all and ``also`` holds, or ``deadline``
     (``time.monotonic()``) passes or ``running`` turns false.  True when the load was enough.
     ``progress`` sees each reading.  The load itself (:class:`Load`) runs meanwhile."""
-    while time.monotonic() < deadline and running():
+
+    def enough() -> bool:
         served = read()
-        if served is not None:
-            done = len(served.covered) >= workers and served.total >= requests and also()
-            progress(served, done)
-            if done:
-                return True
-        time.sleep(step)
-    return False
+        if served is None:
+            return False
+        done = len(served.covered) >= workers and served.total >= requests and also()
+        progress(served, done)
+        return done
+
+    return wait_until(enough, deadline - time.monotonic(), step, alive=running)

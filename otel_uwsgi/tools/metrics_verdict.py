@@ -9,12 +9,12 @@ Logs are counted per pid but never fail a check: an app may log nothing at the r
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Optional
 
+from otel_uwsgi.config import uwsgi_ini
 from otel_uwsgi.config.settings import ConfigError, Settings, load
 from otel_uwsgi.tools.receiver import ReceivedLog, ReceivedPoint
 
@@ -23,17 +23,11 @@ REFERENCE = ("uwsgi.worker.requests", 1)
 #: The interval ``otel-uwsgi check`` sets, so server metrics arrive several times in a short run.
 CHECK_INTERVAL_MS = 1000
 
-_KEY = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=\s*(.*?)\s*$")
-
 
 def ini_options(text: str) -> dict[str, str]:
     """``otel-*`` options of a prepared ini (``key = value`` and ``set-ph = key=value``; last wins)."""
     opt: dict[str, str] = {}
-    for line in text.splitlines():
-        match = _KEY.match(line)
-        if not match:
-            continue
-        key, value = match.groups()
+    for key, value in uwsgi_ini.items(text):
         if key == "set-ph":
             key, _, value = value.partition("=")
             key, value = key.strip(), value.strip()

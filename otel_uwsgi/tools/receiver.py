@@ -8,7 +8,6 @@ hanging) let tests play a sick collector.
 from __future__ import annotations
 
 import threading
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from otel_uwsgi.tools import waiting
 
 _KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
 
@@ -310,10 +311,6 @@ class Receiver:
         """Base URL, for ``otel-exporter-otlp-endpoint``."""
         return f"http://{self.host}:{self.port}"
 
-    @property
-    def traces_url(self) -> str:
-        return self.endpoint + "/v1/traces"
-
     # -- requests
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         try:
@@ -381,14 +378,7 @@ class Receiver:
 
     def wait_for(self, predicate: Callable[[list[ReceivedSpan]], bool], timeout: float) -> bool:
         """Wait until ``predicate(spans)`` holds, up to ``timeout`` seconds. Returns whether it did."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while not predicate(list(self.spans)):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._lock.wait(min(remaining, 0.5))
-            return True
+        return self.wait_until(lambda: predicate(list(self.spans)), timeout)
 
     def server_spans(self) -> list[ReceivedSpan]:
         return [s for s in self.snapshot() if s.kind == "SERVER"]
@@ -422,12 +412,7 @@ class Receiver:
             return list(self.logs)
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Wait until ``predicate()`` (which may read any of the lists) holds, up to ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
+        """Wait until ``predicate()`` (which may read any of the lists) holds, up to ``timeout`` seconds;
+        each request received wakes the wait."""
         with self._lock:
-            while not predicate():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._lock.wait(min(remaining, 0.5))
-            return True
+            return waiting.wait_until(predicate, timeout, 0.5, condition=self._lock)

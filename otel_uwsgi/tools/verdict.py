@@ -101,32 +101,7 @@ def evaluate(served: Served, spans: list[ReceivedSpan], expected_workers: int) -
         )
     requests = served.total
     lost = sum(r.lost for r in rows)
-    problems: list[str] = []
-    silent = sorted({r.worker_id for r in rows if r.requests and not r.spans})
-    delivering = {r.worker_id for r in rows if r.spans}
-    never = sorted(set(range(1, expected_workers + 1)) - delivering)
-    if requests == 0:
-        problems.append("no request was served: is the app loading? see the uWSGI log")
-    elif never:
-        problems.append(
-            f"{len(never)} of {expected_workers} workers sent no spans (worker {', '.join(map(str, never))}): "
-            "is otel_uwsgi.auto imported by the app, enable-threads set and the endpoint reachable?"
-        )
-    if by_pid.get(0):
-        problems.append(f"{len(by_pid[0])} spans carry no process.pid (not from otel-uwsgi?)")
-    shared = [i for r in rows for i in r.instance_ids]
-    if len(shared) != len(set(shared)):
-        problems.append("several worker pids share one service.instance.id (provider built before fork?)")
-    if lost:
-        problems.append(f"{lost} of {requests} requests have no server span (spans lost)")
-    if silent and not never:
-        quiet = ", ".join(str(r.pid) for r in rows if r.requests and not r.spans)
-        problems.append(f"worker pids {quiet} sent no spans")
-    bad = {code: n for code, n in sorted(served.statuses.items()) if not 200 <= code < 400}
-    if bad:
-        listing = ", ".join(f"{n} x {code}" for code, n in bad.items())
-        total = sum(served.statuses.values())
-        problems.append(f"{sum(bad.values())} of {total} responses were errors ({listing}): see the app's log")
+    problems = _problems(rows, served, expected_workers, unattributed=len(by_pid.get(0, ())))
     return Report(
         rows=rows,
         expected_workers=expected_workers,
@@ -140,6 +115,39 @@ def evaluate(served: Served, spans: list[ReceivedSpan], expected_workers: int) -
         outgoing_calls=len(calls),
         continued_calls=continued,
     )
+
+
+def _problems(rows: list[WorkerRow], served: Served, expected_workers: int, *, unattributed: int) -> list[str]:
+    """What is wrong with a run whose rows are ``rows`` (``unattributed``: server spans without a pid)."""
+    requests = served.total
+    lost = sum(r.lost for r in rows)
+    problems: list[str] = []
+    silent = sorted({r.worker_id for r in rows if r.requests and not r.spans})
+    delivering = {r.worker_id for r in rows if r.spans}
+    never = sorted(set(range(1, expected_workers + 1)) - delivering)
+    if requests == 0:
+        problems.append("no request was served: is the app loading? see the uWSGI log")
+    elif never:
+        problems.append(
+            f"{len(never)} of {expected_workers} workers sent no spans (worker {', '.join(map(str, never))}): "
+            "is otel_uwsgi.auto imported by the app, enable-threads set and the endpoint reachable?"
+        )
+    if unattributed:
+        problems.append(f"{unattributed} spans carry no process.pid (not from otel-uwsgi?)")
+    shared = [i for r in rows for i in r.instance_ids]
+    if len(shared) != len(set(shared)):
+        problems.append("several worker pids share one service.instance.id (provider built before fork?)")
+    if lost:
+        problems.append(f"{lost} of {requests} requests have no server span (spans lost)")
+    if silent and not never:
+        quiet = ", ".join(str(r.pid) for r in rows if r.requests and not r.spans)
+        problems.append(f"worker pids {quiet} sent no spans")
+    bad = {code: n for code, n in sorted(served.statuses.items()) if not 200 <= code < 400}
+    if bad:
+        listing = ", ".join(f"{n} x {code}" for code, n in bad.items())
+        total = sum(served.statuses.values())
+        problems.append(f"{sum(bad.values())} of {total} responses were errors ({listing}): see the app's log")
+    return problems
 
 
 def render(report: Report) -> str:

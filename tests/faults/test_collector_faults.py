@@ -295,12 +295,14 @@ def _stopped(server: Server) -> Callable[[], bool]:
 def _clock(started: float, events: dict[str, Callable[[], bool]], timeout: float) -> dict[str, float]:
     """Seconds from ``started`` until each event's predicate first held (polled every 20 ms)."""
     seen: dict[str, float] = {}
-    deadline = started + timeout
-    while len(seen) < len(events) and time.monotonic() < deadline:
+
+    def all_seen() -> bool:
         for key, happened in events.items():
             if key not in seen and happened():
                 seen[key] = time.monotonic() - started
-        time.sleep(0.02)
+        return len(seen) == len(events)
+
+    wait_until(all_seen, started + timeout - time.monotonic(), 0.02)
     assert len(seen) == len(events), f"not within {timeout} s: {sorted(set(events) - set(seen))}"
     return seen
 

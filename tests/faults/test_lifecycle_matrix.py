@@ -440,10 +440,13 @@ HARAKIRI_RE = re.compile(r"HARAKIRI ON WORKER \d+ \(pid: (\d+)")
 def _ledgers(server: Server) -> dict[int, dict[str, int]]:
     """The last /whoami answer (delivery counts) from every worker."""
     seen: dict[int, dict[str, int]] = {}
-    deadline = time.monotonic() + 30
-    while len(seen) < server.workers and time.monotonic() < deadline:
+
+    def every_worker_answered() -> bool:
         answer = server.get_json("/whoami")
         seen[answer["pid"]] = answer["delivery"]
+        return len(seen) >= server.workers
+
+    wait_until(every_worker_answered, 30, interval=0)
     assert len(seen) == server.workers, seen
     return seen
 

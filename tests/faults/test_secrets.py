@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -231,13 +230,13 @@ def test_check_receiver_listens_on_loopback_only(outcome, tmp_path):
         env=env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     seen: set[str] = set()
+
+    def both_listening() -> bool:  # the receiver and uWSGI's socket
+        seen.update(_listening(_descendants(process.pid)))
+        return len({s.rsplit(":", 1)[1] for s in seen}) >= 2
+
     try:
-        deadline = time.monotonic() + 60
-        while process.poll() is None and time.monotonic() < deadline:
-            seen |= _listening(_descendants(process.pid))
-            if len({s.rsplit(":", 1)[1] for s in seen}) >= 2:  # the receiver and uWSGI's socket
-                break
-            time.sleep(0.05)
+        wait_until(both_listening, 60, alive=lambda: process.poll() is None)
         out, err = process.communicate(timeout=120)
     finally:
         if process.poll() is None:

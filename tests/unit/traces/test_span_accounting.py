@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel_uwsgi.tools.waiting import wait_until
 from otel_uwsgi.traces.flush import shutdown_bounded
 from otel_uwsgi.traces.ledger import Ledger
 from otel_uwsgi.traces.processor import CountingBatchSpanProcessor, mute_sdk_queue_full_warning
@@ -30,15 +30,6 @@ class Collector(SpanExporter):
             self.received += len(spans)
         self.answered += 1
         return self.result
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def provider_with(exporter: SpanExporter, ledger: Ledger, **kwargs: int) -> TracerProvider:
@@ -119,13 +110,17 @@ def test_a_batch_in_flight_at_the_deadline_is_counted_once(answer: SpanExportRes
     collector.release.clear()
     provider = provider_with(collector, ledger, max_export_batch_size=16, schedule_delay_millis=10)
     end_spans(provider, 16)  # one batch, handed to the (blocked) collector
-    assert wait_for(lambda: ledger.counts().pending == 16 and ledger.queue_len is not None and ledger.queue_len() == 0)
+
+    def handed() -> bool:
+        return ledger.counts().pending == 16 and ledger.queue_len is not None and ledger.queue_len() == 0
+
+    assert wait_until(handed, 5.0, 0.01)
     end_spans(provider, 5)  # and five more still queued
     assert not shutdown_bounded(provider, 0.3, ledger)
     at_deadline = ledger.counts()
     assert (at_deadline.ended, at_deadline.exit_timeout, at_deadline.dropped) == (21, 21, 21)
     collector.release.set()
-    assert wait_for(lambda: collector.answered >= 1)
+    assert wait_until(lambda: collector.answered >= 1, 5.0, 0.01)
     assert ledger.counts() == at_deadline
     assert ledger.counts().dropped + ledger.counts().exported == 21
 

@@ -9,7 +9,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 from collections import Counter
 
 from opentelemetry.sdk.resources import Resource
@@ -18,6 +17,7 @@ from opentelemetry.trace import SpanKind
 
 from otel_uwsgi.export.span_exporter import FastOTLPSpanExporter
 from otel_uwsgi.tools.receiver import Receiver
+from otel_uwsgi.tools.waiting import wait_until
 from otel_uwsgi.traces.journal import adopt, directory, ship
 from otel_uwsgi.traces.journal.processor import JournalSpanProcessor
 from otel_uwsgi.traces.journal.region import EXIT_FLUSHING, HEADER_SIZE, SLOT_SIZE, Owner, Region
@@ -192,9 +192,7 @@ def test_the_shipping_thread_keeps_a_long_requests_slot_current(tmp_path):
     def current() -> Request:
         return Request.unpack(next(blob for _, blob in region.slots()))
 
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not current().stack:
-        time.sleep(0.05)
+    wait_until(lambda: current().stack, 5)
     request = current()
     assert "test_the_shipping_thread_keeps_a_long_requests_slot_current" in request.stack
     assert b"/item/<id>" in request.attributes and region.heartbeat_ns > span.start_time
