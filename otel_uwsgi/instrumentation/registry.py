@@ -84,22 +84,21 @@ def on_fast_path() -> list[str]:
 def _fast_scope(name: str, entry_point: Any, options: dict[str, Any]) -> Optional[tuple[str, str]]:
     """The scope (name, version) of the stock instrumentation the fast path stands in for, where it
     is proven equal; None (and one info line naming why) where the stock one must trace."""
-    try:
-        from otel_uwsgi.instrumentation.fast import verified
-    except ImportError as error:  # an instrumentation release it was not built for
-        fast_unavailable(error)
-        return None
+    from otel_uwsgi.instrumentation.fast import verified
+
     dist = getattr(entry_point, "dist", None)
     stock = verified.canonical(dist.name) if dist is not None else verified.DBAPI
     libraries = ("django",) if name in ("django", "sqlite3") else ("django", name)
-    if name in dbapi.DRIVERS and "django" in _options and verified.sqlcommenter(_options["django"]):
-        reason: Optional[str] = "instrumentation_options('django', ...) turns sqlcommenter on (stock only)"
-    else:
-        try:
+    try:
+        if name in dbapi.DRIVERS and verified.sqlcommenter(_options.get("django", {})):
+            reason = "instrumentation_options('django', ...) turns sqlcommenter on (stock only)"
+        else:
             reason = verified.why_stock(stock, libraries, options, name)
-        except ImportError as error:
-            fast_unavailable(error)
-            return None
+        if reason is None:  # what the fast path imports from the instrumentation packages: now, not at first use
+            from otel_uwsgi.instrumentation.fast import db, http  # noqa: F401
+    except ImportError as error:  # an instrumentation release it was not built for
+        fast_unavailable(error)
+        return None
     if reason is not None:
         verified.tell(name, reason)
         return None

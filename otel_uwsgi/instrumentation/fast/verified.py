@@ -1,6 +1,8 @@
 """Where the fast path is the default: only where its spans were proven equal to the installed
 stock instrumentation's (tests/unit/instrumentation/fast/test_spans_equal_stock.py, run by CI on
-the newest releases with every supported Python and on the oldest line of .ci/constraints-oldest.txt).
+the newest releases with every supported Python and on the oldest line the fast path runs on,
+.ci/constraints-fast-floor.txt; on older instrumentation releases, down to the oldest supported
+line of .ci/constraints-oldest.txt, the stock instrumentations trace).
 
 Anything outside what those runs cover — hooks or options given with
 :func:`otel_uwsgi.instrumentation_options`, a framework, driver or instrumentation release outside
@@ -24,10 +26,10 @@ logger = logging.getLogger("otel_uwsgi.instrumentation")
 #: distribution has several names).  Raise the newest after the equality tests pass on a new release.
 VERIFIED: dict[str, tuple[str, str]] = {
     "django": ("4.2", "6.1"),
-    "opentelemetry-instrumentation-django": ("0.54", "0.66"),
-    "opentelemetry-instrumentation-dbapi": ("0.54", "0.66"),
-    "opentelemetry-instrumentation-psycopg": ("0.54", "0.66"),
-    "opentelemetry-instrumentation-psycopg2": ("0.54", "0.66"),
+    "opentelemetry-instrumentation-django": ("0.60", "0.66"),
+    "opentelemetry-instrumentation-dbapi": ("0.60", "0.66"),
+    "opentelemetry-instrumentation-psycopg": ("0.60", "0.66"),
+    "opentelemetry-instrumentation-psycopg2": ("0.60", "0.66"),
     "mysqlclient": ("2.1", "2.3"),
     "psycopg": ("3.1", "3.3"),
     "psycopg2": ("2.9", "2.9"),
