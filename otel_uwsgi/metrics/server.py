@@ -36,7 +36,7 @@ from otel_uwsgi.config.settings import Settings
 from otel_uwsgi.metrics.stats_server import read_stats_server
 from otel_uwsgi.semconv.attributes import SOCKET_ADDRESS, WORKER_ID, WORKER_STATUS
 
-logger = logging.getLogger("otel_uwsgi")
+logger = logging.getLogger(__name__)
 
 SCOPE = "otel_uwsgi.server"
 #: uWSGI worker states (``uwsgi.workers()[i]["status"]``; ``sigN`` is reported as ``signal``).

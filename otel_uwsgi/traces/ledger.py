@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
-logger = logging.getLogger("otel_uwsgi")
+logger = logging.getLogger(__name__)
 
 #: At most one "spans dropped" warning per process per this many seconds (the first one at once).
 WARNING_INTERVAL_S = 60.0
