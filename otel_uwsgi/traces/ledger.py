@@ -25,8 +25,6 @@ logger = logging.getLogger(__name__)
 #: At most one "spans dropped" warning per process per this many seconds (the first one at once).
 WARNING_INTERVAL_S = 60.0
 
-REASONS = ("queue_full", "export_failed", "exit_timeout")
-
 
 @dataclass(frozen=True)
 class Counts:
