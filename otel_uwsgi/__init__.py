@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Optional
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the only place the version is written: pyproject.toml reads it from here
 __all__ = ["delivery_counts", "instrumentation_options", "setup", "wrap_wsgi", "__version__"]
 
 

@@ -45,10 +45,6 @@ class Option:
     passthrough: bool = False
 
     @property
-    def env_var(self) -> Optional[str]:
-        return self.env
-
-    @property
     def accepted(self) -> str:
         try:
             self.parse("\x00invalid\x00")

@@ -93,7 +93,19 @@ def load(
     uWSGI option; an invalid environment variable adds a line to ``Settings.warnings`` and is
     ignored.
     """
+    _reject_unknown(opt, where)
     settings = Settings()
+    for option in OPTIONS:
+        settings.values[option.name] = option.default
+        settings.sources[option.name] = "default"
+        if not _take_from_uwsgi(settings, option, opt, where):
+            _take_from_env(settings, option, environ)
+    _cross_check(settings, where)
+    return settings
+
+
+def _reject_unknown(opt: Mapping[str, Any], where: str) -> None:
+    """An ``otel-*`` key in the ini that no option declares stops startup, with a 'did you mean'."""
     for key in opt:
         name = key.decode() if isinstance(key, bytes) else str(key)
         if name.startswith(PREFIX) and name not in BY_NAME:
@@ -103,47 +115,50 @@ def load(
                 f"otel-uwsgi: unknown option {shown} in {where}"
                 + (f"; did you mean {hint}?" if hint else "; see the option table in otel-uwsgi's README")
             )
-    for option in OPTIONS:
-        settings.values[option.name] = option.default
-        settings.sources[option.name] = "default"
-        if option.name in opt:
-            try:
-                text = opt_text(opt[option.name])
-            except UnicodeDecodeError:
-                raise ConfigError(
-                    f"otel-uwsgi: invalid value for {option.name} in {where}: not valid UTF-8; "
-                    f"accepted: {option.accepted}"
-                ) from None
-            if text is not None and text.strip():
-                try:
-                    settings.values[option.name] = option.parse(text)
-                except Invalid as exc:
-                    raise ConfigError(
-                        f"otel-uwsgi: invalid value for {option.name} in {where}: "
-                        f"{_mask(option, text)}; accepted: {exc}"
-                    ) from None
-                settings.sources[option.name] = "uwsgi"
-                continue
-        if option.env and environ.get(option.env, "").strip():
-            raw = environ[option.env]
-            if not _is_utf8(raw):
-                # Python hands non-UTF-8 bytes over as surrogates, which no exporter can encode:
-                # accepted, every span of the process would fail to export.
-                settings.warnings.append(
-                    f"otel-uwsgi: ignoring invalid environment variable {option.env}: not valid UTF-8; "
-                    f"accepted: {option.accepted}"
-                )
-                continue
-            try:
-                settings.values[option.name] = option.parse(raw)
-                settings.sources[option.name] = "env"
-            except Invalid as exc:
-                settings.warnings.append(
-                    f"otel-uwsgi: ignoring invalid environment variable {option.env}="
-                    f"{_mask(option, raw)}; accepted: {exc}"
-                )
-    _cross_check(settings, where)
-    return settings
+
+
+def _take_from_uwsgi(settings: Settings, option: Option, opt: Mapping[str, Any], where: str) -> bool:
+    """The ini's value of ``option``, held strictly; False when the ini leaves it unset or blank."""
+    if option.name not in opt:
+        return False
+    try:
+        text = opt_text(opt[option.name])
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"otel-uwsgi: invalid value for {option.name} in {where}: not valid UTF-8; accepted: {option.accepted}"
+        ) from None
+    if text is None or not text.strip():
+        return False
+    try:
+        settings.values[option.name] = option.parse(text)
+    except Invalid as exc:
+        raise ConfigError(
+            f"otel-uwsgi: invalid value for {option.name} in {where}: {_mask(option, text)}; accepted: {exc}"
+        ) from None
+    settings.sources[option.name] = "uwsgi"
+    return True
+
+
+def _take_from_env(settings: Settings, option: Option, environ: Mapping[str, str]) -> None:
+    """The environment's value of ``option``; an invalid one is a warning and leaves the default."""
+    if not option.env or not environ.get(option.env, "").strip():
+        return
+    raw = environ[option.env]
+    if not _is_utf8(raw):
+        # Python hands non-UTF-8 bytes over as surrogates, which no exporter can encode:
+        # accepted, every span of the process would fail to export.
+        settings.warnings.append(
+            f"otel-uwsgi: ignoring invalid environment variable {option.env}: not valid UTF-8; "
+            f"accepted: {option.accepted}"
+        )
+        return
+    try:
+        settings.values[option.name] = option.parse(raw)
+        settings.sources[option.name] = "env"
+    except Invalid as exc:
+        settings.warnings.append(
+            f"otel-uwsgi: ignoring invalid environment variable {option.env}={_mask(option, raw)}; accepted: {exc}"
+        )
 
 
 def _cross_check(settings: Settings, where: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from opentelemetry.attributes import BoundedAttributes
 
-logger = logging.getLogger("otel_uwsgi.export.encoder")  # the encoder's: it is the one that skips
+logger = logging.getLogger(__name__)
 
 pack_double = struct.Struct("<d").pack
 pack_fixed64 = struct.Struct("<Q").pack

@@ -19,7 +19,7 @@ from opentelemetry._logs import SeverityNumber
 from otel_uwsgi.config.settings import Settings
 from otel_uwsgi.export import otlp
 
-logger = logging.getLogger("otel_uwsgi")
+logger = logging.getLogger(__name__)
 
 def severity(levelno: int) -> SeverityNumber:
     """Python level -> OpenTelemetry severity (DEBUG 5, INFO 9, WARNING 13, ERROR 17, CRITICAL 21)."""

@@ -40,7 +40,7 @@ from opentelemetry.sdk.resources import Resource
 from otel_uwsgi.config.settings import Settings
 from otel_uwsgi.export import otlp
 
-logger = logging.getLogger("otel_uwsgi")
+logger = logging.getLogger(__name__)
 
 SCOPE = "otel_uwsgi"
 _EXPORTER_LOGGER = "opentelemetry.exporter.otlp.proto.http.metric_exporter"

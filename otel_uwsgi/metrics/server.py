@@ -34,13 +34,13 @@ from opentelemetry.sdk.metrics import MeterProvider
 
 from otel_uwsgi.config.settings import Settings
 from otel_uwsgi.metrics.stats_server import read_stats_server
+from otel_uwsgi.semconv.attributes import SOCKET_ADDRESS, WORKER_ID, WORKER_STATUS
 
-logger = logging.getLogger("otel_uwsgi")
+logger = logging.getLogger(__name__)
 
 SCOPE = "otel_uwsgi.server"
 #: uWSGI worker states (``uwsgi.workers()[i]["status"]``; ``sigN`` is reported as ``signal``).
 STATUSES = ("idle", "busy", "cheap", "pause", "signal")
-WORKER = "uwsgi.worker.id"
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -169,11 +169,11 @@ class ServerState:
         for row in self._rows():
             current = status_of(str(row.get("status", "")))
             for status in STATUSES:
-                out.append(Observation(int(status == current), {WORKER: row["id"], "uwsgi.worker.status": status}))
+                out.append(Observation(int(status == current), {WORKER_ID: row["id"], WORKER_STATUS: status}))
         return out
 
     def _per_worker(self, key: str, scale: float = 1) -> list[Observation]:
-        return [Observation(row.get(key, 0) * scale, {WORKER: row["id"]}) for row in self._rows()]
+        return [Observation(row.get(key, 0) * scale, {WORKER_ID: row["id"]}) for row in self._rows()]
 
     def requests(self, options: CallbackOptions) -> list[Observation]:
         return self._per_worker("requests")
@@ -191,7 +191,7 @@ class ServerState:
         if self.closing:
             return []
         snap = self.snapshot()
-        return [Observation(count, {WORKER: wid}) for wid, count in sorted(snap.harakiri.items())]
+        return [Observation(count, {WORKER_ID: wid}) for wid, count in sorted(snap.harakiri.items())]
 
     def memory(self, options: CallbackOptions) -> list[Observation]:
         out = []
@@ -199,18 +199,18 @@ class ServerState:
             pid = int(row.get("pid") or 0)
             value = int(row.get("rss") or 0) or (rss_bytes(pid) if pid > 0 else None)
             if value:
-                out.append(Observation(value, {WORKER: row["id"]}))
+                out.append(Observation(value, {WORKER_ID: row["id"]}))
         return out
 
     def queue_usage(self, options: CallbackOptions) -> list[Observation]:
         if self.closing:
             return []
-        return [Observation(q, {"uwsgi.socket.address": name}) for name, (q, _) in self.snapshot().queues.items()]
+        return [Observation(q, {SOCKET_ADDRESS: name}) for name, (q, _) in self.snapshot().queues.items()]
 
     def queue_limit(self, options: CallbackOptions) -> list[Observation]:
         if self.closing:
             return []
-        return [Observation(lim, {"uwsgi.socket.address": name}) for name, (_, lim) in self.snapshot().queues.items()]
+        return [Observation(lim, {SOCKET_ADDRESS: name}) for name, (_, lim) in self.snapshot().queues.items()]
 
     def overflows(self, options: CallbackOptions) -> list[Observation]:
         value = None if self.closing else self.snapshot().overflows

@@ -19,7 +19,7 @@ from otel_uwsgi.export import otlp
 from otel_uwsgi.runtime import uwsgi_api
 from otel_uwsgi.runtime.state import state
 
-logger = logging.getLogger("otel_uwsgi")
+logger = logging.getLogger(__name__)
 
 #: uWSGI's stop and reload signals.  A signal sent to a process goes to any thread that does not
 #: block it: a second one (Ctrl-C reaches master and workers, systemd signals the whole cgroup, a

@@ -18,7 +18,7 @@ from otel_uwsgi.runtime import own_log, preflight, uwsgi_api
 from otel_uwsgi.runtime.process import init_process
 from otel_uwsgi.runtime.state import other_tracer_provider, state
 
-logger = logging.getLogger("otel_uwsgi")
+logger = logging.getLogger(__name__)
 
 
 def _apply_process_settings(settings: Settings) -> None:

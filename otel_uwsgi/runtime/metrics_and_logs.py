@@ -20,7 +20,7 @@ from opentelemetry.sdk.resources import Resource
 
 from otel_uwsgi.config.settings import Settings
 
-logger = logging.getLogger("otel_uwsgi")
+logger = logging.getLogger(__name__)
 
 @dataclass
 class Providers:

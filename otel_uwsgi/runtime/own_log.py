@@ -6,6 +6,12 @@ with ``opentelemetry-instrument``'s ``LoggingHandler`` on the root logger, not e
 So inside uWSGI the ``otel_uwsgi`` logger gets its own stderr handler (uWSGI's log) at INFO, or
 at ``otel-log-level``, and does not propagate: each line appears once, whatever the app or an
 agent did to the root logger.
+
+**Logger names.**  Every module logs to ``logging.getLogger(__name__)``: all are children of
+``otel_uwsgi``, so this handler, ``otel-log-level`` (set on ``otel_uwsgi``) and a user's logging
+config for ``otel_uwsgi`` reach them all, and a user can still quiet one part (for example
+``otel_uwsgi.traces.journal``).  The one exception speaks for the SDK: the lean span's "ended
+span" warnings go to the SDK's own logger (``opentelemetry.sdk.trace``), as the SDK's span would.
 """
 
 from __future__ import annotations

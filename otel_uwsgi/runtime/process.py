@@ -19,7 +19,7 @@ from otel_uwsgi.runtime import uwsgi_api
 from otel_uwsgi.runtime.exit_flush import exit_signals_blocked, register_exit
 from otel_uwsgi.runtime.state import other_tracer_provider, state
 
-logger = logging.getLogger("otel_uwsgi")
+logger = logging.getLogger(__name__)
 
 
 def init_process(settings: Optional[Settings] = None) -> bool:

@@ -16,12 +16,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.version import __version__ as sdk_version
 
 from otel_uwsgi.config.settings import Settings
+from otel_uwsgi.semconv.attributes import DEPLOYMENT_ENVIRONMENT, MULE_ID, PROCESS_TYPE, WORKER_ID
 
-#: Semantic conventions 1.27 renamed ``deployment.environment`` to this key.
-DEPLOYMENT_ENVIRONMENT = "deployment.environment.name"
-WORKER_ID = "uwsgi.worker.id"
-PROCESS_TYPE = "uwsgi.process.type"
-MULE_ID = "uwsgi.mule.id"
 _INSTANCE_NAMESPACE = uuid.UUID("6f1c1b1e-5a2d-4c3e-9f0a-7d9e8b2c4a11")
 
 

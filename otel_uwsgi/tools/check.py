@@ -21,6 +21,7 @@ from typing import Any, Optional, TextIO
 
 from otel_uwsgi.config import uwsgi_ini, uwsgi_opt
 from otel_uwsgi.config.settings import Settings
+from otel_uwsgi.semconv.attributes import WORKER_ID
 from otel_uwsgi.tools import metrics_verdict
 from otel_uwsgi.tools.harness import (
     NON_HTTP_SOCKETS,
@@ -213,7 +214,7 @@ def _server_metrics_seen(receiver: Receiver, settings: Any, exports: int = 3) ->
     if settings is None or settings["otel-metrics-exporter"] == "none" or not settings["otel-uwsgi-server-metrics"]:
         return True
     name, wid = metrics_verdict.REFERENCE
-    return sum(1 for p in receiver.metric_points(name) if p.attributes.get("uwsgi.worker.id") == wid) >= exports
+    return sum(1 for p in receiver.metric_points(name) if p.attributes.get(WORKER_ID) == wid) >= exports
 
 
 #: The demo's uWSGI configuration, shipped in the package: ``otel-uwsgi demo`` needs no checkout.

@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from otel_uwsgi.config import uwsgi_ini
 from otel_uwsgi.config.settings import ConfigError, Settings, load
+from otel_uwsgi.semconv.attributes import PROCESS_TYPE, WORKER_ID
 from otel_uwsgi.tools.receiver import ReceivedLog, ReceivedPoint
 
 #: The stream whose exports are counted: worker 1's request counter (present in every export).
@@ -80,7 +81,7 @@ def evaluate_signals(
     )
     points = list(points)
     for p in points:
-        if p.resource.get("uwsgi.process.type") == "worker" and p.pid:
+        if p.resource.get(PROCESS_TYPE) == "worker" and p.pid:
             report.metric_points[p.pid] = report.metric_points.get(p.pid, 0) + 1
     for record in logs:
         if record.pid:
@@ -88,7 +89,7 @@ def evaluate_signals(
     server = [p for p in points if p.name.startswith("uwsgi.")]
     report.server_instances = len({p.resource.get("service.instance.id") for p in server})
     report.server_pids = sorted({p.pid for p in server if p.pid})
-    times = sorted(p.time_ns for p in server if (p.name, p.attributes.get("uwsgi.worker.id")) == REFERENCE)
+    times = sorted(p.time_ns for p in server if (p.name, p.attributes.get(WORKER_ID)) == REFERENCE)
     report.server_exports = len(times)
     report.server_duplicates = sum(1 for a, b in pairwise(times) if (b - a) / 1e6 < report.interval_ms / 2)
     serving = sorted(set(serving_pids))

@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
+from otel_uwsgi.semconv.attributes import WORKER_ID
 from otel_uwsgi.tools.harness import Served
 from otel_uwsgi.tools.receiver import ReceivedSpan
 
@@ -88,7 +89,7 @@ def evaluate(served: Served, spans: list[ReceivedSpan], expected_workers: int) -
         got = by_pid.get(pid, [])
         wid = served.spawned.get(pid)
         if wid is None and got:
-            wid = got[0].resource.get("uwsgi.worker.id", 0)
+            wid = got[0].resource.get(WORKER_ID, 0)
         rows.append(
             WorkerRow(
                 worker_id=int(wid or 0),

@@ -20,12 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
-logger = logging.getLogger("otel_uwsgi")
+logger = logging.getLogger(__name__)
 
 #: At most one "spans dropped" warning per process per this many seconds (the first one at once).
 WARNING_INTERVAL_S = 60.0
-
-REASONS = ("queue_full", "export_failed", "exit_timeout")
 
 
 @dataclass(frozen=True)

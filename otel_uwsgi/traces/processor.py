@@ -18,7 +18,7 @@ from opentelemetry.trace import TraceFlags
 
 from otel_uwsgi.traces.ledger import Ledger
 
-logger = logging.getLogger("otel_uwsgi")
+logger = logging.getLogger(__name__)
 
 
 class CountingExporter(SpanExporter):

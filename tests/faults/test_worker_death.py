@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from otel_uwsgi.semconv.attributes import WORKER_ID
+
 from ..conftest import Server, wait_until
 from ._load import SteadyLoad
 
@@ -118,7 +120,7 @@ def test_a_dead_workers_request_and_spans_arrive(start_uwsgi, receiver, outcome,
     assert span.parent_span_id == parent
     assert span.status_code == 2, span
     assert span.attributes.get("error.type") == cause, span.attributes
-    assert span.pid == pid and span.resource.get("uwsgi.worker.id") in (1, 2)
+    assert span.pid == pid and span.resource.get(WORKER_ID) in (1, 2)
     assert "exception" in span.events and span.end_ns >= span.start_ns > 0
     event = span.event_attributes[span.events.index("exception")]
     assert event["exception.type"] == cause and event["exception.message"] == span.status_message

@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "otel_uwsgi"
 FLOORS = {
     "native": 0,
     "config": 0,
+    "semconv": 0,
     "export": 1,
     "traces": 2,
     "metrics": 2,

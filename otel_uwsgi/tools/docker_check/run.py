@@ -11,6 +11,7 @@ from typing import Any, Optional, TextIO
 from urllib.parse import urlsplit
 
 from otel_uwsgi.metrics.stats_server import StatsError, read_stats_server
+from otel_uwsgi.semconv.attributes import WORKER_ID
 from otel_uwsgi.tools.docker_check.uwsgi_remote import parse_hostport, send_fifo, served_from_stats, worker_count
 from otel_uwsgi.tools.harness import Served
 from otel_uwsgi.tools.load import Load, http_get, load_until_covered
@@ -304,7 +305,7 @@ def _with_signals(
         points, receiver.log_records(), pids, settings=settings, window_s=window_s
     )
     name, wid = metrics_verdict.REFERENCE
-    times = [p.time_ns for p in points if p.name == name and p.attributes.get("uwsgi.worker.id") == wid]
+    times = [p.time_ns for p in points if p.name == name and p.attributes.get(WORKER_ID) == wid]
     missed, longest = metrics_verdict.server_export_gaps(times, opts.metric_interval, window_ns if times else None)
     if missed:
         signals.problems.append(
