@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 from otel_uwsgi.instrumentation.missing import fast_unavailable, missing
 
-logger = logging.getLogger("otel_uwsgi.instrumentation")
+logger = logging.getLogger(__name__)
 
 
 def instrument_django(

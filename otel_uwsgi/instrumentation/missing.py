@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-logger = logging.getLogger("otel_uwsgi.instrumentation")
+logger = logging.getLogger(__name__)
 
 
 def missing(name: str, explicit: bool, package: str, exc: BaseException) -> None:

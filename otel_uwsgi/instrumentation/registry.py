@@ -26,7 +26,7 @@ from otel_uwsgi.instrumentation import dbapi, entry_points
 from otel_uwsgi.instrumentation.django import instrument_django
 from otel_uwsgi.instrumentation.missing import fast_unavailable
 
-logger = logging.getLogger("otel_uwsgi.instrumentation")
+logger = logging.getLogger(__name__)
 
 _done: set[str] = set()
 _fast: set[str] = set()  # of those, traced by otel-uwsgi's fast path

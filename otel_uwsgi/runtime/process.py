@@ -68,7 +68,6 @@ def _start_providers(settings: Settings, pid: int) -> str:
     all with this process's Resource; returns the kind of uWSGI process this is."""
     from opentelemetry import trace
 
-    from otel_uwsgi.metrics.server import owns_server_metrics
     from otel_uwsgi.runtime import metrics_and_logs
     from otel_uwsgi.runtime.resource import build_instance_resource, build_resource
     from otel_uwsgi.traces.ledger import Ledger
@@ -79,10 +78,13 @@ def _start_providers(settings: Settings, pid: int) -> str:
         settings, process_type=kind, worker_id=worker_id, mule_id=mule_id, parent_pid=uwsgi_api.master_pid() or None
     )
     instance_resource = None
-    if owns_server_metrics(kind, worker_id) and uwsgi_api.available():  # what the instance reports as a whole
-        instance_resource = build_instance_resource(
-            settings, master_pid=uwsgi_api.master_pid(), started_on=uwsgi_api.started_on()
-        )
+    if settings["otel-metrics-exporter"] != "none" and settings["otel-uwsgi-server-metrics"]:
+        from otel_uwsgi.metrics.server import owns_server_metrics
+
+        if owns_server_metrics(kind, worker_id) and uwsgi_api.available():  # what the instance reports as a whole
+            instance_resource = build_instance_resource(
+                settings, master_pid=uwsgi_api.master_pid(), started_on=uwsgi_api.started_on()
+            )
     ledger = Ledger()
     with exit_signals_blocked():  # the export threads start here
         provider = build_provider(settings, resource, ledger, journal_place(settings, kind, worker_id, mule_id))

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from importlib import metadata
 from typing import Any, Optional
 
-logger = logging.getLogger("otel_uwsgi.instrumentation")
+logger = logging.getLogger(__name__)
 
 #: (oldest, newest) major.minor release proven equal, by distribution (or module, for drivers whose
 #: distribution has several names).  Raise the newest after the equality tests pass on a new release.
