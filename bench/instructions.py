@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument(
         "--uwsgi",
         action="store_true",
-        help="count a real uWSGI worker instead (modes: run.py configs plain,stock-export,defaults,fast; "
+        help="count a real uWSGI worker instead (modes: run.py configs plain,stock-export,stock-instr,defaults,fast; "
         "also dead, hanging)",
     )
     parser.add_argument(

@@ -44,8 +44,8 @@ from otel_uwsgi.tools.receiver import Receiver
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-CONFIGS = ("plain", "stock-export", "defaults", "twin", "fast", "metrics", "dead", "hanging")
-TRACED_HEALTHY = ("stock-export", "defaults", "fast")
+CONFIGS = ("plain", "stock-export", "stock-instr", "defaults", "twin", "fast", "metrics", "dead", "hanging")
+TRACED_HEALTHY = ("stock-export", "stock-instr", "defaults", "fast")
 PATHS = ("/", "/db", "/db10", "/pg")
 MYSQL = ("127.0.0.1", 3306)
 
@@ -64,8 +64,10 @@ def config_overrides(config: str, *, dead_port: int, hanging: Optional[Receiver]
         return {"otel-fast-export": "false", "otel-lean-spans": "false"}
     if config in ("defaults", "twin"):  # twin: a second defaults uWSGI, the A/A noise floor
         return {}
-    if config == "fast":
+    if config == "fast":  # the default since the fast path became it; kept to compare with older runs
         return {"otel-fast-instrumentation": "true"}
+    if config == "stock-instr":  # the stock Django and DB instrumentations (the defaults before 2026-12-06)
+        return {"otel-fast-instrumentation": "false"}
     if config == "metrics":  # defaults plus per-worker metrics and uWSGI server metrics, exported every 5 s
         return {"otel-metrics-exporter": "otlp", "otel-metric-export-interval": "5000"}
     if config == "dead":
