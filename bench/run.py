@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
@@ -44,9 +45,11 @@ from otel_uwsgi.tools.receiver import Receiver
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-CONFIGS = ("plain", "stock-export", "stock-instr", "defaults", "twin", "fast", "metrics", "dead", "hanging")
+CONFIGS = (
+    "plain", "sdk-recipe", "stock-export", "stock-instr", "defaults", "twin", "fast", "metrics", "dead", "hanging"
+)
 TRACED_HEALTHY = ("stock-export", "stock-instr", "defaults", "fast")
-PATHS = ("/", "/db", "/db10", "/pg")
+PATHS = ("/", "/db", "/db10", "/pg", "/stack")
 MYSQL = ("127.0.0.1", 3306)
 
 _running: list[UwsgiServer] = []  # stopped by pid on the way out, whatever happens
@@ -60,6 +63,8 @@ def config_overrides(config: str, *, dead_port: int, hanging: Optional[Receiver]
     """The ini keys that make ``config`` out of the base ini (django-mysql.ini)."""
     if config == "plain":  # same app, no `import otel_uwsgi.auto`
         return {"module": "plain_wsgi:application", "pythonpath": str(BENCH)}
+    if config == "sdk-recipe":  # the copied recipe: stock SDK + contrib instrumentations, no otel-uwsgi
+        return {"module": "recipe_wsgi:application", "pythonpath": str(BENCH)}
     if config == "stock-export":  # the SDK's own exporter and span start: the "before" figure
         return {"otel-fast-export": "false", "otel-lean-spans": "false"}
     if config in ("defaults", "twin"):  # twin: a second defaults uWSGI, the A/A noise floor
@@ -78,6 +83,49 @@ def config_overrides(config: str, *, dead_port: int, hanging: Optional[Receiver]
     raise ValueError(config)
 
 
+#: The whole-stack view: the demo's /trace (a query, the cache, an outgoing call) on PostgreSQL and
+#: Redis, calling a peer uWSGI (bench/peer_wsgi.py) over HTTP with requests.
+STACK = "/stack"
+STACK_INSTRUMENTATIONS = "django,psycopg,redis,requests,urllib3"
+
+
+class Peer:
+    """The whole-stack view's downstream service, started once per bench run."""
+
+    server: Optional[UwsgiServer] = None
+    port = 0
+
+    @classmethod
+    def url(cls, args: argparse.Namespace) -> str:
+        if cls.server is None:
+            cls.port = free_port()
+            ini = (
+                f"[uwsgi]\nmaster = true\nprocesses = 2\nhttp-socket = 127.0.0.1:{cls.port}\n"
+                f"wsgi-file = {BENCH / 'peer_wsgi.py'}\ndisable-logging = true\n"
+            )
+            workdir = tempfile.mkdtemp(prefix="peer-", dir=args.workdir)
+            cls.server = UwsgiServer(ini, cwd=str(ROOT), workdir=workdir)
+            _running.append(cls.server)
+            cls.server.start()
+            if not cls.server.wait_workers(2, 30):
+                raise RuntimeError(f"the peer uWSGI did not start:\n{cls.server.log()[-2000:]}")
+        return f"http://127.0.0.1:{cls.port}/"
+
+
+def served_path(args: argparse.Namespace, path: str) -> str:
+    """The URL path wrk loads for a bench path (``/stack`` is /trace calling the peer)."""
+    if path == STACK:
+        return "/trace?" + urllib.parse.urlencode({"downstream": Peer.url(args)})
+    return path
+
+
+def path_overrides(path: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Ini options and environment a bench path needs beyond its configuration's."""
+    if path == STACK:
+        return {"otel-instrumentations": STACK_INSTRUMENTATIONS}, {"OTEL_UWSGI_DEMO_DB": "postgres"}
+    return {}, {}
+
+
 def hanging_receiver() -> Receiver:
     """A started receiver that accepts every export and never answers: the ``hanging`` collector."""
     receiver = Receiver().start()
@@ -89,7 +137,13 @@ class Instance:
     """One uWSGI from the base ini plus overrides, with a stats socket; registered for cleanup."""
 
     def __init__(
-        self, args: argparse.Namespace, endpoint: str, extra: dict[str, str], name: str, uwsgi: str = "uwsgi"
+        self,
+        args: argparse.Namespace,
+        endpoint: str,
+        extra: dict[str, str],
+        name: str,
+        uwsgi: str = "uwsgi",
+        env_extra: Optional[dict[str, str]] = None,
     ) -> None:
         self.port, self.stats_port = free_port(), free_port()
         journal_dir = tempfile.mkdtemp(prefix="otel-uwsgi-bench-")
@@ -109,6 +163,7 @@ class Instance:
             }
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        env.update(env_extra or {})
         workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=args.workdir))
         self.server = UwsgiServer(
             prepare_ini(args.ini, overrides), env=env, cwd=str(ROOT), workdir=str(workdir), uwsgi=uwsgi
@@ -174,6 +229,7 @@ class Subject:
 
     def __init__(self, args: argparse.Namespace, config: str, path: str, label: str) -> None:
         self.args, self.config, self.path = args, config, path
+        self.url_path = served_path(args, path)
         self.receiver = StoringReceiver().start()
         self.hanging: Optional[Receiver] = None
         if config == "hanging":
@@ -181,8 +237,13 @@ class Subject:
         self.instance: Optional[Instance] = None
         try:
             extra = config_overrides(config, dead_port=free_port(), hanging=self.hanging)
+            options, env = path_overrides(path)
             self.instance = Instance(
-                args, self.receiver.endpoint, extra, f"{config}-{path.strip('/') or 'root'}-{label}"
+                args,
+                self.receiver.endpoint,
+                {**options, **extra},
+                f"{config}-{path.strip('/') or 'root'}-{label}",
+                env_extra=env,
             )
         except BaseException:  # no Subject to close: stop the receivers here
             self.close()
@@ -190,17 +251,17 @@ class Subject:
 
     def start(self) -> None:
         assert self.instance is not None
-        self.instance.start(self.path)
+        self.instance.start(self.url_path)
 
     def window(self, warmup: float) -> dict[str, Any]:
         """wrk for ``warmup`` seconds, then the measure window; CPU and requests of the window."""
         args, instance = self.args, self.instance
         assert instance is not None
-        load.run(instance.url(self.path), warmup, connections=args.connections, threads=args.threads, wrk=args.wrk)
+        load.run(instance.url(self.url_path), warmup, connections=args.connections, threads=args.threads, wrk=args.wrk)
         pgrp = instance.server.pid
         cpu0, served0 = procstat.group_cpu(pgrp), procstat.served(instance.stats())
         wrk = load.run(
-            instance.url(self.path), args.duration, connections=args.connections, threads=args.threads, wrk=args.wrk
+            instance.url(self.url_path), args.duration, connections=args.connections, threads=args.threads, wrk=args.wrk
         )
         cpu1, stats1 = procstat.group_cpu(pgrp), instance.stats()
         window_requests = procstat.served(stats1) - served0
