@@ -22,7 +22,7 @@ Configuration
 -------------
 Every standard ``OTEL_*`` variable has a uWSGI option of the same name in lower case with
 dashes (``OTEL_SERVICE_NAME`` -> ``otel-service-name``); the ini wins over the environment.
-See the README's option table, generated from :mod:`otel_uwsgi.config.options`.
+See the option table (docs/OPTIONS.md), generated from :mod:`otel_uwsgi.config.options`.
 """
 
 from __future__ import annotations

@@ -50,15 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     options = commands.add_parser(
         "options",
-        help="print the option table (markdown), or update it in a README",
+        help="print the option table (markdown), or update it in docs/OPTIONS.md",
         description="Print every otel-* option with its environment variable, default and meaning.",
     )
     options.add_argument(
         "--write",
         metavar="FILE",
         nargs="?",
-        const="README.md",
-        help="replace the table between the options markers in FILE (default README.md) instead of printing it",
+        const="docs/OPTIONS.md",
+        help="replace the table between the options markers in FILE (default docs/OPTIONS.md) instead of printing it",
     )
     # Every subcommand and its flags, in the top-level help too.
     usages = [sub.format_usage().replace("usage: ", "  ").rstrip() for sub in commands.choices.values()]

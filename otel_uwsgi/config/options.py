@@ -2,7 +2,7 @@
 default, help text and group.
 
 Each option has a uWSGI ini key (``otel-service-name``) and, for the standard ones, the
-OpenTelemetry environment variable of the same name (``OTEL_SERVICE_NAME``).  The README's option
+OpenTelemetry environment variable of the same name (``OTEL_SERVICE_NAME``).  The option
 table is generated from :data:`OPTIONS` (``otel-uwsgi options``); :mod:`.settings` resolves them.
 """
 

@@ -113,7 +113,7 @@ def _reject_unknown(opt: Mapping[str, Any], where: str) -> None:
             shown = name if name.isprintable() else repr(name)
             raise ConfigError(
                 f"otel-uwsgi: unknown option {shown} in {where}"
-                + (f"; did you mean {hint}?" if hint else "; see the option table in otel-uwsgi's README")
+                + (f"; did you mean {hint}?" if hint else "; see the option table in otel-uwsgi's docs/OPTIONS.md")
             )
 
 

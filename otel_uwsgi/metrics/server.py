@@ -217,7 +217,7 @@ class ServerState:
         return [] if value is None else [Observation(value)]
 
 
-#: (name, kind, unit, ServerState callback, description): the README table is written from this.
+#: (name, kind, unit, ServerState callback, description): docs/METRICS.md's table is written from this.
 INSTRUMENTS = (
     ("uwsgi.worker.status", "updowncounter", "{worker}", "worker_status",
      "1 for the state each worker is in (idle, busy, cheap, pause, signal), 0 for the others."),

@@ -1,4 +1,4 @@
-"""The README's option table, generated from :data:`otel_uwsgi.config.options.OPTIONS`."""
+"""The option table of docs/OPTIONS.md, generated from :data:`otel_uwsgi.config.options.OPTIONS`."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def option_table() -> str:
     return "\n".join(lines).strip() + "\n"
 
 
-def write_readme(path: str = "README.md") -> bool:
+def write_readme(path: str = "docs/OPTIONS.md") -> bool:
     """Replace the table between the markers in ``path``; True when the file changed."""
     with open(path, encoding="utf-8") as f:
         text = f.read()

@@ -89,7 +89,7 @@ class LeanTracerProvider(TracerProvider):
 
     Every tracer it hands out (the stock instrumentations' too) is the SDK's, made a
     :class:`~otel_uwsgi.traces.lean.tracer.LeanSdkTracer` when the sampler, limits and SDK allow it: the
-    same spans, with less work to start, fill and end them (README, Performance).
+    same spans, with less work to start, fill and end them (docs/PERFORMANCE.md).
     """
 
     _lean_broken = False

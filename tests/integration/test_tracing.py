@@ -101,7 +101,7 @@ def test_import_twice_makes_one_provider(start_uwsgi, receiver):
     """`--import otel_uwsgi.auto` plus the wsgi file's own import: one provider per worker, no warning."""
     server = start_uwsgi("minimal.ini", extra={"import": "otel_uwsgi.auto"})
     # every worker is past its post-fork set-up before the stop (a SIGINT during it is uWSGI's
-    # KeyboardInterrupt traceback, README "uWSGI behaviour worth knowing")
+    # KeyboardInterrupt traceback, docs/UWSGI.md)
     server.until_every_worker_served("/")
     server.hammer("/", 20)
     served = server.uwsgi.served()

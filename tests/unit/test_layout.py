@@ -1,5 +1,5 @@
 """The package's layout holds: imports point one way between rooms, no module imports another in a
-circle, and only ``runtime/uwsgi_api.py`` imports ``uwsgi`` (README, Layout)."""
+circle, and only ``runtime/uwsgi_api.py`` imports ``uwsgi`` (docs/LAYOUT.md)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def _room(module: str) -> str:
 
 def test_every_room_has_a_floor():
     rooms = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
-    assert rooms <= set(FLOORS), f"give {sorted(rooms - set(FLOORS))} a floor in FLOORS and in README's Layout"
+    assert rooms <= set(FLOORS), f"give {sorted(rooms - set(FLOORS))} a floor in FLOORS and in docs/LAYOUT.md"
 
 
 def test_imports_point_down_between_rooms():

@@ -82,7 +82,7 @@ def test_stats_server_addresses(address, expected):
 
 
 def test_server_instruments_follow_the_naming_and_unit_conventions():
-    """uwsgi.* names, UCUM units (By, s) or {annotations}, and a description for the README table."""
+    """uwsgi.* names, UCUM units (By, s) or {annotations}, and a description for the docs/METRICS.md table."""
     names = [i[0] for i in server_metrics.INSTRUMENTS]
     assert len(names) == len(set(names))
     for name, kind, unit, callback, description in server_metrics.INSTRUMENTS:

@@ -1,4 +1,4 @@
-"""The README's option table is generated from the declarations; ``otel-uwsgi`` (the CLI) lists
+"""The option table (docs/OPTIONS.md) is generated from the declarations; ``otel-uwsgi`` (the CLI) lists
 every subcommand and flag, says its version, and fails in one line."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def test_readme_option_table_is_generated_from_the_declarations():
     """Regenerate with `otel-uwsgi options` and paste between the markers."""
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "OPTIONS.md").read_text()
     table = readme.split(BEGIN, 1)[1].split(END, 1)[0]
     assert table.strip() == option_table().strip()
 

@@ -25,7 +25,7 @@ def test_minor_reads_major_and_minor_of_any_release_string(release, minor):
     [
         ("django", "4.1.13", "older"),
         ("django", "6.2", "newer"),
-        ("opentelemetry-instrumentation-django", "0.59b0", "older"),
+        ("opentelemetry-instrumentation-django", "0.60b0", "older"),
         ("opentelemetry-instrumentation-django", "0.67b0", "newer"),
         ("psycopg2", "3.0.0", "newer"),
         ("opentelemetry_instrumentation_dbapi", "0.70b0", "newer"),
