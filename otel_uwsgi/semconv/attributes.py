@@ -1,4 +1,4 @@
-"""Resource and data-point attribute keys otel-uwsgi sets (docs/HOW_IT_WORKS.md, "Resource attributes"; docs/METRICS.md)."""
+"""Resource and data-point attribute keys otel-uwsgi sets (docs/HOW_IT_WORKS.md; docs/METRICS.md)."""
 
 from __future__ import annotations
 
