@@ -96,7 +96,7 @@ def _fast_scope(name: str, entry_point: Any, options: dict[str, Any]) -> Optiona
             reason = verified.why_stock(stock, libraries, options, name)
         if reason is None:  # what the fast path imports from the instrumentation packages: now, not at first use
             from otel_uwsgi.instrumentation.fast import db, http  # noqa: F401
-    except ImportError as error:  # an instrumentation release it was not built for
+    except Exception as error:  # noqa: BLE001 - a release it was not built for: the stock path, never none
         fast_unavailable(error)
         return None
     if reason is not None:

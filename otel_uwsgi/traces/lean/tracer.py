@@ -25,10 +25,13 @@ from otel_uwsgi.traces.lean.span import Hooks, LeanSpan, NoOpTracerMetrics, plai
 
 _logger = logging.getLogger(__name__)
 # A new span's TraceFlags: sampled or not, with or without a random trace id
+# (the random flag is API 1.42's: on an older API this module still imports, and the lean start
+# steps aside, sdk_layout_problem()).
+_RANDOM_TRACE_ID = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
+_SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | _RANDOM_TRACE_ID)
 _UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
-_UNSAMPLED_RANDOM = TraceFlags(TraceFlags.DEFAULT | TraceFlags.RANDOM_TRACE_ID)
+_UNSAMPLED_RANDOM = TraceFlags(TraceFlags.DEFAULT | _RANDOM_TRACE_ID)
 _MAX_TRACE_ID, _MAX_SPAN_ID = (1 << 128) - 1, (1 << 64) - 1
 
 
@@ -102,7 +105,7 @@ class LeanTracer:
         parent = trace_api.get_current_span(context).get_span_context()
         if type(parent) is SpanContext and parent[5]:  # a valid parent; [5]: is_valid
             trace_id, _, _, parent_flags, trace_state, _ = parent
-            random_id = parent_flags & TraceFlags.RANDOM_TRACE_ID
+            random_id = parent_flags & _RANDOM_TRACE_ID
         elif parent is None or type(parent) is SpanContext:
             parent = None
             if self._sdk_random_ids:  # RandomIdGenerator.generate_trace_id
@@ -211,6 +214,8 @@ def sdk_layout_problem() -> Optional[str]:
     (None: nothing); the fields of the SDK's spans are checked per tracer (:func:`_sdk_fits`)."""
     if not CONTEXT_AS_TUPLE:
         return "its SpanContext is not the tuple the lean start builds"
+    if not _RANDOM_TRACE_ID:
+        return "its TraceFlags have no RANDOM_TRACE_ID (opentelemetry-api before 1.42)"
     if list(inspect.signature(SdkTracer.start_span).parameters) != _START_SPAN_PARAMETERS:
         return "Tracer.start_span takes other arguments"
     return None

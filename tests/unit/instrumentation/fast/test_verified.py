@@ -98,10 +98,28 @@ def test_the_installed_sdk_is_no_reason_and_a_changed_one_is(monkeypatch):
     assert verified.sdk_problem() is None
     from otel_uwsgi.traces.lean import tracer
 
+    monkeypatch.setattr(tracer, "_RANDOM_TRACE_ID", 0)  # opentelemetry-api before 1.42
+    assert verified.sdk_problem() == (
+        "in the installed opentelemetry-sdk, its TraceFlags have no RANDOM_TRACE_ID (opentelemetry-api before 1.42)"
+    )
     monkeypatch.setattr(tracer, "CONTEXT_AS_TUPLE", False)
     assert verified.sdk_problem() == (
         "in the installed opentelemetry-sdk, its SpanContext is not the tuple the lean start builds"
     )
+
+
+def test_a_failure_while_deciding_leaves_the_stock_instrumentation(monkeypatch, caplog):
+    """Whatever breaks while the fast path is weighed (an SDK it cannot even load with), the stock
+    instrumentation traces: never no instrumentation at all."""
+
+    def broken() -> None:
+        raise AttributeError("type object 'TraceFlags' has no attribute 'RANDOM_TRACE_ID'")
+
+    monkeypatch.setattr(verified, "sdk_problem", broken)
+    monkeypatch.setattr("otel_uwsgi.instrumentation.missing._fast_told", False)
+    with caplog.at_level(logging.INFO, logger="otel_uwsgi.instrumentation"):
+        assert registry._fast_scope("django", registry.entry_points.installed()["django"], {}) is None
+    assert "the stock instrumentations trace instead" in caplog.text and "RANDOM_TRACE_ID" in caplog.text
 
 
 def test_the_fast_path_reports_the_stock_scope():
