@@ -74,7 +74,7 @@ class QuerySpans:
             stability._get_opentelemetry_stability_opt_in_mode(_OpenTelemetryStabilitySignalType.HTTP),
         )
         probe: dict[str, Any] = {}
-        _set_db_statement(probe, "", self._modes[0])
+        _set_db_statement(probe, "probe", self._modes[0])  # a non-empty value: some releases skip ""
         self._statement_keys = tuple(probe)
 
     def _connected(self, raw: Any) -> None:

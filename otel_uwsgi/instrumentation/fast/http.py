@@ -9,6 +9,7 @@ Django, so it is unit-tested against the stock helpers directly.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -23,12 +24,27 @@ from opentelemetry.util.http import (
     normalize_user_agent,
     parse_excluded_urls,
     redact_url,
+    sanitize_method,
 )
 
 from otel_uwsgi.native import accel
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY")
+
+
+def _known_methods() -> frozenset[str]:
+    """The methods the installed stock helper keeps (QUERY joined its list in a later release), read
+    from the helper itself with capture-all-methods off: any other becomes ``_OTHER``."""
+    saved = os.environ.pop(OTEL_PYTHON_INSTRUMENTATION_HTTP_CAPTURE_ALL_METHODS, None)
+    try:
+        return frozenset(method for method in _METHODS if sanitize_method(method) == method)
+    finally:
+        if saved is not None:
+            os.environ[OTEL_PYTHON_INSTRUMENTATION_HTTP_CAPTURE_ALL_METHODS] = saved
+
+
 #: Methods the stock instrumentations keep; any other becomes ``_OTHER`` (span name ``HTTP``).
-KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"))
+KNOWN_METHODS = _known_methods()
 _CACHE_LIMIT = 512  # entries per lookup cache; a full cache is emptied (keys may come from clients)
 _REDACTED = "[REDACTED]"
 

@@ -417,7 +417,12 @@ def test_the_stock_instrumentations_spans_are_the_same_with_lean_spans(env):
     sdk, lean = spans_of("stock", "sqlite", env), spans_of("stock-lean", "sqlite", env)
     assert_same_spans(sdk, lean)
     assert {c for case in sdk.values() for c in case["classes"]} == {"ReadableSpan"}
-    assert all(case["classes"] == (["LeanSpan"] if case["spans"] else []) for case in lean.values())
+    from opentelemetry.sdk.version import __version__ as sdk_version
+
+    from otel_uwsgi.instrumentation.fast.verified import _minor
+
+    if _minor(sdk_version) >= (1, 45):  # older SDKs: the lean start steps aside (the same spans, SDK-made)
+        assert all(case["classes"] == (["LeanSpan"] if case["spans"] else []) for case in lean.values())
 
 
 def test_a_hook_for_the_stock_instrumentation_keeps_django_off_the_fast_path():
@@ -436,6 +441,11 @@ def test_a_hook_for_the_stock_instrumentation_keeps_django_off_the_fast_path():
 def test_same_spans_on_postgresql(postgres, driver):
     """Django on PostgreSQL through psycopg (3) and through psycopg2: the fast path's DB spans are
     span for span those of that driver's stock instrumentation."""
+    from otel_uwsgi.instrumentation.fast.verified import release_problem
+
+    problem = release_problem(f"opentelemetry-instrumentation-{driver}")
+    if problem:  # e.g. the fast path's floor run: this driver stays on its stock instrumentation there
+        pytest.skip(f"the fast path is off for {driver} here: {problem}")
     stock, fast = spans_of("stock", driver), spans_of("fast", driver)
     assert_same_spans(stock, fast)
     statements = {s["attributes"].get("db.statement"): s for s in stock["queries"]["spans"]}

@@ -25,7 +25,7 @@ def test_minor_reads_major_and_minor_of_any_release_string(release, minor):
     [
         ("django", "4.1.13", "older"),
         ("django", "6.2", "newer"),
-        ("opentelemetry-instrumentation-django", "0.60b0", "older"),
+        ("opentelemetry-instrumentation-django", "0.62b0", "older"),
         ("opentelemetry-instrumentation-django", "0.67b0", "newer"),
         ("psycopg2", "3.0.0", "newer"),
         ("opentelemetry_instrumentation_dbapi", "0.70b0", "newer"),
@@ -133,7 +133,7 @@ def test_the_fast_path_reports_the_stock_scope():
 
 def test_out_of_range_django_gives_the_stock_instrumentation_and_one_info_line(monkeypatch, caplog):
     """The registry's decision: Django newer than verified -> no fast scope, one line saying why."""
-    monkeypatch.setitem(verified.VERIFIED, "django", ("4.2", "4.2"))
+    monkeypatch.setitem(verified.VERIFIED, "django", ("3.2", "3.2"))
     entry_point = registry.entry_points.installed()["django"]
     with caplog.at_level(logging.INFO, logger="otel_uwsgi.instrumentation"):
         assert registry._fast_scope("django", entry_point, {}) is None
@@ -141,7 +141,7 @@ def test_out_of_range_django_gives_the_stock_instrumentation_and_one_info_line(m
     assert len(lines) == 1 and lines[0].startswith(
         "otel-uwsgi: django is traced by its stock instrumentation, not the fast path: django "
     )
-    assert "is newer than the fast path was verified with (4.2 to 4.2)" in lines[0]
+    assert "is newer than the fast path was verified with (3.2 to 3.2)" in lines[0]
 
 
 def test_in_range_gives_the_fast_scope_silently(caplog):
