@@ -190,14 +190,9 @@ def test_fast_path_emits_the_stock_spans(start_uwsgi, receiver, mysql, bodies):
     }
     one = fast["one-query"][0]
     assert [s["name"] for s in one] == ["GET db", "SELECT"] and one[1]["parent"] == 0 and one[1]["kind"] == 3
-    assert one[1]["attributes"] == {
-        "db.system": "mysql",
-        "db.name": "test",
-        "db.statement": "SELECT %s",
-        "db.user": "root",
-        "net.peer.name": "127.0.0.1",
-        "net.peer.port": 3306,
-    }
+    # (the connection's name, user and peer too with the newest mysqlclient; equal to the stock
+    # spans whatever the release, above)
+    assert {"db.system": "mysql", "db.statement": "SELECT %s"}.items() <= one[1]["attributes"].items()
     assert [s["name"] for s in fast["ten-queries"][0]].count("SELECT") == 10
     not_found = fast["not-found"][0][0]
     assert (
