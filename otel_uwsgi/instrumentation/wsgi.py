@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 from otel_uwsgi.instrumentation import late_import
-from otel_uwsgi.instrumentation.late_import import caller_file
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ def wrap_wsgi(application: Callable[..., Any]) -> Callable[..., Any]:
             framework,
             module,
             framework,
-            caller_file() or "the wsgi file",
+            late_import.caller_file() or "the wsgi file",
         )
         return application
     return OpenTelemetryMiddleware(application)
