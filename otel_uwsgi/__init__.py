@@ -65,7 +65,8 @@ def wrap_wsgi(application: Callable[..., Any]) -> Callable[..., Any]:
     """Trace a framework-less WSGI application (server spans, ``traceparent`` honoured).
 
     Apps on a framework with an OpenTelemetry instrumentation (Django, Flask ...) need only
-    ``import otel_uwsgi.auto``: wrapping them too would give each request two server spans.
+    ``import otel_uwsgi.auto``: a Flask app or Django handler it traces is returned unchanged, with
+    one warning (wrapped too, its server spans would be named by URL instead of by route).
     """
     from otel_uwsgi.instrumentation.wsgi import wrap_wsgi as _wrap
 

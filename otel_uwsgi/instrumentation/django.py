@@ -47,11 +47,9 @@ def instrument_django(
 
     if apps.ready:
         # The app may already have built its middleware chain: those handlers stay untraced.
-        logger.warning(
-            "otel-uwsgi: Django was set up before otel_uwsgi.auto was imported; requests served by "
-            "a handler built before this point produce no server spans. Put `import otel_uwsgi.auto` "
-            "first in the wsgi file, before get_wsgi_application()."
-        )
+        from otel_uwsgi.instrumentation.late_import import django_message
+
+        logger.warning("%s", django_message())
         instrument_now()
         return True
 

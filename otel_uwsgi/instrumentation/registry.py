@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from typing import Any, Optional
 
 from otel_uwsgi.config.settings import ConfigError
-from otel_uwsgi.instrumentation import dbapi, entry_points
+from otel_uwsgi.instrumentation import dbapi, entry_points, late_import
 from otel_uwsgi.instrumentation.django import instrument_django
 from otel_uwsgi.instrumentation.missing import fast_unavailable
 
@@ -55,6 +55,7 @@ def instrument(
     if names == ("none",):
         return sorted(_done)
     installed = entry_points.installed()
+    loaded_before = late_import.frameworks_loaded()
     if names == ("auto",):
         skip = {ALIASES.get(n, n) for n in disabled}
         wanted = sorted((set(installed) | set(dbapi.OWN)) - skip)
@@ -70,6 +71,7 @@ def instrument(
                 _done.add(name)
         except Exception:  # noqa: BLE001 - a broken instrumentor is logged, never a failed app load
             logger.exception("otel-uwsgi: could not instrument %s", name)
+    late_import.check(loaded_before, _done, _fast)  # an app created before this: said, with the fix
     if _done:
         fast_note = f" (fast path: {', '.join(sorted(_fast))})" if _fast else ""
         logger.info("otel-uwsgi: instrumented %s%s", ", ".join(sorted(_done)), fast_note)

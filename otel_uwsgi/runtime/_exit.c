@@ -10,9 +10,16 @@
  * runs inside uWSGI's signal handler (end_me): there the handler must not touch Python at all.
  * So the pid is compared before anything else, in C; a process that finalised Python already (a
  * plain interpreter exiting) is left alone too.
+ *
+ * The callable runs on a thread of its own, the main thread waiting with the GIL released: exit()
+ * destroys the main thread's C++ thread_local objects before it runs atexit handlers, and greenlet
+ * keeps its per-thread state in one.  In a master that gevent patched (gevent-early-monkey-patch,
+ * or the app's own patch_all()), every lock, sleep and socket goes through greenlet, and the same
+ * call on the main thread crashed the master (Segmentation Fault at its exit).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -20,15 +27,27 @@ static PyObject *callback;
 static pid_t owner;
 static int registered;
 
-static void at_exit(void) {
-    if (callback == NULL || getpid() != owner || !Py_IsInitialized())
-        return;
+static void *call_back(void *unused) {
+    (void)unused;
     PyGILState_STATE gil = PyGILState_Ensure();
     PyObject *result = PyObject_CallObject(callback, NULL);
     if (result == NULL)
         PyErr_Clear();
     else
         Py_DECREF(result);
+    PyGILState_Release(gil);
+    return NULL;
+}
+
+static void at_exit(void) {
+    if (callback == NULL || getpid() != owner || !Py_IsInitialized())
+        return;
+    pthread_t thread;
+    PyGILState_STATE gil = PyGILState_Ensure(); /* held or not before: released while the thread runs */
+    Py_BEGIN_ALLOW_THREADS
+    if (pthread_create(&thread, NULL, call_back, NULL) == 0)
+        pthread_join(thread, NULL);
+    Py_END_ALLOW_THREADS
     PyGILState_Release(gil);
 }
 

@@ -14,7 +14,7 @@ from typing import Optional
 from otel_uwsgi.config import uwsgi_opt
 from otel_uwsgi.config.options import OPTIONS
 from otel_uwsgi.config.settings import ConfigError, Settings, load
-from otel_uwsgi.runtime import own_log, preflight, uwsgi_api
+from otel_uwsgi.runtime import gevent_loop, own_log, preflight, uwsgi_api
 from otel_uwsgi.runtime.process import init_process
 from otel_uwsgi.runtime.state import other_tracer_provider, state
 
@@ -111,7 +111,11 @@ def _install(settings: Settings) -> bool:
     """Instrument, preload, and hook the per-process set-up to fork (or run it: lazy-apps)."""
     from otel_uwsgi.instrumentation.registry import instrument
 
-    opt_where = uwsgi_opt.config_file(uwsgi_api.options())
+    opt = uwsgi_api.options()
+    opt_where = uwsgi_opt.config_file(opt)
+    late_gevent = gevent_loop.late_patch_warning(opt)
+    if late_gevent is not None:
+        logger.warning("%s", late_gevent)
     instrument(
         settings["otel-instrumentations"],
         fast=settings["otel-fast-instrumentation"],
