@@ -42,9 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_arguments(
         commands.add_parser(
             "demo",
-            help="the demo Django site (shipped in the package) under uWSGI, checked like your own ini",
-            description="Run the demo Django site under uWSGI with 4 workers and check /trace: a server span, a DB "
-            "span, a cache (or second DB) span and an HTTP call whose server span joins the same trace.",
+            help="the demo app (shipped in the package) under uWSGI, checked like your own ini",
+            description="Run the demo app of the installed stack (Django, else Flask, else plain WSGI) under uWSGI "
+            "with 4 workers and check /trace: a server span, a DB span, a cache (or second DB) span and an HTTP "
+            "call whose server span joins the same trace; one such trace is drawn as a tree.",
         ),
         demo=True,
     )

@@ -1,4 +1,5 @@
-"""The demo Flask app (``ini/flask.ini``): the one-line integration, nothing else.
+"""The demo Flask app (``ini/flask.ini``, and ``otel-uwsgi demo`` where Flask is the stack): the
+one-line integration, nothing else; ``/trace`` makes a whole trace (:mod:`.services`).
 
 ``import otel_uwsgi.auto`` comes first: the Flask instrumentation then traces every app created
 after it, naming server spans by route (``GET /item/<int:id>``) with ``http.route``.
@@ -12,6 +13,8 @@ import os  # noqa: E402
 
 from flask import Flask, jsonify, request  # noqa: E402
 
+from otel_uwsgi.demo import services  # noqa: E402
+
 app = Flask(__name__)
 
 
@@ -23,6 +26,16 @@ def index():
 @app.route("/item/<int:item_id>")
 def item(item_id: int):
     return jsonify({"item": item_id, "pid": os.getpid()})
+
+
+@app.route("/trace")
+def whole_trace():
+    return jsonify(services.whole_trace(request.host, request.args.get("downstream")))
+
+
+@app.route("/downstream")
+def downstream():
+    return jsonify(services.downstream(request.headers.get("traceparent")))
 
 
 @app.route("/whoami")

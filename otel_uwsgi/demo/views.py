@@ -12,15 +12,8 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 import otel_uwsgi
-
-
-def _worker_id() -> int:
-    try:
-        import uwsgi  # type: ignore[import-not-found]
-
-        return uwsgi.worker_id()
-    except ImportError:
-        return 0
+from otel_uwsgi.demo import services
+from otel_uwsgi.demo.services import worker_id as _worker_id  # bench/fast_profile.py replaces it
 
 
 def index(request: HttpRequest) -> HttpResponse:
@@ -29,9 +22,8 @@ def index(request: HttpRequest) -> HttpResponse:
 
 def whole_trace(request: HttpRequest) -> JsonResponse:
     """What a service does: a query, the cache (Redis when the demo has it, else a second
-    query), and a call to another service, here the demo's own ``/downstream``, over HTTP with
-    ``requests`` (``?downstream=URL`` calls another): its server span joins this request's trace."""
-    import requests
+    query), and a call to another service, here the demo's own ``/downstream``, over HTTP with the
+    stack's client (``?downstream=URL`` calls another): its server span joins this request's trace."""
     from django.core.cache import caches
 
     rows = _query(1)
@@ -41,17 +33,14 @@ def whole_trace(request: HttpRequest) -> JsonResponse:
     else:
         hits = _query(1)[0]
     url = request.GET.get("downstream") or f"http://{request.get_host()}/downstream"
-    answer = requests.get(url, timeout=5)
     return JsonResponse(
-        {"rows": rows, "cache": hits, "downstream": answer.json(), "pid": os.getpid(), "worker": _worker_id()}
+        {"rows": rows, "cache": hits, "downstream": services.call(url), "pid": os.getpid(), "worker": _worker_id()}
     )
 
 
 def downstream(request: HttpRequest) -> JsonResponse:
     """The second service of :func:`whole_trace`: who answered, and the trace it was called in."""
-    return JsonResponse(
-        {"pid": os.getpid(), "worker": _worker_id(), "traceparent": request.META.get("HTTP_TRACEPARENT")}
-    )
+    return JsonResponse(services.downstream(request.META.get("HTTP_TRACEPARENT")))
 
 
 def _query(n: int, alias: str = "default") -> list:

@@ -22,7 +22,7 @@ from typing import Any, Optional, TextIO
 from otel_uwsgi.config import uwsgi_ini, uwsgi_opt
 from otel_uwsgi.config.settings import Settings
 from otel_uwsgi.semconv.attributes import WORKER_ID
-from otel_uwsgi.tools import metrics_verdict
+from otel_uwsgi.tools import metrics_verdict, trace_tree
 from otel_uwsgi.tools.harness import (
     NON_HTTP_SOCKETS,
     OWNED_KEYS,
@@ -36,7 +36,7 @@ from otel_uwsgi.tools.harness import (
     prepare_ini,
     python_settings,
 )
-from otel_uwsgi.tools.load import Load, load_until_covered
+from otel_uwsgi.tools.load import Load, load_until_covered, progress_line
 from otel_uwsgi.tools.receiver import Receiver
 from otel_uwsgi.tools.verdict import Report, evaluate, explain, render
 
@@ -142,10 +142,7 @@ def _load(
         def show(served: Served, done: bool) -> None:
             if progress and (time.monotonic() - shown[0] > 0.5 or done):
                 shown[0] = time.monotonic()
-                progress.write(
-                    f"\rwaiting: {len(served.covered)}/{workers} workers served, {served.total} requests, "
-                    f"{len(receiver.server_spans())} server spans received   "
-                )
+                progress.write(f"\r{progress_line(served, workers, len(receiver.server_spans()))}   ")
                 progress.flush()
 
         load_until_covered(
@@ -220,6 +217,14 @@ def _server_metrics_seen(receiver: Receiver, settings: Any, exports: int = 3) ->
 #: The demo's uWSGI configuration, shipped in the package: ``otel-uwsgi demo`` needs no checkout.
 DEMO_INI = Path(__file__).resolve().parent.parent / "demo" / "demo.ini"
 DEMO_PATH = "/trace"
+#: The start of the lines the demo app writes to uWSGI's log about its stack (otel_uwsgi/demo/installed.py).
+DEMO_ANNOUNCE = "otel-uwsgi demo: "
+
+
+def _demo_stack(log: str) -> str:
+    """``demo: Flask + SQLite + Redis + urllib`` (and what it does not trace), as the demo app wrote it."""
+    return "\n".join(f"demo: {line[len(DEMO_ANNOUNCE):]}" for line in dict.fromkeys(log.splitlines())
+                     if line.startswith(DEMO_ANNOUNCE))
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, demo: bool = False) -> None:
@@ -235,6 +240,9 @@ def add_arguments(parser: argparse.ArgumentParser, *, demo: bool = False) -> Non
     parser.add_argument("--metrics", action="store_true",
                         help="turn metrics on for this run (otel-metrics-exporter = otlp) and verify them")
     parser.add_argument("--logs", action="store_true", help="turn OTLP log export on for this run and count records")
+    parser.add_argument("--trace", action=argparse.BooleanOptionalAction, default=demo,
+                        help="draw one whole trace per route as a tree before the table (default: "
+                        f"{'on' if demo else 'off'}; not with --json)")
     parser.add_argument(
         "--uwsgi",
         metavar="PATH",
@@ -254,16 +262,25 @@ def run_from_arguments(args: argparse.Namespace) -> int:
     except UwsgiNotFound as error:
         print(f"otel-uwsgi check: {error}", file=sys.stderr)
         return 2
-    report, log = run_check(
-        args.ini,
-        uwsgi=uwsgi,
-        path=args.path,
-        requests=args.requests,
-        timeout=args.timeout,
-        progress=None if args.json else sys.stderr,
-        extra={**({"otel-metrics-exporter": "otlp"} if args.metrics else {}),
-               **({"otel-logs-exporter": "otlp"} if args.logs else {})},
-    )
+    receiver = Receiver().start()  # kept past the run: --trace draws what it received
+    try:
+        report, log = run_check(
+            args.ini,
+            receiver=receiver,
+            uwsgi=uwsgi,
+            path=args.path,
+            requests=args.requests,
+            timeout=args.timeout,
+            progress=None if args.json else sys.stderr,
+            extra={**({"otel-metrics-exporter": "otlp"} if args.metrics else {}),
+                   **({"otel-logs-exporter": "otlp"} if args.logs else {})},
+        )
+    finally:
+        receiver.stop()
+    trees = trace_tree.draw(receiver.snapshot(), encoding=sys.stdout.encoding) if args.trace else ""
+    drawn = "\n\n".join(part for part in (_demo_stack(log), trees) if part)
+    if drawn and not args.json:
+        print(drawn + "\n")
     print(report.to_json() if args.json else render(report))
     if args.show_log or (not report.ok and not args.json):
         tail = "\n".join(log.splitlines()[-40:])

@@ -25,6 +25,19 @@ def http_get(host: str, port: int, path: str, timeout: float = 30.0) -> int:
         conn.close()
 
 
+def progress_line(served: Served, workers: int, arrived: int) -> str:
+    """What a running check can see: the requests uWSGI logged, and their server spans: those that
+    arrived, the rest waiting in the workers' queues (exported in batches, and all at the stop)."""
+    line = f"running: {len(served.covered)}/{workers} workers served {served.total} requests"
+    if not served.total:
+        return line
+    line += "; server spans: "
+    queued = max(0, served.total - arrived)
+    if not arrived:
+        return line + f"{queued} queued in the workers, sent at stop"
+    return line + f"{arrived} exported, {queued} queued in the workers (sent at stop)"
+
+
 class Load:
     """Concurrent GETs (one connection each), counting statuses; concurrency spreads them over workers."""
 
