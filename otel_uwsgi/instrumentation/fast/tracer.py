@@ -7,7 +7,7 @@ provider exists; the SDK tracer is fetched on first use in each worker and kept 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from opentelemetry import trace
 
@@ -16,17 +16,18 @@ from otel_uwsgi.traces.lean.tracer import LeanTracer
 
 
 class LazyTracer:
-    """``get()`` returns the real tracer once a provider is set, the no-op proxy before."""
+    """``get()`` returns the real tracer once a provider is set, the no-op proxy before; its scope
+    is ``name`` at ``version`` (otel-uwsgi's when None)."""
 
-    def __init__(self, name: str, schema_url: str) -> None:
-        self._name, self._schema_url = name, schema_url
+    def __init__(self, name: str, schema_url: str, version: Optional[str] = None) -> None:
+        self._name, self._schema_url, self._version = name, schema_url, version or __version__
         self._tracer: Any = None
 
     def get(self) -> Any:
         tracer = self._tracer
         if tracer is None:
             provider = trace.get_tracer_provider()
-            tracer = provider.get_tracer(self._name, __version__, schema_url=self._schema_url)
+            tracer = provider.get_tracer(self._name, self._version, schema_url=self._schema_url)
             if not isinstance(provider, trace.ProxyTracerProvider):
                 lean = getattr(tracer, "_lean", None)  # a LeanSdkTracer (otel-lean-spans) carries one
                 tracer = self._tracer = lean if isinstance(lean, LeanTracer) else LeanTracer(tracer)
