@@ -85,6 +85,12 @@ def _instrument_one(name: str, installed: dict[str, Any], explicit: bool, fast: 
     entry_point = installed.get(name)
     if entry_point is not None and not _runnable(name, installed, explicit):
         return False
+    if fast and name == "flask" and entry_point is not None:  # else, or where it declines: the stock one
+        from otel_uwsgi.instrumentation.fast.flask import instrument_flask_fast
+
+        if instrument_flask_fast(options):
+            _fast.add(name)
+            return True
     if fast and name in dbapi.DRIVERS and (entry_point is not None or dbapi.driver_installed(name)):
         # Django's queries through Django's execute_wrapper; the stock instrumentor would trace
         # them a second time.  Without Django, or where the fast path cannot load: the stock one.

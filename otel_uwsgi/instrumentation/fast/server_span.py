@@ -12,7 +12,6 @@ environment.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Optional
 
 from opentelemetry import context, trace
@@ -122,12 +121,6 @@ def http_mode() -> tuple[Any, bool, str]:
         _OpenTelemetryStabilitySignalType.HTTP
     )
     return mode, mode is _StabilityMode.DEFAULT, _get_schema_url(mode)
-
-
-def read_setup(framework: str, scope: str, version: Optional[str] = None) -> ServerSetup:
-    """``framework``'s (``DJANGO``, ``FLASK``) settings from the environment and the mode in force."""
-    mode, default_mode, schema_url = http_mode()
-    return ServerSetup(HttpConfig.from_environ(os.environ, framework), mode, default_mode, schema_url, scope, version)
 
 
 def attributes_of(setup: ServerSetup, environ: dict) -> dict[str, Any]:

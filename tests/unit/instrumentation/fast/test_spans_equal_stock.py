@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -19,6 +18,8 @@ from typing import Any, Optional
 import pytest
 from django.http import Http404, HttpResponse
 from django.urls import include, path, re_path
+
+from tests.unit.instrumentation.fast.spans import TRACEPARENT, assert_same_spans, describe, run_script, wsgi_environ
 
 # --------------------------------------------------------------------------- the site (subprocess)
 
@@ -103,94 +104,39 @@ class AlternateUrls:
     urlpatterns = alternate_urlpatterns
 
 
-def _environ(path_info: str, method: str = "GET", query: str = "", **extra: str) -> dict[str, Any]:
-    import io
-
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": method,
-        "SCRIPT_NAME": "",
-        "PATH_INFO": path_info,
-        "QUERY_STRING": query,
-        "REQUEST_URI": path_info + (f"?{query}" if query else ""),
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "REMOTE_PORT": "40000",
-        "HTTP_HOST": "testserver",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(b""),
-        "wsgi.errors": sys.stderr,
-        "wsgi.version": (1, 0),
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-    }
-    environ.update(extra)
-    return environ
-
-
-TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-
 CASES: dict[str, dict[str, Any]] = {
-    "trivial": _environ("/"),
-    "route": _environ("/items/42", query="a=1&b=2"),
-    "include": _environ("/api/v1/hello"),
-    "regex": _environ("/re/7"),
-    "queries": _environ("/queries"),
-    "bad-query": _environ("/bad-query"),
-    "404": _environ("/nope"),
-    "http404": _environ("/missing"),
-    "error": _environ("/error"),
-    "short-circuit": _environ("/short/3"),
-    "urlconf": _environ("/alt/5"),
-    "other-method": _environ("/", method="FOO"),
-    "head": _environ("/items/1", method="HEAD"),
-    "post": _environ("/", method="POST", CONTENT_TYPE="application/json", CONTENT_LENGTH="0"),
-    "traceparent": _environ("/", HTTP_TRACEPARENT=TRACEPARENT, HTTP_TRACESTATE="k=v", HTTP_BAGGAGE="b=1"),
-    "bad-traceparent": _environ("/", HTTP_TRACEPARENT="00-nonsense"),
-    "bot": _environ("/", HTTP_USER_AGENT="Mozilla/5.0 (compatible; Googlebot/2.1)"),
-    "user-agent": _environ("/", HTTP_USER_AGENT="curl/8.0"),
-    "headers": _environ(
+    "trivial": wsgi_environ("/"),
+    "route": wsgi_environ("/items/42", query="a=1&b=2"),
+    "include": wsgi_environ("/api/v1/hello"),
+    "regex": wsgi_environ("/re/7"),
+    "queries": wsgi_environ("/queries"),
+    "bad-query": wsgi_environ("/bad-query"),
+    "404": wsgi_environ("/nope"),
+    "http404": wsgi_environ("/missing"),
+    "error": wsgi_environ("/error"),
+    "short-circuit": wsgi_environ("/short/3"),
+    "urlconf": wsgi_environ("/alt/5"),
+    "other-method": wsgi_environ("/", method="FOO"),
+    "head": wsgi_environ("/items/1", method="HEAD"),
+    "post": wsgi_environ("/", method="POST", CONTENT_TYPE="application/json", CONTENT_LENGTH="0"),
+    "traceparent": wsgi_environ("/", HTTP_TRACEPARENT=TRACEPARENT, HTTP_TRACESTATE="k=v", HTTP_BAGGAGE="b=1"),
+    "bad-traceparent": wsgi_environ("/", HTTP_TRACEPARENT="00-nonsense"),
+    "bot": wsgi_environ("/", HTTP_USER_AGENT="Mozilla/5.0 (compatible; Googlebot/2.1)"),
+    "user-agent": wsgi_environ("/", HTTP_USER_AGENT="curl/8.0"),
+    "headers": wsgi_environ(
         "/items/9",
         HTTP_X_CUSTOM_A="1",
         HTTP_X_CUSTOM_SECRET="hunter2",
         HTTP_X_OTHER="no",
         HTTP_USER_AGENT="curl/8.0",
     ),
-    "mounted": _environ("/items/4", SCRIPT_NAME="/mount", REQUEST_URI="/mount/items/4"),
-    "disallowed-host": _environ("/", HTTP_HOST="evil.example"),
-    "excluded": _environ("/health"),
-    "no-request-uri": _environ("/items/5", REQUEST_URI="", QUERY_STRING="x=1"),
-    "remote-host": _environ("/", REMOTE_HOST="client.example"),
-    "inside-span": _environ("/queries"),  # served while another span is current: INTERNAL, not SERVER
+    "mounted": wsgi_environ("/items/4", SCRIPT_NAME="/mount", REQUEST_URI="/mount/items/4"),
+    "disallowed-host": wsgi_environ("/", HTTP_HOST="evil.example"),
+    "excluded": wsgi_environ("/health"),
+    "no-request-uri": wsgi_environ("/items/5", REQUEST_URI="", QUERY_STRING="x=1"),
+    "remote-host": wsgi_environ("/", REMOTE_HOST="client.example"),
+    "inside-span": wsgi_environ("/queries"),  # served while another span is current: INTERNAL, not SERVER
 }
-
-
-def _describe(span: Any, ids: dict[int, int]) -> dict[str, Any]:
-    parent = span.parent
-    if parent is None:
-        parent_ref: Any = None
-    elif parent.is_remote:
-        parent_ref = f"remote:{parent.span_id:016x}"
-    else:
-        parent_ref = ids.get(parent.span_id, "unknown")
-    events = []
-    for event in span.events:
-        attributes = dict(event.attributes)
-        stacktrace = attributes.pop("exception.stacktrace", "")
-        events.append({"name": event.name, "attributes": attributes, "last_line": stacktrace.strip().splitlines()[-1:]})
-    return {
-        "name": span.name,
-        "kind": span.kind.name,
-        "parent": parent_ref,
-        "trace_id": f"{span.context.trace_id:032x}" if parent_ref and str(parent_ref).startswith("remote") else None,
-        "status": [span.status.status_code.name, span.status.description],
-        "events": events,
-        "attributes": dict(span.attributes),
-        "scope": span.instrumentation_scope.name,
-        "schema_url": span.instrumentation_scope.schema_url,
-    }
 
 
 def run_site(mode: str, db: str) -> dict[str, Any]:
@@ -278,7 +224,7 @@ def run_site(mode: str, db: str) -> dict[str, Any]:
             "status": started[0],
             "traceresponse": started[1],
             "length": len(body),
-            "spans": [_describe(s, ids) for s in spans],
+            "spans": [describe(s, ids) for s in spans],
         }
     return out
 
@@ -286,7 +232,6 @@ def run_site(mode: str, db: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the tests (pytest)
 
 HERE = Path(__file__).resolve()
-ROOT = HERE.parents[4]
 
 CAPTURE_ENV = {
     "OTEL_PYTHON_DJANGO_EXCLUDED_URLS": "health,ping$",
@@ -300,32 +245,7 @@ CAPTURE_ENV = {
 
 def spans_of(mode: str, db: str, env: Optional[dict[str, str]] = None) -> dict[str, Any]:
     """Run the site in a subprocess; its spans per case."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    environ.update(env or {})
-    environ["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run(
-        [sys.executable, str(HERE), mode, db], env=environ, cwd=str(ROOT), capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def assert_same_spans(stock: dict[str, Any], fast: dict[str, Any], same_scopes: bool = False) -> None:
-    """Every case: same response, same spans field by field (scope names aside, unless ``same_scopes``)."""
-    assert stock.keys() == fast.keys()
-    for case in stock:
-        s, f = stock[case], fast[case]
-        assert (s["status"], s["length"], s["traceresponse"]) == (f["status"], f["length"], f["traceresponse"]), case
-        assert len(s["spans"]) == len(f["spans"]), (case, s["spans"], f["spans"])
-        for one, other in zip(s["spans"], f["spans"], strict=True):
-            if one["scope"] == "test" or same_scopes:  # the test's own outer span; or the same instrumentations
-                assert other["scope"] == one["scope"]
-            else:
-                assert one["scope"].startswith("opentelemetry.instrumentation.")
-                assert other["scope"].startswith("otel_uwsgi.fast.")
-            one, other = dict(one), dict(other)
-            del one["scope"], other["scope"]
-            assert one == other, case
+    return run_script(HERE, mode, db, env=env)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,103 @@
+"""What the fast-path equivalence tests share: a WSGI environ to drive an app with, a span written
+down field by field (ids as positions, timestamps left out), running a site script in a fresh
+interpreter (instrumenting changes a process for good), and the span-by-span comparison."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+ROOT = Path(__file__).resolve().parents[4]
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def wsgi_environ(path_info: str, method: str = "GET", query: str = "", **extra: str) -> dict[str, Any]:
+    """What a WSGI server passes for ``method path_info?query`` (``extra`` added or replaced)."""
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path_info,
+        "QUERY_STRING": query,
+        "REQUEST_URI": path_info + (f"?{query}" if query else ""),
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "REMOTE_PORT": "40000",
+        "HTTP_HOST": "testserver",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": sys.stderr,
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    environ.update(extra)
+    return environ
+
+
+def describe(span: Any, ids: dict[int, int]) -> dict[str, Any]:
+    """Every field of ``span`` that two equal spans share (``ids``: span id -> position in the case)."""
+    parent = span.parent
+    if parent is None:
+        parent_ref: Any = None
+    elif parent.is_remote:
+        parent_ref = f"remote:{parent.span_id:016x}"
+    else:
+        parent_ref = ids.get(parent.span_id, "unknown")
+    events = []
+    for event in span.events:
+        attributes = dict(event.attributes)
+        stacktrace = attributes.pop("exception.stacktrace", "")
+        events.append({"name": event.name, "attributes": attributes, "last_line": stacktrace.strip().splitlines()[-1:]})
+    return {
+        "name": span.name,
+        "kind": span.kind.name,
+        "parent": parent_ref,
+        "trace_id": f"{span.context.trace_id:032x}" if parent_ref and str(parent_ref).startswith("remote") else None,
+        "status": [span.status.status_code.name, span.status.description],
+        "events": events,
+        "attributes": dict(span.attributes),
+        "scope": span.instrumentation_scope.name,
+        "scope_version": span.instrumentation_scope.version,
+        "schema_url": span.instrumentation_scope.schema_url,
+    }
+
+
+def run_script(script: Path, *args: str, env: Optional[dict[str, str]] = None) -> Any:
+    """Run ``script args`` in a fresh interpreter (no ``OTEL_*`` variables but ``env``); the JSON
+    of its last output line."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    environ.update(env or {})
+    environ["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(
+        [sys.executable, str(script), *args], env=environ, cwd=str(ROOT), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def assert_same_spans(stock: dict[str, Any], fast: dict[str, Any], same_scopes: bool = False) -> None:
+    """Every case: same response, same spans field by field (scope names and versions aside,
+    unless ``same_scopes``)."""
+    assert stock.keys() == fast.keys()
+    for case in stock:
+        s, f = stock[case], fast[case]
+        assert (s["status"], s["length"], s["traceresponse"]) == (f["status"], f["length"], f["traceresponse"]), case
+        assert len(s["spans"]) == len(f["spans"]), (case, s["spans"], f["spans"])
+        for one, other in zip(s["spans"], f["spans"], strict=True):
+            if one["scope"] == "test" or same_scopes:  # the test's own outer span; or the same instrumentations
+                assert (other["scope"], other["scope_version"]) == (one["scope"], one["scope_version"]), case
+            else:
+                assert one["scope"].startswith("opentelemetry.instrumentation.")
+                assert other["scope"].startswith("otel_uwsgi.fast.")
+            one, other = dict(one), dict(other)
+            for key in ("scope", "scope_version"):
+                del one[key], other[key]
+            assert one == other, case

@@ -1,0 +1,415 @@
+"""The Flask fast path emits opentelemetry-instrumentation-flask's spans and metrics: one Flask app
+(converters, a blueprint, hooks, errors, 404/405/redirects, streaming, a copied request
+context, a mounted app ...) is driven in a subprocess once with the stock FlaskInstrumentor and
+once with ``fast=True``, both through otel-uwsgi's own ``instrument()``, and every span, every
+response and every metric point is compared, the scope (name and version) included.
+
+Run as a script (``python tests/unit/instrumentation/fast/test_flask_spans_equal_stock.py
+stock|fast|stock-lean|early``) it is that subprocess: it prints what it saw as JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.instrumentation.fast.spans import TRACEPARENT, assert_same_spans, describe, run_script, wsgi_environ
+
+flask = pytest.importorskip("flask")
+
+# --------------------------------------------------------------------------- the app (subprocess)
+
+
+def make_app() -> Any:
+    """The app, created after instrumenting (the stock instrumentor replaces ``flask.Flask``)."""
+    from opentelemetry import baggage, context, trace
+
+    app = flask.Flask("site")
+    app.config["TRUSTED_HOSTS"] = ["testserver", "127.0.0.1"]
+    tracer = trace.get_tracer("test")
+    api = flask.Blueprint("api", "site", url_prefix="/api")
+
+    @app.before_request
+    def short_circuit():
+        if flask.request.path.startswith("/short/"):
+            return "short-circuited", 403
+        return None
+
+    @app.teardown_request
+    def app_teardown(exc):
+        with tracer.start_as_current_span("app-teardown"):  # the request span is still current here
+            pass
+
+    @app.errorhandler(KeyError)
+    def handled(error):
+        return "handled", 418
+
+    @app.route("/")
+    def index():
+        return "ok"
+
+    @app.route("/items/<int:item_id>", methods=["GET", "PUT"])
+    def item(item_id):
+        response = flask.make_response(f"item {item_id}")
+        response.headers["X-Resp-Secret"] = "s3cret"
+        response.headers["X-Resp-Plain"] = "visible"
+        return response
+
+    @app.route("/files/<path:name>")
+    def files(name):
+        with tracer.start_as_current_span("child"):
+            return name
+
+    @app.route("/error")
+    def boom():
+        raise RuntimeError("demo error")
+
+    @app.route("/handled")
+    def handled_error():
+        raise KeyError("k")
+
+    @app.route("/unavailable")
+    def unavailable():
+        flask.abort(503)
+
+    @app.route("/short/<int:n>")
+    def short(n):
+        return "unreachable"
+
+    @app.route("/health")
+    def health():
+        return "healthy"
+
+    @app.route("/context")
+    def seen_context():
+        """What the view's context holds: the span, the baggage, the sqlcommenter tags."""
+        span = trace.get_current_span()
+        tags = context.get_value("SQLCOMMENTER_ORM_TAGS_AND_VALUES")
+        return flask.jsonify(name=span.name, baggage=dict(baggage.get_all()), tags=tags)
+
+    @app.route("/copied")
+    def copied():
+        @flask.copy_current_request_context
+        def in_a_copy():
+            return flask.request.path
+
+        path = in_a_copy()  # pushes and pops a copy of the request context: its teardown must not end the span
+        with tracer.start_as_current_span("after-copy"):
+            return path
+
+    @app.route("/stream")
+    def stream():
+        def chunks():
+            with tracer.start_as_current_span("chunk"):
+                yield "a"
+            yield flask.request.path
+
+        return flask.Response(flask.stream_with_context(chunks()))
+
+    @api.before_request
+    def api_before():
+        with tracer.start_as_current_span("api-before"):
+            pass
+
+    @api.route("/")
+    def api_index():
+        return "api"
+
+    @api.route("/v1/<slug>")
+    def api_v1(slug):
+        return slug
+
+    app.register_blueprint(api)
+    return app
+
+
+CASES: dict[str, dict[str, Any]] = {
+    "trivial": wsgi_environ("/"),
+    "route": wsgi_environ("/items/42", query="a=1&b=2"),
+    "put": wsgi_environ("/items/42", method="PUT", CONTENT_LENGTH="0"),
+    "path-converter": wsgi_environ("/files/a/b.txt"),
+    "blueprint": wsgi_environ("/api/v1/hello"),
+    "blueprint-index": wsgi_environ("/api/"),
+    "redirect": wsgi_environ("/api"),  # strict slashes: 308 before any view
+    "404": wsgi_environ("/nope"),
+    "405": wsgi_environ("/items/1", method="POST", CONTENT_LENGTH="0"),
+    "options": wsgi_environ("/items/1", method="OPTIONS"),
+    "head": wsgi_environ("/items/1", method="HEAD"),
+    "other-method": wsgi_environ("/", method="FOO"),
+    "error": wsgi_environ("/error"),
+    "handled-error": wsgi_environ("/handled"),
+    "abort-503": wsgi_environ("/unavailable"),
+    "short-circuit": wsgi_environ("/short/3"),
+    "context": wsgi_environ("/context", HTTP_TRACEPARENT=TRACEPARENT, HTTP_BAGGAGE="b=1"),
+    "copied-context": wsgi_environ("/copied"),
+    "stream": wsgi_environ("/stream"),
+    "traceparent": wsgi_environ("/", HTTP_TRACEPARENT=TRACEPARENT, HTTP_TRACESTATE="k=v", HTTP_BAGGAGE="b=1"),
+    "bad-traceparent": wsgi_environ("/", HTTP_TRACEPARENT="00-nonsense"),
+    "bot": wsgi_environ("/", HTTP_USER_AGENT="Mozilla/5.0 (compatible; Googlebot/2.1)"),
+    "headers": wsgi_environ(
+        "/items/9",
+        HTTP_X_CUSTOM_A="1",
+        HTTP_X_CUSTOM_SECRET="hunter2",
+        HTTP_X_OTHER="no",
+        HTTP_USER_AGENT="curl/8.0",
+    ),
+    "mounted": wsgi_environ("/items/4", SCRIPT_NAME="/mount", REQUEST_URI="/mount/items/4"),
+    "mounted-404": wsgi_environ("/nope", SCRIPT_NAME="/mount", REQUEST_URI="/mount/nope"),
+    "excluded": wsgi_environ("/health"),
+    "no-request-uri": wsgi_environ("/items/5", REQUEST_URI="", QUERY_STRING="x=1"),
+    "remote-host": wsgi_environ("/", REMOTE_HOST="client.example"),
+    "inside-span": wsgi_environ("/files/x"),  # served while another span is current: INTERNAL, not SERVER
+}
+
+
+def _serve(app: Any, environ: dict[str, Any], outer: Any) -> dict[str, Any]:
+    """One request through ``app``; what the client saw."""
+    started: list[Any] = []
+
+    def start_response(status: str, headers: list, exc_info: Any = None) -> None:
+        started.extend([status, any(name.lower() == "traceresponse" for name, _ in headers)])
+
+    with contextlib.ExitStack() as stack:
+        if outer is not None:
+            stack.enter_context(outer.start_as_current_span("outer"))
+        result = app(dict(environ), start_response)
+        body = b"".join(result)
+        getattr(result, "close", lambda: None)()
+    return {"status": started[0], "traceresponse": started[1], "length": len(body), "body": body.decode()}
+
+
+def _metrics(reader: Any) -> list[dict[str, Any]]:
+    """Every metric point, durations left out (counts, attributes, units, buckets kept)."""
+    out = []
+    data = reader.get_metrics_data()
+    for resource_metrics in data.resource_metrics if data else ():
+        for scope_metrics in resource_metrics.scope_metrics:
+            scope = scope_metrics.scope
+            for metric in scope_metrics.metrics:
+                for point in metric.data.data_points:
+                    out.append(
+                        {
+                            "scope": [scope.name, scope.version, scope.schema_url],
+                            "name": metric.name,
+                            "unit": metric.unit,
+                            "description": metric.description,
+                            "attributes": dict(point.attributes),
+                            "count": getattr(point, "count", None),
+                            "value": getattr(point, "value", None),
+                            "bounds": list(getattr(point, "explicit_bounds", ()) or ()),
+                        }
+                    )
+    return sorted(out, key=lambda p: json.dumps(p, sort_keys=True))
+
+
+def _described(span: Any, ids: dict[int, int]) -> dict[str, Any]:
+    """:func:`describe`, a captured ``traceresponse`` header checked to name this very span."""
+    described = describe(span, ids)
+    attributes = described["attributes"]
+    if "http.response.header.traceresponse" in attributes:
+        (value,) = attributes["http.response.header.traceresponse"]
+        own = f"00-{span.context.trace_id:032x}-{span.context.span_id:016x}-"
+        attributes["http.response.header.traceresponse"] = ["<this span>" if value.startswith(own) else value]
+    return described
+
+
+def run_app(mode: str) -> dict[str, Any]:
+    """Drive every case through the app with ``mode`` instrumentation; spans per case, metrics."""
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from otel_uwsgi.instrumentation import registry
+
+    early = flask.Flask("early") if mode == "early" else None  # an app that exists before instrumenting
+    registry.instrument(("flask",), fast=mode in ("fast", "early"))
+    exporter = InMemorySpanExporter()
+    if mode == "stock-lean":  # the stock instrumentation under otel-uwsgi's provider (otel-lean-spans)
+        from otel_uwsgi.traces.provider import LeanTracerProvider
+
+        provider = LeanTracerProvider()
+    else:
+        provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    reader = None
+    if os.environ.get("FAST_TEST_METRICS"):
+        reader = InMemoryMetricReader()
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    if os.environ.get("FAST_TEST_RESPONSE_PROPAGATOR"):
+        from opentelemetry.instrumentation.propagators import TraceResponsePropagator, set_global_response_propagator
+
+        set_global_response_propagator(TraceResponsePropagator())
+    if early is not None:
+        early.add_url_rule("/items/<int:n>", "item", lambda n: str(n))
+        cases = {"early": wsgi_environ("/items/7")}
+        app = early
+    else:
+        cases, app = CASES, make_app()
+    out: dict[str, Any] = {}
+    for case, environ in cases.items():
+        exporter.clear()
+        seen = _serve(app, environ, trace.get_tracer("test") if case == "inside-span" else None)
+        spans = exporter.get_finished_spans()
+        ids = {s.context.span_id: i for i, s in enumerate(spans)}
+        classes = sorted({type(s).__name__ for s in spans})
+        out[case] = {**seen, "classes": classes, "spans": [_described(s, ids) for s in spans]}
+    return {"cases": out, "metrics": _metrics(reader) if reader else [], "fast": sorted(registry._fast)}
+
+
+# --------------------------------------------------------------------------- the tests (pytest)
+
+HERE = Path(__file__).resolve()
+
+CAPTURE_ENV = {
+    "OTEL_PYTHON_FLASK_EXCLUDED_URLS": "health,ping$",
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST": "x-custom-.*, user-agent",
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE": "content-type,x-resp-.*,traceresponse",
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS": ".*secret.*",
+    "FAST_TEST_RESPONSE_PROPAGATOR": "1",
+}
+
+
+def run(mode: str, env: dict[str, str]) -> dict[str, Any]:
+    """The app in a subprocess; what it saw."""
+    seen = run_script(HERE, mode, env=env)
+    assert seen["fast"] == (["flask"] if mode in ("fast", "early") else []), seen["fast"]
+    return seen
+
+
+def assert_same(stock: dict[str, Any], fast: dict[str, Any]) -> None:
+    """Same responses (bodies included), spans (scopes included) and metric points."""
+    assert_same_spans(stock["cases"], fast["cases"], same_scopes=True)
+    for case in stock["cases"]:
+        assert stock["cases"][case]["body"] == fast["cases"][case]["body"], case
+    assert stock["metrics"] == fast["metrics"]
+
+
+@pytest.fixture(scope="module")
+def default_mode() -> tuple[dict[str, Any], dict[str, Any]]:
+    return run("stock", {}), run("fast", {})
+
+
+def test_same_spans_in_the_default_mode(default_mode):
+    """Default settings: every case gives identical responses and spans, and the spans carry the
+    stock instrumentation's scope name and version."""
+    stock, fast = default_mode
+    assert_same(stock, fast)
+    from opentelemetry.instrumentation.flask.version import __version__
+
+    scopes = {(s["scope"], s["scope_version"]) for c in fast["cases"].values() for s in c["spans"]}
+    assert scopes == {("opentelemetry.instrumentation.flask", __version__), ("test", "")}
+
+
+def test_the_cases_exercise_what_they_claim(default_mode):
+    """The comparison is not vacuous: names, routes, parents, errors are what the stock
+    instrumentation is known to emit, and the fast run used the fast path's spans."""
+    stock, fast = (m["cases"] for m in default_mode)
+    assert all("LeanSpan" in case["classes"] for case in fast.values())  # the request spans (the test's are SDK ones)
+    assert {c for case in stock.values() for c in case["classes"]} == {"ReadableSpan"}
+
+    def server(case: str) -> dict[str, Any]:
+        (span,) = [s for s in stock[case]["spans"] if s["scope"] != "test"]
+        return span
+
+    route = server("route")
+    assert route["name"] == "GET /items/<int:item_id>" and route["attributes"]["http.route"] == "/items/<int:item_id>"
+    assert server("blueprint")["name"] == "GET /api/v1/<slug>"
+    assert server("mounted")["name"] == "GET /items/<int:item_id>"
+    assert server("mounted")["attributes"]["http.target"] == "/mount/items/4"
+    not_found = server("404")
+    assert not_found["name"] == "GET /nope" and "http.route" not in not_found["attributes"]
+    assert not_found["status"] == ["UNSET", None] and not_found["attributes"]["http.status_code"] == 404
+    assert server("405")["name"] == "POST /items/1" and server("405")["attributes"]["http.status_code"] == 405
+    assert server("redirect")["attributes"]["http.status_code"] == 308
+    assert server("other-method")["name"] == "HTTP"
+    error = server("error")
+    assert error["status"] == ["ERROR", "RuntimeError: demo error"] and error["attributes"]["http.status_code"] == 500
+    assert [e["attributes"]["exception.type"] for e in error["events"]] == ["RuntimeError"]
+    assert server("handled-error")["events"] == [] and server("handled-error")["status"][0] == "UNSET"
+    assert server("abort-503")["status"] == ["ERROR", None] and server("abort-503")["events"] == []
+    assert server("traceparent")["parent"] == "remote:b7ad6b7169203331"
+    assert json.loads(stock["context"]["body"]) == {
+        "name": "GET /context",
+        "baggage": {"b": "1"},
+        "tags": {"framework": f"flask:{version('flask')}", "controller": "seen_context", "route": "/context"},
+    }
+    assert [(s["name"], s["parent"]) for s in stock["path-converter"]["spans"]] == [
+        ("child", 2),
+        ("app-teardown", 2),
+        ("GET /files/<path:name>", None),
+    ]
+    copied = [(s["name"], s["parent"]) for s in stock["copied-context"]["spans"]]
+    assert copied == [("app-teardown", 3), ("after-copy", 3), ("app-teardown", 3), ("GET /copied", None)]
+    # Flask 3.1: the request context is popped (the span ends) before the streamed body is read
+    assert [s["name"] for s in stock["stream"]["spans"]] == ["app-teardown", "GET /stream", "chunk", "app-teardown"]
+    assert [s["name"] for s in stock["blueprint"]["spans"]] == ["api-before", "app-teardown", "GET /api/v1/<slug>"]
+    inside = stock["inside-span"]["spans"]
+    assert [(s["name"], s["kind"], s["parent"]) for s in inside[-2:]] == [
+        ("GET /files/<path:name>", "INTERNAL", 3),
+        ("outer", "INTERNAL", None),
+    ]
+
+
+def test_same_spans_with_capture_exclusion_and_a_response_propagator():
+    """Excluded URLs, captured and redacted request/response headers (the traceresponse header
+    included) and a response propagator give identical spans and responses."""
+    stock, fast = run("stock", CAPTURE_ENV), run("fast", CAPTURE_ENV)
+    assert_same(stock, fast)
+    cases = stock["cases"]
+    headers = cases["headers"]["spans"][-1]["attributes"]
+    assert headers["http.request.header.x_custom_secret"] == ["[REDACTED]"]
+    assert headers["http.response.header.x_resp_secret"] == ["[REDACTED]"]
+    assert headers["http.response.header.x_resp_plain"] == ["visible"]
+    assert headers["http.response.header.traceresponse"] == ["<this span>"]
+    excluded = cases["excluded"]
+    assert [(s["name"], s["parent"]) for s in excluded["spans"]] == [("app-teardown", None)]  # no request span
+    assert not excluded["traceresponse"]
+    assert cases["trivial"]["traceresponse"]
+
+
+@pytest.mark.parametrize("opt_in", ["", "http", "http/dup"])
+def test_same_spans_and_metrics_in_every_semantic_convention_mode(opt_in):
+    """With a MeterProvider, in the old, new and both conventions: identical spans and the same
+    metric points (in-flight requests, durations by route and status)."""
+    env = {"OTEL_SEMCONV_STABILITY_OPT_IN": opt_in, "FAST_TEST_METRICS": "1", **CAPTURE_ENV}
+    stock, fast = run("stock", env), run("fast", env)
+    assert_same(stock, fast)
+    names = {p["name"] for p in stock["metrics"]}
+    assert names == {
+        "": {"http.server.active_requests", "http.server.duration"},
+        "http": {"http.server.active_requests", "http.server.request.duration"},
+        "http/dup": {"http.server.active_requests", "http.server.duration", "http.server.request.duration"},
+    }[opt_in]
+    durations = [p for p in stock["metrics"] if "duration" in p["name"]]
+    assert sum(p["count"] for p in durations) >= len(CASES) - 1
+    route_key = "http.route" if opt_in == "http" else "http.target"
+    assert any(p["attributes"].get(route_key) == "/items/<int:item_id>" for p in durations)
+
+
+def test_the_stock_spans_are_the_same_with_lean_spans():
+    """otel-lean-spans (on by default): the stock Flask instrumentation, started by LeanSdkTracer
+    instead of the SDK's Tracer.start_span, emits exactly the SDK's spans."""
+    assert_same(run("stock", CAPTURE_ENV), run("stock-lean", CAPTURE_ENV))
+
+
+def test_an_app_created_before_instrumenting_is_traced_from_its_first_request():
+    """The stock instrumentor traces only apps created after it (it replaces ``flask.Flask``); the
+    fast path also takes an app that already existed, at its first request."""
+    (span,) = run("early", {})["cases"]["early"]["spans"]
+    route = "/items/<int:n>"
+    assert (span["name"], span["kind"], span["attributes"]["http.route"]) == (f"GET {route}", "SERVER", route)
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_app(sys.argv[1])))
