@@ -5,13 +5,14 @@ once with ``fast=True``, both through otel-uwsgi's own ``instrument()``, and eve
 response and every metric point is compared, the scope (name and version) included.
 
 Run as a script (``python tests/unit/instrumentation/fast/test_flask_spans_equal_stock.py
-stock|fast|stock-lean|early``) it is that subprocess: it prints what it saw as JSON.
+stock|fast|stock-lean|early|declined``) it is that subprocess: it prints what it saw as JSON.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 from importlib.metadata import version
@@ -232,7 +233,18 @@ def run_app(mode: str) -> dict[str, Any]:
     from otel_uwsgi.instrumentation import registry
 
     early = flask.Flask("early") if mode == "early" else None  # an app that exists before instrumenting
-    registry.instrument(("flask",), fast=mode in ("fast", "early"))
+    if mode == "declined":  # an option for the stock instrumentor: the fast path steps aside
+
+        def request_hook(span: Any, environ: dict) -> None:
+            span.set_attribute("hooked", True)
+
+        registry.set_options("flask", request_hook=request_hook)
+    logs: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logs.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("otel_uwsgi").addHandler(handler)
+    logging.getLogger("otel_uwsgi").setLevel(logging.INFO)
+    registry.instrument(("flask",), fast=mode in ("fast", "early", "declined"))
     exporter = InMemorySpanExporter()
     if mode == "stock-lean":  # the stock instrumentation under otel-uwsgi's provider (otel-lean-spans)
         from otel_uwsgi.traces.provider import LeanTracerProvider
@@ -264,7 +276,7 @@ def run_app(mode: str) -> dict[str, Any]:
         ids = {s.context.span_id: i for i, s in enumerate(spans)}
         classes = sorted({type(s).__name__ for s in spans})
         out[case] = {**seen, "classes": classes, "spans": [_described(s, ids) for s in spans]}
-    return {"cases": out, "metrics": _metrics(reader) if reader else [], "fast": sorted(registry._fast)}
+    return {"cases": out, "metrics": _metrics(reader) if reader else [], "fast": sorted(registry._fast), "logs": logs}
 
 
 # --------------------------------------------------------------------------- the tests (pytest)
@@ -284,6 +296,7 @@ def run(mode: str, env: dict[str, str]) -> dict[str, Any]:
     """The app in a subprocess; what it saw."""
     seen = run_script(HERE, mode, env=env)
     assert seen["fast"] == (["flask"] if mode in ("fast", "early") else []), seen["fast"]
+    assert "otel-uwsgi: instrumented flask" + (" (fast path: flask)" if seen["fast"] else "") in seen["logs"]
     return seen
 
 
@@ -409,6 +422,19 @@ def test_an_app_created_before_instrumenting_is_traced_from_its_first_request():
     (span,) = run("early", {})["cases"]["early"]["spans"]
     route = "/items/<int:n>"
     assert (span["name"], span["kind"], span["attributes"]["http.route"]) == (f"GET {route}", "SERVER", route)
+
+
+def test_options_for_the_stock_instrumentor_keep_the_stock_one_and_say_so():
+    """``instrumentation_options("flask", request_hook=...)``: the stock instrumentation traces, with
+    the hook, and one info line says why the fast path stepped aside."""
+    seen = run("declined", {})
+    spans = [s for case in seen["cases"].values() for s in case["spans"] if s["scope"] != "test"]
+    assert spans and all(s["attributes"].get("hooked") is True for s in spans)
+    reasons = [line for line in seen["logs"] if "not the fast path" in line]
+    assert reasons == [
+        "otel-uwsgi: Flask is traced by the stock instrumentation, not the fast path: "
+        "instrumentation_options('flask', request_hook) are for the stock instrumentor"
+    ]
 
 
 if __name__ == "__main__":
