@@ -9,9 +9,10 @@ twice, the full URL built for the exclusion check when nothing is excluded, the 
 settings re-read from the environment, the ``use_span`` generator, and the meter calls when no
 MeterProvider is set.
 
-``Flask.wsgi_app`` is replaced on the class, so apps created before (at their first request) and
-after :func:`install` are traced; an app the stock instrumentation already traces
-(``FlaskInstrumentor.instrument_app``) is left to it.
+``Flask.__init__`` and ``Flask.wsgi_app`` are replaced on the class, so apps created after
+:func:`install` (whatever name ``Flask`` was imported under) and before it (at their first request)
+are traced; an app the stock instrumentation traces (``FlaskInstrumentor.instrument_app``, or
+``FlaskInstrumentor().instrument()`` called anyway) is left to it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from otel_uwsgi.instrumentation.fast.server_span import (
 
 #: The stock instrumentation's scope: a backend grouping spans by scope sees no change.
 SCOPE = "opentelemetry.instrumentation.flask"
-_KEY = "otel_uwsgi.flask"  # environ key of the request's _Request
+_KEY = "otel-uwsgi.flask"  # environ key of the request's _Request
 _APP = "_otel_uwsgi_fast"  # app attribute: True traced here, False left to another instrumentation
 _SQLCOMMENTER = "SQLCOMMENTER_ORM_TAGS_AND_VALUES"  # the context value the stock one sets for sqlcommenter
 _TAGS = "_otel_uwsgi_sqlcommenter"  # url rule attribute: its sqlcommenter tags
@@ -64,7 +65,7 @@ class FlaskSetup(ServerSetup):
 
 
 class _Request:
-    """One request, from ``wsgi_app`` to ``teardown_request`` (``environ["otel_uwsgi.flask"]``)."""
+    """One request, from ``wsgi_app`` to ``teardown_request`` (``environ["otel-uwsgi.flask"]``)."""
 
     __slots__ = ("start", "span", "token", "ctx", "server", "excluded", "metric_attributes", "rule")
 
@@ -109,13 +110,19 @@ def _adopt(app: Flask) -> bool:
     with _lock:
         adopted = app.__dict__.get(_APP)
         if adopted is None:
-            adopted = not getattr(app, "_is_instrumented_by_opentelemetry", False)
+            adopted = not (getattr(app, "_is_instrumented_by_opentelemetry", False) or _stock_class(app))
             if adopted:
                 app.before_request_funcs.setdefault(None, []).insert(0, _before_request)
                 app.teardown_request_funcs.setdefault(None, []).insert(0, _teardown_request)
                 app._is_instrumented_by_opentelemetry = True  # type: ignore[attr-defined]
             setattr(app, _APP, adopted)
     return adopted
+
+
+def _stock_class(app: Flask) -> bool:
+    """An app of the stock instrumentation's Flask subclass (``FlaskInstrumentor().instrument()``
+    was called after all), which registers its own hooks once Flask's ``__init__`` returns."""
+    return any(cls.__module__ == "opentelemetry.instrumentation.flask" for cls in type(app).__mro__)
 
 
 def _wsgi_app(self: Flask, environ: dict, start_response: Callable[..., Any]) -> Any:

@@ -5,7 +5,7 @@ once with ``fast=True``, both through otel-uwsgi's own ``instrument()``, and eve
 response and every metric point is compared, the scope (name and version) included.
 
 Run as a script (``python tests/unit/instrumentation/fast/test_flask_spans_equal_stock.py
-stock|fast|stock-lean|early|declined``) it is that subprocess: it prints what it saw as JSON.
+stock|fast|stock-lean|early|declined|both``) it is that subprocess: it prints what it saw as JSON.
 """
 
 from __future__ import annotations
@@ -244,7 +244,11 @@ def run_app(mode: str) -> dict[str, Any]:
     handler.emit = lambda record: logs.append(record.getMessage())  # type: ignore[method-assign]
     logging.getLogger("otel_uwsgi").addHandler(handler)
     logging.getLogger("otel_uwsgi").setLevel(logging.INFO)
-    registry.instrument(("flask",), fast=mode in ("fast", "early", "declined"))
+    registry.instrument(("flask",), fast=mode in ("fast", "early", "declined", "both"))
+    if mode == "both":  # the app's own code instruments with the stock instrumentor after all
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+        FlaskInstrumentor().instrument()
     exporter = InMemorySpanExporter()
     if mode == "stock-lean":  # the stock instrumentation under otel-uwsgi's provider (otel-lean-spans)
         from otel_uwsgi.traces.provider import LeanTracerProvider
@@ -295,7 +299,7 @@ CAPTURE_ENV = {
 def run(mode: str, env: dict[str, str]) -> dict[str, Any]:
     """The app in a subprocess; what it saw."""
     seen = run_script(HERE, mode, env=env)
-    assert seen["fast"] == (["flask"] if mode in ("fast", "early") else []), seen["fast"]
+    assert seen["fast"] == (["flask"] if mode in ("fast", "early", "both") else []), seen["fast"]
     assert "otel-uwsgi: instrumented flask" + (" (fast path: flask)" if seen["fast"] else "") in seen["logs"]
     return seen
 
@@ -422,6 +426,12 @@ def test_an_app_created_before_instrumenting_is_traced_from_its_first_request():
     (span,) = run("early", {})["cases"]["early"]["spans"]
     route = "/items/<int:n>"
     assert (span["name"], span["kind"], span["attributes"]["http.route"]) == (f"GET {route}", "SERVER", route)
+
+
+def test_an_app_the_stock_instrumentor_traces_is_left_to_it():
+    """``FlaskInstrumentor().instrument()`` called by the app despite the fast path: its apps get
+    the stock spans only, not a second span from the fast path."""
+    assert_same(run("stock", CAPTURE_ENV), run("both", CAPTURE_ENV))
 
 
 def test_options_for_the_stock_instrumentor_keep_the_stock_one_and_say_so():
