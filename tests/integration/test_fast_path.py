@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gzip
 import re
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -92,28 +92,41 @@ def bodies(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, str]]:
     return seen
 
 
-def _run(start_uwsgi: Any, receiver: Any, service: str, fast: bool) -> dict[str, int]:
-    extra = {**SETTINGS, "otel-service-name": service, "otel-fast-instrumentation": "true" if fast else "false"}
-    server = start_uwsgi("django-mysql.ini", extra=extra)
-    # Every worker opens its MySQL connection (and runs Django's connection set-up queries) in a
-    # warm-up request, so each compared request below finds an open connection in any worker.
-    server.until_every_worker_served("/db?case=warm")
+def _run(
+    start_uwsgi: Any,
+    receiver: Any,
+    service: str,
+    fast: bool,
+    ini: str = "django-mysql.ini",
+    settings: Optional[dict[str, str]] = None,
+    cases: Optional[dict[str, tuple[str, dict[str, str]]]] = None,
+    warm: str = "/db?case=warm",
+) -> tuple[dict[str, int], str]:
+    """``cases`` (the Django demo's by default) and an excluded ``/whoami`` through ``ini``, until
+    every case's server span arrived: the response statuses, uWSGI's log."""
+    cases = CASES if cases is None else cases
+    extra = {**(SETTINGS if settings is None else settings), "otel-service-name": service}
+    extra["otel-fast-instrumentation"] = "true" if fast else "false"
+    server = start_uwsgi(ini, extra=extra)
+    # Every worker serves a warm-up request (the Django demo opens its MySQL connection and runs
+    # Django's connection set-up queries), so each compared request finds a ready worker.
+    server.until_every_worker_served(warm)
     statuses = {}
-    for case, (path, headers) in CASES.items():
+    for case, (path, headers) in cases.items():
         statuses[case] = server.get(f"{path}?case={case}", headers=headers)[0]
     statuses["excluded"] = server.get("/whoami?case=excluded")[0]
     server.stop()
 
     def arrived(spans: list[Any]) -> bool:
-        cases = {
+        seen = {
             s.attributes.get("http.target", "").partition("case=")[2]
             for s in spans
             if s.kind == "SERVER" and s.resource.get("service.name") == service
         }
-        return cases >= set(CASES)
+        return seen >= set(cases)
 
     assert receiver.wait_for(arrived, 15), f"{service}: not every case arrived"
-    return statuses
+    return statuses, server.uwsgi.log()
 
 
 def _traces(spans: list[dict[str, Any]], service: str) -> dict[str, list[list[dict[str, Any]]]]:
@@ -161,8 +174,8 @@ def test_fast_path_emits_the_stock_spans(start_uwsgi, receiver, mysql, bodies):
     """Trivial view, one and ten MySQL queries, a 404, an exception, an incoming traceparent,
     captured/redacted headers and an excluded URL: same span names, kinds, parents, status,
     exception events and attributes with the fast path as with the stock instrumentations."""
-    stock_status = _run(start_uwsgi, receiver, "stock", fast=False)
-    fast_status = _run(start_uwsgi, receiver, "fast", fast=True)
+    stock_status, _ = _run(start_uwsgi, receiver, "stock", fast=False)
+    fast_status, _ = _run(start_uwsgi, receiver, "fast", fast=True)
     assert stock_status == fast_status
     assert fast_status["not-found"] == 404 and fast_status["error"] == 500 and fast_status["excluded"] == 200
 
@@ -257,33 +270,9 @@ FLASK_SETTINGS = {
     "otel-instrumentation-http-capture-headers-sanitize-fields": ".*secret",
     "otel-metrics-exporter": "otlp",
     "otel-metric-export-interval": "60000",  # the points compared are the workers' last, sent at exit
+    "pythonpath": str(ROOT),
 }
 _PER_RUN = ("net.host.port", "http.host", "net.host.name")  # the run's own port
-
-
-def _run_flask(start_uwsgi: Any, receiver: Any, service: str, fast: bool) -> tuple[dict[str, int], str]:
-    extra = {
-        **FLASK_SETTINGS,
-        "otel-service-name": service,
-        "otel-fast-instrumentation": "true" if fast else "false",
-        "pythonpath": str(ROOT),
-    }
-    server = start_uwsgi("flask.ini", extra=extra)
-    server.until_every_worker_served("/item/0?case=warm")
-    statuses = {case: server.get(f"{path}?case={case}", headers=h)[0] for case, (path, h) in FLASK_CASES.items()}
-    statuses["excluded"] = server.get("/whoami?case=excluded")[0]
-    server.stop()
-
-    def arrived(spans: list[Any]) -> bool:
-        cases = {
-            s.attributes.get("http.target", "").partition("case=")[2]
-            for s in spans
-            if s.kind == "SERVER" and s.resource.get("service.name") == service
-        }
-        return cases >= set(FLASK_CASES)
-
-    assert receiver.wait_for(arrived, 15), f"{service}: not every case arrived"
-    return statuses, server.uwsgi.log()
 
 
 def _instrumented(log: str) -> tuple[set[str], set[str]]:
@@ -315,8 +304,9 @@ def test_flask_fast_path_emits_the_stock_spans_and_metrics(start_uwsgi, receiver
     incoming traceparent, captured headers, an excluded URL give the same server spans (scope
     included: the fast path reports the stock instrumentation's) and the same request-duration
     metric points, recorded to otel-uwsgi's MeterProvider in each worker."""
-    stock_status, stock_log = _run_flask(start_uwsgi, receiver, "flask-stock", fast=False)
-    fast_status, fast_log = _run_flask(start_uwsgi, receiver, "flask-fast", fast=True)
+    flask = {"ini": "flask.ini", "settings": FLASK_SETTINGS, "cases": FLASK_CASES, "warm": "/item/0?case=warm"}
+    stock_status, stock_log = _run(start_uwsgi, receiver, "flask-stock", False, **flask)
+    fast_status, fast_log = _run(start_uwsgi, receiver, "flask-fast", True, **flask)
     assert "flask" in _instrumented(stock_log)[0] and "flask" not in _instrumented(stock_log)[1]
     assert "flask" in _instrumented(fast_log)[1]
     assert stock_status == fast_status

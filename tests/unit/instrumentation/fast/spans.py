@@ -42,6 +42,25 @@ def wsgi_environ(path_info: str, method: str = "GET", query: str = "", **extra: 
     return environ
 
 
+#: The request shapes every framework's comparison runs (its app serves ``/`` and ``/items/<int>``):
+#: propagated context, user agents, captured headers, a mounted app, odd environs.
+SHARED_CASES: dict[str, dict[str, Any]] = {
+    "traceparent": wsgi_environ("/", HTTP_TRACEPARENT=TRACEPARENT, HTTP_TRACESTATE="k=v", HTTP_BAGGAGE="b=1"),
+    "bad-traceparent": wsgi_environ("/", HTTP_TRACEPARENT="00-nonsense"),
+    "bot": wsgi_environ("/", HTTP_USER_AGENT="Mozilla/5.0 (compatible; Googlebot/2.1)"),
+    "headers": wsgi_environ(
+        "/items/9",
+        HTTP_X_CUSTOM_A="1",
+        HTTP_X_CUSTOM_SECRET="hunter2",
+        HTTP_X_OTHER="no",
+        HTTP_USER_AGENT="curl/8.0",
+    ),
+    "mounted": wsgi_environ("/items/4", SCRIPT_NAME="/mount", REQUEST_URI="/mount/items/4"),
+    "no-request-uri": wsgi_environ("/items/5", REQUEST_URI="", QUERY_STRING="x=1"),
+    "remote-host": wsgi_environ("/", REMOTE_HOST="client.example"),
+}
+
+
 def describe(span: Any, ids: dict[int, int]) -> dict[str, Any]:
     """Every field of ``span`` that two equal spans share (``ids``: span id -> position in the case)."""
     parent = span.parent
@@ -68,6 +87,31 @@ def describe(span: Any, ids: dict[int, int]) -> dict[str, Any]:
         "scope_version": span.instrumentation_scope.version,
         "schema_url": span.instrumentation_scope.schema_url,
     }
+
+
+def collect_spans(mode: str) -> Any:
+    """The global TracerProvider, its spans kept by the InMemorySpanExporter returned: the SDK's,
+    or otel-uwsgi's (``stock-lean``: the stock instrumentations under otel-lean-spans); the
+    traceresponse propagator with ``FAST_TEST_RESPONSE_PROPAGATOR`` set."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    if mode == "stock-lean":
+        from otel_uwsgi.traces.provider import LeanTracerProvider
+
+        provider = LeanTracerProvider()
+    else:
+        provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    if os.environ.get("FAST_TEST_RESPONSE_PROPAGATOR"):
+        from opentelemetry.instrumentation.propagators import TraceResponsePropagator, set_global_response_propagator
+
+        set_global_response_propagator(TraceResponsePropagator())
+    return exporter
 
 
 def run_script(script: Path, *args: str, env: Optional[dict[str, str]] = None) -> Any:

@@ -21,7 +21,15 @@ from typing import Any
 
 import pytest
 
-from tests.unit.instrumentation.fast.spans import TRACEPARENT, assert_same_spans, describe, run_script, wsgi_environ
+from tests.unit.instrumentation.fast.spans import (
+    SHARED_CASES,
+    TRACEPARENT,
+    assert_same_spans,
+    collect_spans,
+    describe,
+    run_script,
+    wsgi_environ,
+)
 
 flask = pytest.importorskip("flask")
 
@@ -151,21 +159,9 @@ CASES: dict[str, dict[str, Any]] = {
     "context": wsgi_environ("/context", HTTP_TRACEPARENT=TRACEPARENT, HTTP_BAGGAGE="b=1"),
     "copied-context": wsgi_environ("/copied"),
     "stream": wsgi_environ("/stream"),
-    "traceparent": wsgi_environ("/", HTTP_TRACEPARENT=TRACEPARENT, HTTP_TRACESTATE="k=v", HTTP_BAGGAGE="b=1"),
-    "bad-traceparent": wsgi_environ("/", HTTP_TRACEPARENT="00-nonsense"),
-    "bot": wsgi_environ("/", HTTP_USER_AGENT="Mozilla/5.0 (compatible; Googlebot/2.1)"),
-    "headers": wsgi_environ(
-        "/items/9",
-        HTTP_X_CUSTOM_A="1",
-        HTTP_X_CUSTOM_SECRET="hunter2",
-        HTTP_X_OTHER="no",
-        HTTP_USER_AGENT="curl/8.0",
-    ),
-    "mounted": wsgi_environ("/items/4", SCRIPT_NAME="/mount", REQUEST_URI="/mount/items/4"),
+    **SHARED_CASES,
     "mounted-404": wsgi_environ("/nope", SCRIPT_NAME="/mount", REQUEST_URI="/mount/nope"),
     "excluded": wsgi_environ("/health"),
-    "no-request-uri": wsgi_environ("/items/5", REQUEST_URI="", QUERY_STRING="x=1"),
-    "remote-host": wsgi_environ("/", REMOTE_HOST="client.example"),
     "inside-span": wsgi_environ("/files/x"),  # served while another span is current: INTERNAL, not SERVER
 }
 
@@ -226,9 +222,6 @@ def run_app(mode: str) -> dict[str, Any]:
     from opentelemetry import metrics, trace
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from otel_uwsgi.instrumentation import registry
 
@@ -249,23 +242,11 @@ def run_app(mode: str) -> dict[str, Any]:
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
         FlaskInstrumentor().instrument()
-    exporter = InMemorySpanExporter()
-    if mode == "stock-lean":  # the stock instrumentation under otel-uwsgi's provider (otel-lean-spans)
-        from otel_uwsgi.traces.provider import LeanTracerProvider
-
-        provider = LeanTracerProvider()
-    else:
-        provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
+    exporter = collect_spans(mode)
     reader = None
     if os.environ.get("FAST_TEST_METRICS"):
         reader = InMemoryMetricReader()
         metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
-    if os.environ.get("FAST_TEST_RESPONSE_PROPAGATOR"):
-        from opentelemetry.instrumentation.propagators import TraceResponsePropagator, set_global_response_propagator
-
-        set_global_response_propagator(TraceResponsePropagator())
     if early is not None:
         early.add_url_rule("/items/<int:n>", "item", lambda n: str(n))
         cases = {"early": wsgi_environ("/items/7")}
@@ -402,12 +383,12 @@ def test_same_spans_and_metrics_in_every_semantic_convention_mode(opt_in):
     env = {"OTEL_SEMCONV_STABILITY_OPT_IN": opt_in, "FAST_TEST_METRICS": "1", **CAPTURE_ENV}
     stock, fast = run("stock", env), run("fast", env)
     assert_same(stock, fast)
-    names = {p["name"] for p in stock["metrics"]}
-    assert names == {
+    expected = {
         "": {"http.server.active_requests", "http.server.duration"},
         "http": {"http.server.active_requests", "http.server.request.duration"},
         "http/dup": {"http.server.active_requests", "http.server.duration", "http.server.request.duration"},
-    }[opt_in]
+    }
+    assert {p["name"] for p in stock["metrics"]} == expected[opt_in]
     durations = [p for p in stock["metrics"] if "duration" in p["name"]]
     assert sum(p["count"] for p in durations) >= len(CASES) - 1
     route_key = "http.route" if opt_in == "http" else "http.target"

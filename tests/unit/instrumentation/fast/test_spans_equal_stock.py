@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -19,7 +18,14 @@ import pytest
 from django.http import Http404, HttpResponse
 from django.urls import include, path, re_path
 
-from tests.unit.instrumentation.fast.spans import TRACEPARENT, assert_same_spans, describe, run_script, wsgi_environ
+from tests.unit.instrumentation.fast.spans import (
+    SHARED_CASES,
+    assert_same_spans,
+    collect_spans,
+    describe,
+    run_script,
+    wsgi_environ,
+)
 
 # --------------------------------------------------------------------------- the site (subprocess)
 
@@ -119,22 +125,10 @@ CASES: dict[str, dict[str, Any]] = {
     "other-method": wsgi_environ("/", method="FOO"),
     "head": wsgi_environ("/items/1", method="HEAD"),
     "post": wsgi_environ("/", method="POST", CONTENT_TYPE="application/json", CONTENT_LENGTH="0"),
-    "traceparent": wsgi_environ("/", HTTP_TRACEPARENT=TRACEPARENT, HTTP_TRACESTATE="k=v", HTTP_BAGGAGE="b=1"),
-    "bad-traceparent": wsgi_environ("/", HTTP_TRACEPARENT="00-nonsense"),
-    "bot": wsgi_environ("/", HTTP_USER_AGENT="Mozilla/5.0 (compatible; Googlebot/2.1)"),
+    **SHARED_CASES,
     "user-agent": wsgi_environ("/", HTTP_USER_AGENT="curl/8.0"),
-    "headers": wsgi_environ(
-        "/items/9",
-        HTTP_X_CUSTOM_A="1",
-        HTTP_X_CUSTOM_SECRET="hunter2",
-        HTTP_X_OTHER="no",
-        HTTP_USER_AGENT="curl/8.0",
-    ),
-    "mounted": wsgi_environ("/items/4", SCRIPT_NAME="/mount", REQUEST_URI="/mount/items/4"),
     "disallowed-host": wsgi_environ("/", HTTP_HOST="evil.example"),
     "excluded": wsgi_environ("/health"),
-    "no-request-uri": wsgi_environ("/items/5", REQUEST_URI="", QUERY_STRING="x=1"),
-    "remote-host": wsgi_environ("/", REMOTE_HOST="client.example"),
     "inside-span": wsgi_environ("/queries"),  # served while another span is current: INTERNAL, not SERVER
 }
 
@@ -176,29 +170,11 @@ def run_site(mode: str, db: str) -> dict[str, Any]:
         LOGGING_CONFIG=None,
     )
     from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from otel_uwsgi.instrumentation.registry import instrument
 
     instrument(("django", {"mysql": "mysqlclient", "sqlite": "sqlite3"}.get(db, db)), fast=mode == "fast")
-    exporter = InMemorySpanExporter()
-    if mode == "stock-lean":  # the stock instrumentations under otel-uwsgi's provider (otel-lean-spans)
-        from otel_uwsgi.traces.provider import LeanTracerProvider
-
-        provider = LeanTracerProvider()
-    else:
-        provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    if os.environ.get("FAST_TEST_RESPONSE_PROPAGATOR"):
-        from opentelemetry.instrumentation.propagators import (
-            TraceResponsePropagator,
-            set_global_response_propagator,
-        )
-
-        set_global_response_propagator(TraceResponsePropagator())
+    exporter = collect_spans(mode)
     from django.core.wsgi import get_wsgi_application
 
     app = get_wsgi_application()
