@@ -2,7 +2,7 @@
 
 Belongs here: the registry that turns ``otel-instrumentations`` into instrumented libraries
 (:mod:`.registry`), one module per library (:mod:`.django`, :mod:`.dbapi` for MySQL and SQLite,
-:mod:`.wsgi` for a framework-less app), and the opt-in lean Django instrumentation
+:mod:`.wsgi` for a framework-less app), and the opt-in lean Django and Flask instrumentation
 (:mod:`.fast`).  Instrumenting creates no thread and no provider: it is safe in the master.
 
 Does not belong here: the provider the spans go to (:mod:`otel_uwsgi.traces`), anything that

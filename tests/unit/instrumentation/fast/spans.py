@@ -115,11 +115,12 @@ def collect_spans(mode: str) -> Any:
 
 
 def run_script(script: Path, *args: str, env: Optional[dict[str, str]] = None) -> Any:
-    """Run ``script args`` in a fresh interpreter (no ``OTEL_*`` variables but ``env``); the JSON
-    of its last output line."""
+    """Run ``script args`` in a fresh interpreter (no ``OTEL_*`` variables but ``env``; this
+    checkout first on the path, then this run's PYTHONPATH: another library release to test
+    against, say); the JSON of its last output line."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     environ.update(env or {})
-    environ["PYTHONPATH"] = str(ROOT)
+    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     done = subprocess.run(
         [sys.executable, str(script), *args], env=environ, cwd=str(ROOT), capture_output=True, text=True, timeout=120
     )

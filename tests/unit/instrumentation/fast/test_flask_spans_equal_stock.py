@@ -261,7 +261,21 @@ def run_app(mode: str) -> dict[str, Any]:
         ids = {s.context.span_id: i for i, s in enumerate(spans)}
         classes = sorted({type(s).__name__ for s in spans})
         out[case] = {**seen, "classes": classes, "spans": [_described(s, ids) for s in spans]}
-    return {"cases": out, "metrics": _metrics(reader) if reader else [], "fast": sorted(registry._fast), "logs": logs}
+    untrusted = None
+    if early is None:  # a Host outside TRUSTED_HOSTS: the stock instrumentation's exclusion check re-raises it
+        exporter.clear()
+        try:
+            untrusted = _serve(app, wsgi_environ("/", HTTP_HOST="evil.example"), None)["status"]
+        except Exception as error:  # noqa: BLE001 - what the WSGI server would turn into a 500
+            untrusted = f"raised {type(error).__name__}"
+        untrusted = [untrusted, [s.name for s in exporter.get_finished_spans()]]
+    return {
+        "cases": out,
+        "metrics": _metrics(reader) if reader else [],
+        "fast": sorted(registry._fast),
+        "logs": logs,
+        "untrusted": untrusted,
+    }
 
 
 # --------------------------------------------------------------------------- the tests (pytest)
@@ -309,6 +323,17 @@ def test_same_spans_in_the_default_mode(default_mode):
     assert scopes == {("opentelemetry.instrumentation.flask", __version__), ("test", "")}
 
 
+def test_a_host_outside_trusted_hosts_gets_no_span_and_its_400(default_mode):
+    """No request span either way; where the stock instrumentation's URL check raises the Host's
+    SecurityError out of the app (the server answers 500), the fast path lets Flask answer 400."""
+    stock, fast = (m["untrusted"] for m in default_mode)
+    if version("flask").startswith("3.0."):  # no TRUSTED_HOSTS before Flask 3.1
+        assert stock == fast == ["200 OK", ["app-teardown", "GET /"]]
+        return
+    assert stock == ["raised SecurityError", ["app-teardown"]]
+    assert fast == ["400 BAD REQUEST", ["app-teardown"]]
+
+
 def test_the_cases_exercise_what_they_claim(default_mode):
     """The comparison is not vacuous: names, routes, parents, errors are what the stock
     instrumentation is known to emit, and the fast run used the fast path's spans."""
@@ -349,8 +374,11 @@ def test_the_cases_exercise_what_they_claim(default_mode):
     ]
     copied = [(s["name"], s["parent"]) for s in stock["copied-context"]["spans"]]
     assert copied == [("app-teardown", 3), ("after-copy", 3), ("app-teardown", 3), ("GET /copied", None)]
-    # Flask 3.1: the request context is popped (the span ends) before the streamed body is read
-    assert [s["name"] for s in stock["stream"]["spans"]] == ["app-teardown", "GET /stream", "chunk", "app-teardown"]
+    streamed = [s["name"] for s in stock["stream"]["spans"]]
+    if version("flask").startswith("3.0."):  # the span ends once the streamed body is read
+        assert streamed == ["chunk", "app-teardown", "GET /stream"]
+    else:  # Flask 3.1: the request context is popped (the span ends) before the body is read
+        assert streamed == ["app-teardown", "GET /stream", "chunk", "app-teardown"]
     assert [s["name"] for s in stock["blueprint"]["spans"]] == ["api-before", "app-teardown", "GET /api/v1/<slug>"]
     inside = stock["inside-span"]["spans"]
     assert [(s["name"], s["kind"], s["parent"]) for s in inside[-2:]] == [
