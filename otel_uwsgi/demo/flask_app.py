@@ -43,6 +43,12 @@ def whoami():
     return jsonify({"pid": os.getpid(), "traceparent": request.headers.get("traceparent")})
 
 
+@app.route("/error")
+def error():
+    """An unhandled exception: a 500 whose server span records it (ERROR status, exception event)."""
+    raise RuntimeError("demo error")
+
+
 @app.route("/call")
 def call():
     """An outgoing call to ``?url=`` (default: this app's /whoami) with ``?client=`` requests

@@ -90,7 +90,7 @@ def _fast_scope(name: str, entry_point: Any, options: dict[str, Any]) -> Optiona
 
     dist = getattr(entry_point, "dist", None)
     stock = verified.canonical(dist.name) if dist is not None else verified.DBAPI
-    libraries = ("django",) if name in ("django", "sqlite3") else ("django", name)
+    libraries = {"django": ("django",), "sqlite3": ("django",), "flask": ("flask",)}.get(name, ("django", name))
     try:
         if name in dbapi.DRIVERS and verified.sqlcommenter(_options.get("django", {})):
             reason = "instrumentation_options('django', ...) turns sqlcommenter on (stock only)"
@@ -121,6 +121,13 @@ def _instrument_one(name: str, installed: dict[str, Any], explicit: bool, fast: 
         return True
     if entry_point is not None and not _runnable(name, installed, explicit):
         return False
+    if fast and name == "flask" and entry_point is not None:  # else, or where it declines: the stock one
+        if _fast_scope(name, entry_point, options) is not None:
+            from otel_uwsgi.instrumentation.fast.flask import instrument_flask_fast
+
+            instrument_flask_fast()
+            _fast.add(name)
+            return True
     if fast and name in dbapi.DRIVERS and (entry_point is not None or dbapi.driver_installed(name)):
         # Django's queries through Django's execute_wrapper; the stock instrumentor would trace
         # them a second time.  Without Django, or where the fast path cannot load: the stock one.

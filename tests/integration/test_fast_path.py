@@ -1,13 +1,13 @@
-"""The fast path (the default, ``otel-fast-instrumentation``) under real uWSGI (4 workers) and
-MariaDB emits the spans the stock instrumentations emit, instrumentation scope included: the same
-requests go through the Django + MySQL demo twice, stock (``false``) then fast, and every trace the
-real receiver decodes is compared structurally."""
+"""The fast path (the default, ``otel-fast-instrumentation``) under real uWSGI (4 workers) emits
+the spans the stock instrumentations emit, instrumentation scope included: the same requests go
+through the Django + MySQL demo (and the Flask demo) twice, stock (``false``) then fast (no
+setting), and every trace the real receiver decodes is compared structurally."""
 
 from __future__ import annotations
 
 import gzip
 import re
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -15,6 +15,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from otel_uwsgi.tools import receiver as receiver_module
 from otel_uwsgi.tools.check import DEMO_INI
 from otel_uwsgi.tools.receiver import attributes as kv_attributes
+
+from ..conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -91,27 +93,39 @@ def bodies(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, str]]:
     return seen
 
 
-def _run(start_uwsgi: Any, receiver: Any, service: str, fast: bool) -> tuple[dict[str, int], str]:
-    extra = {**SETTINGS, "otel-service-name": service}
-    if not fast:
+def _run(
+    start_uwsgi: Any,
+    receiver: Any,
+    service: str,
+    fast: bool,
+    ini: str = "django-mysql.ini",
+    settings: Optional[dict[str, str]] = None,
+    cases: Optional[dict[str, tuple[str, dict[str, str]]]] = None,
+    warm: str = "/db?case=warm",
+) -> tuple[dict[str, int], str]:
+    """``cases`` (the Django demo's by default) and an excluded ``/whoami`` through ``ini``, until
+    every case's server span arrived: the response statuses, uWSGI's log."""
+    cases = CASES if cases is None else cases
+    extra = {**(SETTINGS if settings is None else settings), "otel-service-name": service}
+    if not fast:  # the fast run is the default, with no setting
         extra["otel-fast-instrumentation"] = "false"
-    server = start_uwsgi("django-mysql.ini", extra=extra)
-    # Every worker opens its MySQL connection (and runs Django's connection set-up queries) in a
-    # warm-up request, so each compared request below finds an open connection in any worker.
-    server.until_every_worker_served("/db?case=warm")
+    server = start_uwsgi(ini, extra=extra)
+    # Every worker serves a warm-up request (the Django demo opens its MySQL connection and runs
+    # Django's connection set-up queries), so each compared request finds a ready worker.
+    server.until_every_worker_served(warm)
     statuses = {}
-    for case, (path, headers) in CASES.items():
+    for case, (path, headers) in cases.items():
         statuses[case] = server.get(f"{path}?case={case}", headers=headers)[0]
     statuses["excluded"] = server.get("/whoami?case=excluded")[0]
     server.stop()
 
     def arrived(spans: list[Any]) -> bool:
-        cases = {
+        seen = {
             s.attributes.get("http.target", "").partition("case=")[2]
             for s in spans
             if s.kind == "SERVER" and s.resource.get("service.name") == service
         }
-        return cases >= set(CASES)
+        return seen >= set(cases)
 
     assert receiver.wait_for(arrived, 15), f"{service}: not every case arrived"
     return statuses, server.uwsgi.log()
@@ -235,3 +249,89 @@ def test_fast_path_with_sqlite_under_uwsgi(start_uwsgi, receiver):
     assert len(db) == 1 and db[0].name == "SELECT" and db[0].kind == "CLIENT"
     assert db[0].scope == "opentelemetry.instrumentation.dbapi"
     assert db[0].attributes == {"db.system": "sqlite", "db.statement": "SELECT %s"}
+
+
+#: The Flask demo's cases (``ini/flask.ini``); each request carries ``case=<name>``.
+FLASK_CASES: dict[str, tuple[str, dict[str, str]]] = {
+    "trivial": ("/", {}),
+    "route": ("/item/7", {}),
+    "not-found": ("/no/such/page", {}),
+    "error": ("/error", {}),
+    "traceparent": ("/item/1", {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01", "tracestate": "vendor=1"}),
+    "headers": ("/", {"x-custom-a": "1", "x-custom-secret": "hunter2", "x-other": "no", "user-agent": "Googlebot/2.1"}),
+}
+FLASK_SETTINGS = {
+    "otel-python-excluded-urls": "whoami",
+    "otel-instrumentation-http-capture-headers-server-request": "x-custom-.*,user-agent",
+    "otel-instrumentation-http-capture-headers-server-response": "content-type",
+    "otel-instrumentation-http-capture-headers-sanitize-fields": ".*secret",
+    "otel-metrics-exporter": "otlp",
+    "otel-metric-export-interval": "60000",  # the points compared are the workers' last, sent at exit
+    "pythonpath": str(ROOT),
+}
+_PER_RUN = ("net.host.port", "http.host", "net.host.name")  # the run's own port
+
+
+def _instrumented(log: str) -> tuple[set[str], set[str]]:
+    """What the uWSGI log's ``otel-uwsgi: instrumented a, b (fast path: b)`` line names: (all, fast)."""
+    match = re.search(r"otel-uwsgi: instrumented ([^(\n]*)(?:\(fast path: ([^)]*)\))?", log)
+    assert match, log[-3000:]
+    return set(match.group(1).strip().split(", ")), set((match.group(2) or "").split(", ")) - {""}
+
+
+def _durations(receiver: Any, service: str) -> dict[tuple[Any, ...], float]:
+    """Requests counted by http.server.duration per attribute set (the run's port masked): each
+    worker's last cumulative point, summed over the workers."""
+    last: dict[tuple[Any, ...], Any] = {}
+    for point in receiver.metric_points("http.server.duration"):
+        if point.resource.get("service.name") != service:
+            continue
+        attrs = tuple(sorted((k, v) for k, v in point.attributes.items() if k not in _PER_RUN))
+        key = (point.pid, point.scope, attrs)
+        if key not in last or point.time_ns > last[key].time_ns:
+            last[key] = point
+    counts: dict[tuple[Any, ...], float] = {}
+    for (_, scope, attrs), point in last.items():
+        counts[(scope, attrs)] = counts.get((scope, attrs), 0) + point.value
+    return counts
+
+
+def test_flask_fast_path_emits_the_stock_spans_and_metrics(start_uwsgi, receiver, bodies):
+    """The Flask demo under uWSGI (4 workers), stock then fast: a route, a 404, an exception, an
+    incoming traceparent, captured headers, an excluded URL give the same server spans (scope
+    included: the fast path reports the stock instrumentation's) and the same request-duration
+    metric points, recorded to otel-uwsgi's MeterProvider in each worker."""
+    flask = {"ini": "flask.ini", "settings": FLASK_SETTINGS, "cases": FLASK_CASES, "warm": "/item/0?case=warm"}
+    stock_status, stock_log = _run(start_uwsgi, receiver, "flask-stock", False, **flask)
+    fast_status, fast_log = _run(start_uwsgi, receiver, "flask-fast", True, **flask)
+    assert "flask" in _instrumented(stock_log)[0] and "flask" not in _instrumented(stock_log)[1]
+    assert "flask" in _instrumented(fast_log)[1]
+    assert stock_status == fast_status
+    assert fast_status["not-found"] == 404 and fast_status["error"] == 500 and fast_status["excluded"] == 200
+
+    spans = [span for body, encoding in bodies for span in _decode(body, encoding)]
+    stock, fast = _traces(spans, "flask-stock"), _traces(spans, "flask-fast")
+    assert "excluded" not in stock and "excluded" not in fast
+    for case in FLASK_CASES:
+        assert len(stock[case]) == len(fast[case]) == 1, case
+        assert stock[case][0] == fast[case][0], case
+    from importlib.metadata import version
+
+    flask_scope = ("opentelemetry.instrumentation.flask", version("opentelemetry-instrumentation-flask"))
+    assert {s["scope"] for t in fast.values() for trace in t for s in trace} == {flask_scope}
+    route = fast["route"][0][0]
+    assert route["name"] == "GET /item/<int:item_id>" and route["attributes"]["http.route"] == "/item/<int:item_id>"
+    assert fast["not-found"][0][0]["name"] == "GET /no/such/page"
+    error = fast["error"][0][0]
+    assert error["status"] == (2, "RuntimeError: demo error") and error["attributes"]["http.status_code"] == 500
+    joined = fast["traceparent"][0][0]
+    assert joined["trace"] == TRACE_ID and joined["parent"] == f"remote:{PARENT_ID}"
+    captured = fast["headers"][0][0]["attributes"]
+    assert captured["http.request.header.x_custom_secret"] == ["[REDACTED]"]
+    assert captured["http.response.header.content_type"] == ["text/html; charset=utf-8"]
+
+    assert receiver.wait_until(lambda: _durations(receiver, "flask-fast") and _durations(receiver, "flask-stock"), 15)
+    stock_counts, fast_counts = _durations(receiver, "flask-stock"), _durations(receiver, "flask-fast")
+    assert stock_counts == fast_counts
+    routes = {dict(attrs).get("http.target") for _, attrs in fast_counts}
+    assert {"/item/<int:item_id>", "/error", None} <= routes

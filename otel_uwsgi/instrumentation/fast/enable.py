@@ -30,22 +30,13 @@ def add_middleware(scope: tuple[str, str]) -> bool:
         logger.info("otel-uwsgi: OTEL_PYTHON_DJANGO_INSTRUMENT=False: Django requests are not traced")
         return False
     from django.conf import settings
-    from opentelemetry.instrumentation._semconv import (
-        _get_schema_url,
-        _OpenTelemetrySemanticConventionStability,
-        _OpenTelemetryStabilitySignalType,
-        _StabilityMode,
-    )
 
     from otel_uwsgi.instrumentation.fast.http import HttpConfig
     from otel_uwsgi.instrumentation.fast.middleware import Setup, configure
+    from otel_uwsgi.instrumentation.fast.server_span import http_mode
 
-    _OpenTelemetrySemanticConventionStability._initialize()
-    mode = _OpenTelemetrySemanticConventionStability._get_opentelemetry_stability_opt_in_mode(
-        _OpenTelemetryStabilitySignalType.HTTP
-    )
-    http = HttpConfig.from_environ(os.environ)
-    configure(Setup(http, mode, mode is _StabilityMode.DEFAULT, _get_schema_url(mode), scope))
+    mode, default_mode, schema_url = http_mode()
+    configure(Setup(HttpConfig.from_environ(os.environ), mode, default_mode, schema_url, scope))
     middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
     if MIDDLEWARE not in middleware:
         middleware.insert(_position(len(middleware)), MIDDLEWARE)

@@ -60,7 +60,7 @@ def _pattern(items: list[str]) -> Optional[re.Pattern[str]]:
 
 @dataclass(frozen=True)
 class HttpConfig:
-    """The server-span settings, as the stock Django instrumentation reads them."""
+    """The server-span settings, as the stock Django and Flask instrumentations read them."""
 
     excluded: Any  # opentelemetry.util.http.ExcludeList, or None when nothing is excluded
     traced_request_attrs: tuple[str, ...]
@@ -70,13 +70,15 @@ class HttpConfig:
     capture_all_methods: bool
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> HttpConfig:
-        """Read ``OTEL_PYTHON_DJANGO_*`` / ``OTEL_PYTHON_*`` and the header-capture variables."""
-        excluded = environ.get("OTEL_PYTHON_DJANGO_EXCLUDED_URLS", environ.get("OTEL_PYTHON_EXCLUDED_URLS", ""))
+    def from_environ(cls, environ: Mapping[str, str], framework: str = "DJANGO") -> HttpConfig:
+        """Read ``OTEL_PYTHON_<framework>_*`` / ``OTEL_PYTHON_*`` and the header-capture variables
+        (traced request attributes: Django's only)."""
+        excluded = environ.get(f"OTEL_PYTHON_{framework}_EXCLUDED_URLS", environ.get("OTEL_PYTHON_EXCLUDED_URLS", ""))
         exclude_list = parse_excluded_urls(excluded) if excluded else None
+        traced = environ.get("OTEL_PYTHON_DJANGO_TRACED_REQUEST_ATTRS") if framework == "DJANGO" else None
         return cls(
             excluded=exclude_list,
-            traced_request_attrs=tuple(_list(environ.get("OTEL_PYTHON_DJANGO_TRACED_REQUEST_ATTRS"))),
+            traced_request_attrs=tuple(_list(traced)),
             request_headers=_pattern(_list(environ.get(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST))),
             response_headers=_pattern(_list(environ.get(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE))),
             sanitize=_pattern(_list(environ.get(OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS))),

@@ -9,31 +9,23 @@ setup, and nothing is recorded to a meter.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any, Optional
 
 from django.conf import settings
 from django.urls import Resolver404, resolve
 from opentelemetry import context, trace
-from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.instrumentation.propagators import get_global_response_propagator
-from opentelemetry.instrumentation.utils import http_status_to_status_code
-from opentelemetry.propagate import extract, get_global_textmap
-from opentelemetry.propagators.composite import CompositePropagator
-from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import INVALID_SPAN, SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from otel_uwsgi.instrumentation.fast.http import (
-    HeaderCapture,
-    HttpConfig,
-    native_request_attributes,
-    request_attributes,
+from otel_uwsgi.instrumentation.fast.server_span import (
+    ServerSetup,
+    attributes_of,
+    record_error,
+    set_checked,
+    set_status_code,
+    start_server_span,
+    warn_once,
 )
-from otel_uwsgi.instrumentation.fast.tracer import LazyTracer
-
-logger = logging.getLogger(__name__)
 
 _STATE = "_otel_uwsgi_span"
 #: Where the stock middleware keeps the request's span in ``request.META`` while the request runs;
@@ -42,67 +34,13 @@ SPAN_KEY = "opentelemetry-instrumentor-django.span_key"
 _LIMIT = 256
 
 
-class _EnvironGetter(Getter[dict]):
-    """Propagation headers from a WSGI environ (``traceparent`` -> ``HTTP_TRACEPARENT``)."""
-
-    def __init__(self) -> None:
-        self._keys: dict[str, str] = {}
-
-    def get(self, carrier: dict, key: str) -> Optional[list[str]]:
-        environ_key = self._keys.get(key)
-        if environ_key is None:
-            if len(self._keys) >= _LIMIT:
-                self._keys.clear()
-            environ_key = self._keys[key] = "HTTP_" + key.upper().replace("-", "_")
-        value = carrier.get(environ_key)
-        return None if value is None else [value]
-
-    def keys(self, carrier: dict) -> list[str]:
-        return [k[5:].lower().replace("_", "-") for k in carrier if k.startswith("HTTP_")]
-
-
-class _Extractor:
-    """``extract()``, skipped when the request has none of the headers the global propagator reads.
-
-    Most requests carry no ``traceparent``/``tracestate``/``baggage``; then extraction returns
-    the current context unchanged, at the cost of a pass through every propagator.  Only the
-    W3C propagators (the default) are trusted to read nothing but their ``fields``; with any
-    other propagator every request is extracted.
-    """
-
-    def __init__(self) -> None:
-        self._propagator: Any = None
-        self._keys: Optional[tuple[str, ...]] = None  # environ keys, or None: always extract
-
-    def __call__(self, meta: dict, getter: Getter[dict]) -> Optional[context.Context]:
-        propagator = get_global_textmap()
-        if propagator is not self._propagator:
-            self._propagator, self._keys = propagator, _w3c_keys(propagator)
-        keys = self._keys
-        if keys is not None and meta.keys().isdisjoint(keys):
-            return None  # start_span and set_span_in_context then use the current context, as extract would
-        return extract(meta, getter=getter)
-
-
-def _w3c_keys(propagator: Any) -> Optional[tuple[str, ...]]:
-    parts = propagator._propagators if type(propagator) is CompositePropagator else [propagator]
-    if not all(type(p) in (TraceContextTextMapPropagator, W3CBaggagePropagator) for p in parts):
-        return None
-    return tuple(sorted("HTTP_" + field.upper().replace("-", "_") for p in parts for field in p.fields))
-
-
-class Setup:
+class Setup(ServerSetup):
     """Everything read once: settings from the environment, semantic-convention mode, tracer."""
 
     def __init__(
-        self, http: HttpConfig, mode: Any, default_mode: bool, schema_url: str, scope: tuple[str, str]
+        self, http: Any, mode: Any, default_mode: bool, schema_url: str, scope: tuple[str, str]
     ) -> None:
-        self.http, self.mode, self.default_mode = http, mode, default_mode
-        self.request_headers = HeaderCapture(http.request_headers, http.sanitize, "http.request.header.")
-        self.response_headers = HeaderCapture(http.response_headers, http.sanitize, "http.response.header.")
-        self.tracer = LazyTracer(scope[0], schema_url, scope[1])
-        self.getter = _EnvironGetter()
-        self.extract = _Extractor()
+        super().__init__(http, mode, default_mode, schema_url, scope[0], scope[1])
 
 
 _setup: Optional[Setup] = None
@@ -169,15 +107,6 @@ class _Hosts:
                 self._seen.add(key)
 
 
-_warned: list[bool] = []
-
-
-def _warn_once(what: str) -> None:
-    if not _warned:
-        _warned.append(True)
-        logger.exception("otel-uwsgi: fast instrumentation failed while %s; the request is served untraced", what)
-
-
 class ServerSpanMiddleware:
     """Django middleware (first in ``MIDDLEWARE``) opening and closing the request's server span."""
 
@@ -212,7 +141,7 @@ class ServerSpanMiddleware:
         try:
             return self._open(request, setup)
         except Exception:  # noqa: BLE001 - telemetry never fails a request
-            _warn_once("starting a request span")
+            warn_once("starting a request span")
             return None
 
     def _open(self, request: Any, setup: Setup) -> _Request:
@@ -225,27 +154,9 @@ class ServerSpanMiddleware:
             name = _name_from_path(request, method)
         else:  # renamed in process_view from Django's own resolution, or in _end if never reached
             name, named = request.method, False
-        ctx = context.get_current()
-        if trace.get_current_span(ctx) is INVALID_SPAN:
-            extracted = setup.extract(meta, setup.getter)
-            if extracted is not None:  # None: no propagation header, the current context stands
-                ctx = extracted
-            kind = SpanKind.SERVER
-        else:
-            kind = SpanKind.INTERNAL
-        if setup.default_mode:
-            attributes = None
-            if native_request_attributes is not None:  # C, for the request a WSGI server normally sends
-                attributes = native_request_attributes(meta, setup.http.capture_all_methods)
-            if attributes is None:
-                attributes = request_attributes(meta, setup.http)
-        else:
-            from opentelemetry.instrumentation.wsgi import collect_request_attributes
-
-            attributes = collect_request_attributes(meta, setup.mode)
-        span = setup.tracer.get().start_span(name, ctx, kind, attributes=attributes)
+        span, ctx, server = start_server_span(setup, meta, name, attributes_of(setup, meta))
         token = context.attach(trace.set_span_in_context(span, ctx))
-        state = _Request(span, token, kind is SpanKind.SERVER, named, method)
+        state = _Request(span, token, server, named, method)
         setattr(request, _STATE, state)
         meta[SPAN_KEY] = span
         if span.is_recording():
@@ -279,7 +190,7 @@ class ServerSpanMiddleware:
                 if name != request.method:
                     span.update_name(name)
         except Exception:  # noqa: BLE001
-            _warn_once("naming a request span")
+            warn_once("naming a request span")
         return None
 
     def process_exception(self, request: Any, exception: Exception) -> None:
@@ -301,17 +212,11 @@ class ServerSpanMiddleware:
             if recording:  # http.route and (default mode) http.status_code in one call
                 final: dict[str, Any] = {"http.route": state.route} if state.route else {}
                 if response is not None and setup.default_mode:
-                    final["http.status_code"] = response.status_code
-                if final:
-                    getattr(span, "set_checked_attributes", span.set_attributes)(final)
+                    set_status_code(span, response.status_code, final)
+                elif final:
+                    set_checked(span, final)
             if response is not None:
-                if setup.default_mode:
-                    code = response.status_code
-                    if recording and not (type(code) is int and 100 <= code < 500):  # 1xx-4xx: UNSET on a server span
-                        status = http_status_to_status_code(code, server_span=True)
-                        if status is not StatusCode.UNSET:
-                            span.set_status(Status(status))
-                else:
+                if not setup.default_mode:
                     from opentelemetry.instrumentation.wsgi import add_response_attributes
 
                     add_response_attributes(
@@ -329,10 +234,9 @@ class ServerSpanMiddleware:
                 if propagator:
                     propagator.inject(response)
             if exception is not None and recording:
-                span.record_exception(exception)
-                span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
+                record_error(span, exception)
         except Exception:  # noqa: BLE001
-            _warn_once("closing a request span")
+            warn_once("closing a request span")
         finally:
             request.META.pop(SPAN_KEY, None)
             context.detach(state.token)

@@ -7,7 +7,7 @@ provider exists; the SDK tracer is fetched on first use in each worker and kept 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from opentelemetry import trace
 
@@ -17,11 +17,11 @@ from otel_uwsgi.traces.lean.tracer import LeanTracer
 
 class LazyTracer:
     """``get()`` returns the real tracer once a provider is set, the no-op proxy before.  Its scope
-    is the stock instrumentation's name and version whose spans the fast path reproduces
-    (:func:`otel_uwsgi.instrumentation.fast.verified.stock_scope`)."""
+    is ``name`` at ``version`` (otel-uwsgi's when None): the fast path gives the stock
+    instrumentation's whose spans it reproduces (:func:`otel_uwsgi.instrumentation.fast.verified.stock_scope`)."""
 
-    def __init__(self, name: str, schema_url: str, version: str = __version__) -> None:
-        self._name, self._schema_url, self._version = name, schema_url, version
+    def __init__(self, name: str, schema_url: str, version: Optional[str] = None) -> None:
+        self._name, self._schema_url, self._version = name, schema_url, version or __version__
         self._tracer: Any = None
 
     def get(self) -> Any:

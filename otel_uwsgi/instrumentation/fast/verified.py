@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 #: distribution has several names).  Raise the newest after the equality tests pass on a new release.
 VERIFIED: dict[str, tuple[str, str]] = {
     "django": ("4.2", "6.1"),
+    "flask": ("3.0", "3.1"),
+    "opentelemetry-instrumentation-flask": ("0.66", "0.66"),
     "opentelemetry-instrumentation-django": ("0.63", "0.66"),
     "opentelemetry-instrumentation-dbapi": ("0.63", "0.66"),
     # Older psycopg instrumentations do not trace Django's PostgreSQL connections at all (the fast

@@ -1,16 +1,13 @@
-"""The fast middleware skips extraction only when the W3C propagators would find nothing."""
+"""The fast server spans (Django, Flask) skip extraction only when the W3C propagators would find nothing."""
 
 from __future__ import annotations
 
 import pytest
+from opentelemetry import propagate, trace
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import TextMapPropagator
 
-pytest.importorskip("django")
-
-from opentelemetry import propagate, trace  # noqa: E402
-from opentelemetry.propagators.composite import CompositePropagator  # noqa: E402
-from opentelemetry.propagators.textmap import TextMapPropagator  # noqa: E402
-
-from otel_uwsgi.instrumentation.fast.middleware import _EnvironGetter, _Extractor  # noqa: E402
+from otel_uwsgi.instrumentation.fast.server_span import EnvironGetter, Extractor
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -41,7 +38,7 @@ def restore_propagator():
 
 def test_w3c_without_headers_is_skipped_with_traceparent_extracted(restore_propagator):
     propagate.set_global_textmap(propagate.get_global_textmap())  # the default: tracecontext,baggage
-    extractor, getter = _Extractor(), _EnvironGetter()
+    extractor, getter = Extractor(), EnvironGetter()
     assert extractor({"HTTP_HOST": "x"}, getter) is None
     ctx = extractor({"HTTP_TRACEPARENT": TRACEPARENT}, getter)
     assert trace.get_current_span(ctx).get_span_context().trace_id == 0x0AF7651916CD43DD8448EB211C80319C
@@ -50,7 +47,7 @@ def test_w3c_without_headers_is_skipped_with_traceparent_extracted(restore_propa
 
 def test_any_other_propagator_is_always_called(restore_propagator):
     propagate.set_global_textmap(CompositePropagator([Counting()]))
-    extractor = _Extractor()
+    extractor = Extractor()
     before = Counting.calls
-    extractor({"HTTP_HOST": "x"}, _EnvironGetter())
+    extractor({"HTTP_HOST": "x"}, EnvironGetter())
     assert Counting.calls == before + 1

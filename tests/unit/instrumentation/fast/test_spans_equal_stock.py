@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,15 @@ from typing import Any, Optional
 import pytest
 from django.http import Http404, HttpResponse
 from django.urls import include, path, re_path
+
+from tests.unit.instrumentation.fast.spans import (
+    SHARED_CASES,
+    assert_same_spans,
+    collect_spans,
+    describe,
+    run_script_process,
+    wsgi_environ,
+)
 
 # --------------------------------------------------------------------------- the site (subprocess)
 
@@ -106,95 +114,27 @@ class AlternateUrls:
     urlpatterns = alternate_urlpatterns
 
 
-def _environ(path_info: str, method: str = "GET", query: str = "", **extra: str) -> dict[str, Any]:
-    import io
-
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": method,
-        "SCRIPT_NAME": "",
-        "PATH_INFO": path_info,
-        "QUERY_STRING": query,
-        "REQUEST_URI": path_info + (f"?{query}" if query else ""),
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "REMOTE_PORT": "40000",
-        "HTTP_HOST": "testserver",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(b""),
-        "wsgi.errors": sys.stderr,
-        "wsgi.version": (1, 0),
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-    }
-    environ.update(extra)
-    return environ
-
-
-TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-
 CASES: dict[str, dict[str, Any]] = {
-    "trivial": _environ("/"),
-    "route": _environ("/items/42", query="a=1&b=2"),
-    "include": _environ("/api/v1/hello"),
-    "regex": _environ("/re/7"),
-    "queries": _environ("/queries"),
-    "bad-query": _environ("/bad-query"),
-    "404": _environ("/nope"),
-    "http404": _environ("/missing"),
-    "error": _environ("/error"),
-    "short-circuit": _environ("/short/3"),
-    "urlconf": _environ("/alt/5"),
-    "other-method": _environ("/", method="FOO"),
-    "head": _environ("/items/1", method="HEAD"),
-    "post": _environ("/", method="POST", CONTENT_TYPE="application/json", CONTENT_LENGTH="0"),
-    "traceparent": _environ("/", HTTP_TRACEPARENT=TRACEPARENT, HTTP_TRACESTATE="k=v", HTTP_BAGGAGE="b=1"),
-    "bad-traceparent": _environ("/", HTTP_TRACEPARENT="00-nonsense"),
-    "bot": _environ("/", HTTP_USER_AGENT="Mozilla/5.0 (compatible; Googlebot/2.1)"),
-    "user-agent": _environ("/", HTTP_USER_AGENT="curl/8.0"),
-    "headers": _environ(
-        "/items/9",
-        HTTP_X_CUSTOM_A="1",
-        HTTP_X_CUSTOM_SECRET="hunter2",
-        HTTP_X_OTHER="no",
-        HTTP_USER_AGENT="curl/8.0",
-    ),
-    "mounted": _environ("/items/4", SCRIPT_NAME="/mount", REQUEST_URI="/mount/items/4"),
-    "disallowed-host": _environ("/", HTTP_HOST="evil.example"),
-    "excluded": _environ("/health"),
-    "no-request-uri": _environ("/items/5", REQUEST_URI="", QUERY_STRING="x=1"),
-    "remote-host": _environ("/", REMOTE_HOST="client.example"),
-    "inside-span": _environ("/queries"),  # served while another span is current: INTERNAL, not SERVER
+    "trivial": wsgi_environ("/"),
+    "route": wsgi_environ("/items/42", query="a=1&b=2"),
+    "include": wsgi_environ("/api/v1/hello"),
+    "regex": wsgi_environ("/re/7"),
+    "queries": wsgi_environ("/queries"),
+    "bad-query": wsgi_environ("/bad-query"),
+    "404": wsgi_environ("/nope"),
+    "http404": wsgi_environ("/missing"),
+    "error": wsgi_environ("/error"),
+    "short-circuit": wsgi_environ("/short/3"),
+    "urlconf": wsgi_environ("/alt/5"),
+    "other-method": wsgi_environ("/", method="FOO"),
+    "head": wsgi_environ("/items/1", method="HEAD"),
+    "post": wsgi_environ("/", method="POST", CONTENT_TYPE="application/json", CONTENT_LENGTH="0"),
+    **SHARED_CASES,
+    "user-agent": wsgi_environ("/", HTTP_USER_AGENT="curl/8.0"),
+    "disallowed-host": wsgi_environ("/", HTTP_HOST="evil.example"),
+    "excluded": wsgi_environ("/health"),
+    "inside-span": wsgi_environ("/queries"),  # served while another span is current: INTERNAL, not SERVER
 }
-
-
-def _describe(span: Any, ids: dict[int, int]) -> dict[str, Any]:
-    parent = span.parent
-    if parent is None:
-        parent_ref: Any = None
-    elif parent.is_remote:
-        parent_ref = f"remote:{parent.span_id:016x}"
-    else:
-        parent_ref = ids.get(parent.span_id, "unknown")
-    events = []
-    for event in span.events:
-        attributes = dict(event.attributes)
-        stacktrace = attributes.pop("exception.stacktrace", "")
-        events.append({"name": event.name, "attributes": attributes, "last_line": stacktrace.strip().splitlines()[-1:]})
-    return {
-        "name": span.name,
-        "kind": span.kind.name,
-        "parent": parent_ref,
-        "trace_id": f"{span.context.trace_id:032x}" if parent_ref and str(parent_ref).startswith("remote") else None,
-        "status": [span.status.status_code.name, span.status.description],
-        "events": events,
-        "attributes": dict(span.attributes),
-        "scope": span.instrumentation_scope.name,
-        "scope_version": span.instrumentation_scope.version,
-        "schema_url": span.instrumentation_scope.schema_url,
-    }
 
 
 def run_site(mode: str, db: str) -> dict[str, Any]:
@@ -234,9 +174,6 @@ def run_site(mode: str, db: str) -> dict[str, Any]:
         LOGGING_CONFIG=None,
     )
     from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from otel_uwsgi.instrumentation.registry import instrument, on_fast_path, set_options
 
@@ -244,22 +181,7 @@ def run_site(mode: str, db: str) -> dict[str, Any]:
         set_options("django", request_hook=lambda span, request: span.set_attribute("hooked", True))
     instrument(("django", {"mysql": "mysqlclient", "sqlite": "sqlite3"}.get(db, db)), fast=mode in ("fast", "hooked"))
     fast_path = on_fast_path()
-    exporter = InMemorySpanExporter()
-    if mode == "stock-lean":  # the stock instrumentations under otel-uwsgi's provider (otel-lean-spans)
-        from otel_uwsgi.traces.provider import LeanTracerProvider
-
-        provider = LeanTracerProvider()
-    else:
-        provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    if os.environ.get("FAST_TEST_RESPONSE_PROPAGATOR"):
-        from opentelemetry.instrumentation.propagators import (
-            TraceResponsePropagator,
-            set_global_response_propagator,
-        )
-
-        set_global_response_propagator(TraceResponsePropagator())
+    exporter = collect_spans(mode)
     from django.core.wsgi import get_wsgi_application
 
     app = get_wsgi_application()
@@ -285,7 +207,7 @@ def run_site(mode: str, db: str) -> dict[str, Any]:
             "status": started[0],
             "traceresponse": started[1],
             "length": len(body),
-            "spans": [_describe(s, ids) for s in spans],
+            "spans": [describe(s, ids) for s in spans],
             "fast_path": fast_path,
         }
     return out
@@ -294,7 +216,6 @@ def run_site(mode: str, db: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the tests (pytest)
 
 HERE = Path(__file__).resolve()
-ROOT = HERE.parents[4]
 
 CAPTURE_ENV = {
     "OTEL_PYTHON_DJANGO_EXCLUDED_URLS": "health,ping$",
@@ -308,14 +229,7 @@ CAPTURE_ENV = {
 
 def site_run(mode: str, db: str, env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess:
     """Run the site in a subprocess (its log on stderr)."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    environ.update(env or {})
-    environ["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run(
-        [sys.executable, str(HERE), mode, db], env=environ, cwd=str(ROOT), capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done
+    return run_script_process(HERE, mode, db, env=env)
 
 
 def spans_of(mode: str, db: str, env: Optional[dict[str, str]] = None) -> dict[str, Any]:
@@ -328,19 +242,6 @@ def spans_of(mode: str, db: str, env: Optional[dict[str, str]] = None) -> dict[s
     for case in cases.values():
         assert sorted(case.pop("fast_path")) == sorted(expected), (mode, db, done.stderr[-2000:])
     return cases
-
-
-def assert_same_spans(stock: dict[str, Any], fast: dict[str, Any]) -> None:
-    """Every case: same response, same spans field by field, instrumentation scope (name, version)
-    included: the fast path reports the stock instrumentation's scope, so a backend that groups
-    by scope sees no change."""
-    assert stock.keys() == fast.keys()
-    for case in stock:
-        s, f = stock[case], fast[case]
-        assert (s["status"], s["length"], s["traceresponse"]) == (f["status"], f["length"], f["traceresponse"]), case
-        assert len(s["spans"]) == len(f["spans"]), (case, s["spans"], f["spans"])
-        for one, other in zip(s["spans"], f["spans"], strict=True):
-            assert one == other, case
 
 
 @pytest.fixture(scope="module")

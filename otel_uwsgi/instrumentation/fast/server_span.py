@@ -1,0 +1,185 @@
+"""What every fast server span shares, whatever the framework (Django's middleware, Flask's hooks):
+the settings read once, the parent decision and context extraction, the request attributes in
+the semantic-convention mode in force, the status a response code gives, a recorded exception,
+and the one warning a failing telemetry step logs.
+
+Each step is what the stock instrumentations do through ``opentelemetry.instrumentation.utils``
+and the WSGI helpers (``_start_internal_or_server_span``, ``collect_request_attributes``,
+``add_response_attributes``, ``trace.use_span``), done once per request without re-reading the
+environment.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+from opentelemetry import context, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.instrumentation.utils import http_status_to_status_code
+from opentelemetry.propagate import extract, get_global_textmap
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import INVALID_SPAN, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from otel_uwsgi.instrumentation.fast.http import (
+    HeaderCapture,
+    HttpConfig,
+    native_request_attributes,
+    request_attributes,
+)
+from otel_uwsgi.instrumentation.fast.tracer import LazyTracer
+
+logger = logging.getLogger("otel_uwsgi.instrumentation.fast")
+
+_LIMIT = 256
+
+
+class EnvironGetter(Getter[dict]):
+    """Propagation headers from a WSGI environ (``traceparent`` -> ``HTTP_TRACEPARENT``)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, str] = {}
+
+    def get(self, carrier: dict, key: str) -> Optional[list[str]]:
+        environ_key = self._keys.get(key)
+        if environ_key is None:
+            if len(self._keys) >= _LIMIT:
+                self._keys.clear()
+            environ_key = self._keys[key] = "HTTP_" + key.upper().replace("-", "_")
+        value = carrier.get(environ_key)
+        return None if value is None else [value]
+
+    def keys(self, carrier: dict) -> list[str]:
+        return [k[5:].lower().replace("_", "-") for k in carrier if k.startswith("HTTP_")]
+
+
+class Extractor:
+    """``extract()``, skipped when the request has none of the headers the global propagator reads.
+
+    Most requests carry no ``traceparent``/``tracestate``/``baggage``; then extraction returns
+    the current context unchanged, at the cost of a pass through every propagator.  Only the
+    W3C propagators (the default) are trusted to read nothing but their ``fields``; with any
+    other propagator every request is extracted.
+    """
+
+    def __init__(self) -> None:
+        self._propagator: Any = None
+        self._keys: Optional[tuple[str, ...]] = None  # environ keys, or None: always extract
+
+    def __call__(self, meta: dict, getter: Getter[dict]) -> Optional[context.Context]:
+        propagator = get_global_textmap()
+        if propagator is not self._propagator:
+            self._propagator, self._keys = propagator, _w3c_keys(propagator)
+        keys = self._keys
+        if keys is not None and meta.keys().isdisjoint(keys):
+            return None  # start_span and set_span_in_context then use the current context, as extract would
+        return extract(meta, getter=getter)
+
+
+def _w3c_keys(propagator: Any) -> Optional[tuple[str, ...]]:
+    parts = propagator._propagators if type(propagator) is CompositePropagator else [propagator]
+    if not all(type(p) in (TraceContextTextMapPropagator, W3CBaggagePropagator) for p in parts):
+        return None
+    return tuple(sorted("HTTP_" + field.upper().replace("-", "_") for p in parts for field in p.fields))
+
+
+class ServerSetup:
+    """Everything read once: settings from the environment, semantic-convention mode, tracer
+    (named ``scope``, at ``version``: otel-uwsgi's own when None)."""
+
+    def __init__(
+        self,
+        http: HttpConfig,
+        mode: Any,
+        default_mode: bool,
+        schema_url: str,
+        scope: str,
+        version: Optional[str] = None,
+    ) -> None:
+        self.http, self.mode, self.default_mode = http, mode, default_mode
+        self.request_headers = HeaderCapture(http.request_headers, http.sanitize, "http.request.header.")
+        self.response_headers = HeaderCapture(http.response_headers, http.sanitize, "http.response.header.")
+        self.tracer = LazyTracer(scope, schema_url, version)
+        self.getter = EnvironGetter()
+        self.extract = Extractor()
+
+
+def http_mode() -> tuple[Any, bool, str]:
+    """The HTTP semantic-convention mode the stock instrumentations use (``OTEL_SEMCONV_STABILITY_OPT_IN``):
+    ``(mode, is the default mode, schema URL)``."""
+    from opentelemetry.instrumentation._semconv import (
+        _get_schema_url,
+        _OpenTelemetrySemanticConventionStability,
+        _OpenTelemetryStabilitySignalType,
+        _StabilityMode,
+    )
+
+    _OpenTelemetrySemanticConventionStability._initialize()
+    mode = _OpenTelemetrySemanticConventionStability._get_opentelemetry_stability_opt_in_mode(
+        _OpenTelemetryStabilitySignalType.HTTP
+    )
+    return mode, mode is _StabilityMode.DEFAULT, _get_schema_url(mode)
+
+
+def attributes_of(setup: ServerSetup, environ: dict) -> dict[str, Any]:
+    """The request's span attributes, as ``collect_request_attributes(environ, mode)`` gives them
+    (C for the request a WSGI server normally sends, in the default mode)."""
+    if setup.default_mode:
+        attributes = None
+        if native_request_attributes is not None:
+            attributes = native_request_attributes(environ, setup.http.capture_all_methods)
+        return request_attributes(environ, setup.http) if attributes is None else attributes
+    from opentelemetry.instrumentation.wsgi import collect_request_attributes
+
+    return collect_request_attributes(environ, setup.mode)
+
+
+def start_server_span(
+    setup: ServerSetup, environ: dict, name: str, attributes: dict[str, Any], start_time: Optional[int] = None
+) -> tuple[Any, context.Context, bool]:
+    """``(span, the context to make current with it, is it a SERVER span)``: SERVER with the
+    propagated parent when no span is current, else INTERNAL under the current one."""
+    ctx = context.get_current()
+    if trace.get_current_span(ctx) is INVALID_SPAN:
+        extracted = setup.extract(environ, setup.getter)
+        if extracted is not None:  # None: no propagation header, the current context stands
+            ctx = extracted
+        kind = SpanKind.SERVER
+    else:
+        kind = SpanKind.INTERNAL
+    span = setup.tracer.get().start_span(name, ctx, kind, attributes=attributes, start_time=start_time)
+    return span, ctx, kind is SpanKind.SERVER
+
+
+def set_checked(span: Any, attributes: dict[str, Any]) -> None:
+    """Attributes made here (str, int, float, bool values) in one call."""
+    getattr(span, "set_checked_attributes", span.set_attributes)(attributes)
+
+
+def set_status_code(span: Any, code: int, final: dict[str, Any]) -> None:
+    """Default mode, recording span: ``http.status_code`` (with the rest of ``final``) and the
+    status a server span gets for ``code`` (UNSET for 1xx-4xx: not set)."""
+    final["http.status_code"] = code
+    set_checked(span, final)
+    if not (type(code) is int and 100 <= code < 500):
+        status = http_status_to_status_code(code, server_span=True)
+        if status is not StatusCode.UNSET:
+            span.set_status(Status(status))
+
+
+def record_error(span: Any, exception: BaseException) -> None:
+    """The ``exception`` event and ERROR status ``Type: message``, as ``trace.use_span`` records them."""
+    span.record_exception(exception)
+    span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
+
+
+_warned: list[bool] = []
+
+
+def warn_once(what: str) -> None:
+    """A failing telemetry step, logged with its traceback the first time only."""
+    if not _warned:
+        _warned.append(True)
+        logger.exception("otel-uwsgi: fast instrumentation failed while %s; the request is served untraced", what)
