@@ -81,10 +81,10 @@ def causes(log: str, *, renamed: Optional[dict[str, str]] = None) -> list[Cause]
     lines = log.splitlines()
     for old, new in (renamed or {}).items():
         lines = [line.replace(old, new) for line in lines]
-    found = [*_uwsgi_lines(lines), *_app_exceptions(lines), *_own_lines(lines)]
-    seen: set[str] = set()
-    unique = [c for c in found if not (c.line in seen or seen.add(c.line))]  # type: ignore[func-returns-value]
-    return sorted(unique, key=lambda c: (c.advisory, c.rank))
+    unique: dict[str, Cause] = {}
+    for cause in (*_uwsgi_lines(lines), *_app_exceptions(lines), *_own_lines(lines)):
+        unique.setdefault(cause.line, cause)
+    return sorted(unique.values(), key=lambda c: (c.advisory, c.rank))
 
 
 def _uwsgi_lines(lines: list[str]) -> Iterable[Cause]:

@@ -127,8 +127,6 @@ def run_check(
             if progress:
                 progress.write("testing your collector...\n")
             report = _collector_verdict(report, ini, uwsgi, workdir, extra)
-        else:
-            report.notes.append("note: your collector was not tested (--no-collector)")
         return report, server.log()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -170,7 +168,7 @@ def _collector_verdict(report: Report, ini: str, uwsgi: str, workdir: str, extra
         report.notes.append("note: your collector was not tested: the ini's otel-* settings are invalid")
         return report
     except (OSError, subprocess.SubprocessError) as error:
-        report.notes.append(f"note: your collector was not tested: {uwsgi} could not read the ini ({error})")
+        report.notes.append(f"note: your collector was not tested: {uwsgi} could not read the ini: {error}")
         return report
     probes = collector.probe(settings)
     if not probes:
@@ -327,6 +325,8 @@ def run_from_arguments(args: argparse.Namespace) -> int:
                **({"otel-logs-exporter": "otlp"} if args.logs else {})},
         test_collector=not getattr(args, "no_collector", True),  # the demo has no collector of its own
     )
+    if getattr(args, "no_collector", False):
+        report.notes.append("note: your collector was not tested (--no-collector)")
     print(report.to_json() if args.json else render(report))
     if args.show_log or (not report.ok and not args.json):
         tail = "\n".join(log.splitlines()[-40:])

@@ -98,7 +98,8 @@ def ini_settings(
 
     uWSGI expands the values: a copy of the ini without what starts processes or runs commands
     (:func:`.harness.side_jobs`) ends with ``print`` lines naming each option, and uWSGI stops
-    after reading it (``--get``).  Raises :class:`ConfigError` when they are invalid."""
+    after reading it (``--get``).  Raises :class:`ConfigError` when they are invalid, OSError
+    when uWSGI cannot read the ini."""
     items = uwsgi_ini.read(ini)
     prints = [f"{_MARK}{name}=%({name})" for name in NAMES]
     prints += [f"{_ENV_MARK}{value}" for key, value in items if key == "env" and value.startswith("OTEL_")]
@@ -112,6 +113,9 @@ def ini_settings(
         output = done.stdout + "\n" + done.stderr
     finally:
         copy.unlink()
+    if _MARK not in output:  # uWSGI stopped before the end of the ini
+        last = [line for line in output.splitlines() if line.strip()][-1:] or ["no output"]
+        raise OSError(f"uwsgi did not read it through: {mask_urls(last[0])}")
     opt: dict[str, str] = {}
     environ = dict(os.environ)
     for line in output.splitlines():
