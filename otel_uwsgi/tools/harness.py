@@ -47,6 +47,19 @@ SERVICE_KEYS = frozenset(
 NON_HTTP_SOCKETS = frozenset(
     {"socket", "uwsgi-socket", "suwsgi-socket", "fastcgi-socket", "scgi-socket", "raw-socket", "shared-socket", "zerg"}
 )
+#: Sockets that speak the uwsgi protocol (nginx's ``uwsgi_pass``) unless ``protocol`` says otherwise.
+UWSGI_SOCKETS = frozenset({"socket", "uwsgi-socket"})
+HTTP_SOCKETS = frozenset({"http-socket", "http", "https", "https-socket", "http2"})
+#: What a check's uWSGI must not start beside the app: a production ini's daemons, cron jobs,
+#: mules, spooler and hooks would run a second time (a second copy of a queue consumer, a job run
+#: twice); persistent cache and sharedarea files are the service's.  Keys, and key prefixes.
+SIDE_JOB_KEYS = frozenset(
+    {
+        "cron", "cron2", "unique-cron", "legion-cron", "unique-legion-cron", "mule", "mules", "farm",
+        "spooler", "cache-store", "cache-store-sync",
+    }
+)
+SIDE_JOB_PREFIXES = ("attach-", "smart-attach-", "legion-attach-", "legion-smart-attach-", "spooler-", "exec-", "hook-")
 OWNED_KEYS = SOCKET_KEYS | SERVICE_KEYS | {
     "otel-exporter-otlp-endpoint", "otel-exporter-otlp-traces-endpoint",
     "daemonize", "daemonize2", "logto", "logto2", "logger", "req-logger", "log-format", "logformat",
@@ -183,6 +196,50 @@ def prepare_ini(source: Union[str, Path], overrides: Overrides, *, drop: Iterabl
 def is_strict(source: Union[str, Path]) -> bool:
     """Whether the ini turns on uWSGI's ``strict`` mode."""
     return uwsgi_opt.flag(uwsgi_ini.options(uwsgi_ini.read(source)), "strict")
+
+
+@dataclass
+class SideJobs:
+    """What :func:`side_jobs` takes out of an ini: keys dropped, values rewritten, and their names."""
+
+    drop: set[str] = field(default_factory=set)
+    overrides: dict[str, list[str]] = field(default_factory=dict)
+    named: list[str] = field(default_factory=list)
+
+
+def side_jobs(items: Iterable[tuple[str, str]]) -> SideJobs:
+    """The daemons, cron jobs, mules, spooler, hooks and persistent cache files of an ini's items,
+    for a copy that starts nothing but the app: their keys are dropped; a ``cache2`` keeps its
+    cache, in memory (its ``store`` parts removed); a file-backed ``sharedarea`` is dropped."""
+    jobs = SideJobs()
+    caches: list[str] = []
+    for key, value in items:
+        if key in SIDE_JOB_KEYS or key.startswith(SIDE_JOB_PREFIXES):
+            jobs.drop.add(key)
+            if key not in jobs.named:
+                jobs.named.append(key)
+        elif key == "cache2":
+            parts = [part for part in value.split(",") if not part.strip().startswith("store")]
+            caches.append(",".join(parts))
+            if len(parts) != len(value.split(",")) and "cache2 store" not in jobs.named:
+                jobs.named.append("cache2 store")
+        elif key == "sharedarea" and ("file=" in value or "fd=" in value):
+            jobs.drop.add(key)
+            if "sharedarea file" not in jobs.named:
+                jobs.named.append("sharedarea file")
+    if "cache2 store" in jobs.named:
+        jobs.overrides["cache2"] = caches
+    return jobs
+
+
+def listener(items: Iterable[tuple[str, str]]) -> str:
+    """``uwsgi`` when the ini's only listener is a uwsgi-protocol ``socket`` (nginx's
+    ``uwsgi_pass``), else ``http``: the protocol a check must speak to test what serves traffic."""
+    opt = uwsgi_ini.options(items)
+    protocol = uwsgi_opt.first_text(opt, "protocol", "socket-protocol") or "uwsgi"
+    if set(opt) & HTTP_SOCKETS or not set(opt) & UWSGI_SOCKETS or protocol.strip().lower() != "uwsgi":
+        return "http"
+    return "uwsgi"
 
 
 @dataclass
@@ -325,12 +382,13 @@ class UwsgiServer:
         self.stop()
 
 
-def owned_overrides(http_port: int, endpoint: str, journal_dir: str) -> dict[str, str]:
-    """What a check replaces in the user's ini: the socket, the endpoint, the request log line, and
-    the span journals' directory (a run of the same service must never ship this one's spans to
-    the real collector, nor this one ship a real run's leftovers to the check's receiver)."""
+def owned_overrides(port: int, endpoint: str, journal_dir: str, *, protocol: str = "http") -> dict[str, str]:
+    """What a check replaces in the user's ini: the socket (HTTP, or the uwsgi protocol when
+    ``protocol`` is ``uwsgi``), the endpoint, the request log line, and the span journals'
+    directory (a run of the same service must never ship this one's spans to the real collector,
+    nor this one ship a real run's leftovers to the check's receiver)."""
     return {
-        "http-socket": f"127.0.0.1:{http_port}",
+        ("socket" if protocol == "uwsgi" else "http-socket"): f"127.0.0.1:{port}",
         "otel-exporter-otlp-endpoint": endpoint,
         "log-format": REQUEST_LOG,
         "otel-span-journal-dir": journal_dir,

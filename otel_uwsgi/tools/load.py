@@ -38,11 +38,18 @@ def progress_line(served: Served, workers: int, arrived: int) -> str:
     return line + f"{arrived} exported, {queued} queued in the workers (sent at stop)"
 
 
-class Load:
-    """Concurrent GETs (one connection each), counting statuses; concurrency spreads them over workers."""
+#: One GET: ``(host, port, path) -> status``; raises OSError when the connection fails.
+Get = Callable[[str, int, str], int]
 
-    def __init__(self, host: str, port: int, path: str, concurrency: int) -> None:
+
+class Load:
+    """Concurrent GETs (one connection each), counting statuses; concurrency spreads them over workers.
+    ``get`` sends one (default: over HTTP; :func:`otel_uwsgi.tools.uwsgi_client.get` speaks the
+    uwsgi protocol)."""
+
+    def __init__(self, host: str, port: int, path: str, concurrency: int, get: Optional[Get] = None) -> None:
         self.host, self.port, self.path = host, port, path
+        self.get: Get = get or http_get
         self.stop = threading.Event()
         self.statuses: dict[int, int] = {}
         self.errors = 0
@@ -58,7 +65,7 @@ class Load:
     def _run(self) -> None:
         while not self.stop.is_set():
             try:
-                status = http_get(self.host, self.port, self.path)
+                status = self.get(self.host, self.port, self.path)
             except OSError as exc:
                 with self._lock:
                     self.errors += 1

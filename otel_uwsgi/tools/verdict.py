@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 from otel_uwsgi.semconv.attributes import WORKER_ID
+from otel_uwsgi.tools import causes
 from otel_uwsgi.tools.harness import Served
 from otel_uwsgi.tools.receiver import ReceivedSpan
 
@@ -61,6 +62,8 @@ class Report:
     statuses: dict[int, int] = field(default_factory=dict)  # HTTP status -> responses
     outgoing_calls: int = 0  # HTTP client spans
     continued_calls: int = 0  # of those, whose server span arrived here in the same trace
+    target: str = ""  # what the check tested ("testing the uwsgi protocol on ..."), said first
+    collector: list[dict[str, Any]] = field(default_factory=list)  # the ini's collector, per signal (.collector)
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -129,10 +132,7 @@ def _problems(rows: list[WorkerRow], served: Served, expected_workers: int, *, u
     if requests == 0:
         problems.append("no request was served: is the app loading? see the uWSGI log")
     elif never:
-        problems.append(
-            f"{len(never)} of {expected_workers} workers sent no spans (worker {', '.join(map(str, never))}): "
-            "is otel_uwsgi.auto imported by the app, enable-threads set and the endpoint reachable?"
-        )
+        problems.append(_no_server_spans(rows, never, expected_workers))
     if unattributed:
         problems.append(f"{unattributed} spans carry no process.pid (not from otel-uwsgi?)")
     shared = [i for r in rows for i in r.instance_ids]
@@ -151,10 +151,30 @@ def _problems(rows: list[WorkerRow], served: Served, expected_workers: int, *, u
     return problems
 
 
+def _no_server_spans(rows: list[WorkerRow], never: list[int], expected_workers: int) -> str:
+    """Why ``never`` (worker ids) delivered no server span: with child spans from them (DB, cache,
+    HTTP calls), the export works and only the request is untraced: the framework's app was built
+    before ``import otel_uwsgi.auto``."""
+    workers = f"worker {', '.join(map(str, never))}"
+    children = sum(sum(r.children.values()) for r in rows if r.worker_id in never)
+    if children:
+        return (
+            f"{len(never)} of {expected_workers} workers sent no server span but {children} child spans "
+            f"({workers}): their requests are not traced, though export works; likely the framework's app "
+            "(get_wsgi_application(), Flask(...)) was created before `import otel_uwsgi.auto`: import it "
+            "first in the wsgi file"
+        )
+    return (
+        f"{len(never)} of {expected_workers} workers sent no spans ({workers}): "
+        "is otel_uwsgi.auto imported by the app, enable-threads set and the endpoint reachable?"
+    )
+
+
 def render(report: Report) -> str:
     kinds = "".join(f" {k:>6}" for k in CHILD_KINDS)
     header = f"{'worker':>6} {'pid':>8} {'requests':>9} {'spans':>6} {'lost':>5}{kinds}  service.instance.id"
-    lines = [header, "-" * len(header)]
+    lines = [report.target] if report.target else []
+    lines += [header, "-" * len(header)]
     for r in report.rows:
         counts = "".join(f" {r.children.get(k, 0):>6}" for k in CHILD_KINDS)
         lines.append(
@@ -173,6 +193,7 @@ def render(report: Report) -> str:
             f"outgoing HTTP calls: {report.outgoing_calls}, {report.continued_calls} of them continued the trace "
             "in a server span that arrived here (calls to services exporting elsewhere cannot be seen)"
         )
+    lines.extend(f"collector: {probe['line']}" for probe in report.collector)
     lines.extend(report.notes)
     lines.append(("OK: " if report.ok else "FAIL: ") + report.reason)
     lines.extend(f"  also: {p}" for p in report.problems[1:])
@@ -225,40 +246,19 @@ def merge(report: Report, problems: list[str]) -> Report:
     return dataclasses.replace(report, ok=False, problems=merged, reason=merged[0])
 
 
-#: Lines otel-uwsgi itself writes to uWSGI's log (not the request log line ``otel-uwsgi-req``).
-_OWN = "otel-uwsgi: "
-_PROBLEM_LEVELS = ("WARNING: ", "ERROR: ", "CRITICAL: ")
-
-
-def own_lines(log: str, renamed: Optional[dict[str, str]] = None) -> tuple[list[str], list[str]]:
-    """(otel-uwsgi's warning and error lines, its other lines) from a uWSGI log, each once, in order,
-    with paths in ``renamed`` (the check's temporary copy of the ini) replaced by the user's."""
-    problems: list[str] = []
-    others: list[str] = []
-    for line in log.splitlines():
-        if not line.startswith(_OWN):
-            continue
-        for old, new in (renamed or {}).items():
-            line = line.replace(old, new)
-        bucket = problems if line[len(_OWN) :].startswith(_PROBLEM_LEVELS) else others
-        if line not in bucket:
-            bucket.append(line)
-    return problems, others
-
-
 def explain(report: Report, log: str, *, renamed: Optional[dict[str, str]] = None, started: bool = True) -> Report:
-    """Put otel-uwsgi's own words first: when uWSGI did not start, its last line (a configuration
-    error such as an unknown option, with its "did you mean") is the reason; when the check failed,
-    otel-uwsgi's first warning or error is (the likely cause, e.g. ``master`` missing, or the
-    import coming after ``get_wsgi_application()``); on success they are listed as notes."""
-    problems, others = own_lines(log, renamed)
-    if not started and (problems or others):
-        cause = (problems or others)[-1]
-        rest = [p for p in report.problems if p != cause]
-        return dataclasses.replace(report, ok=False, reason=cause, problems=[cause, *rest])
-    if not problems:
+    """Lead a failed check with its cause in uWSGI's log (:mod:`.causes`: uWSGI's fatal line, the
+    app's exception, otel-uwsgi's line that stopped the start or its most consequential warning),
+    before the verdict's own problems; advisory warnings come last.  A passing check lists
+    otel-uwsgi's warnings as notes.  ``renamed`` maps the check's copy of the ini to the user's;
+    ``started`` False: uWSGI exited before serving anything."""
+    found = causes.causes(log, renamed=renamed)
+    if report.ok and started:
+        own = [c.line for c in found if c.rank >= causes.OWN]
+        return dataclasses.replace(report, notes=[*report.notes, *own]) if own else report
+    leading = [c.line for c in found if not c.advisory]
+    advisory = [c.line for c in found if c.advisory]
+    merged = list(dict.fromkeys([*leading, *report.problems, *advisory]))
+    if not merged:
         return report
-    if not report.ok:
-        merged = problems + [p for p in report.problems if p not in problems]
-        return dataclasses.replace(report, reason=merged[0], problems=merged)
-    return dataclasses.replace(report, notes=[*report.notes, *problems])
+    return dataclasses.replace(report, ok=False, reason=merged[0], problems=merged)

@@ -162,8 +162,8 @@ def test_otel_uwsgi_check_never_prints_the_token(outcome, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update({"OTEL_EXPORTER_OTLP_HEADERS": f"x-env-token={env_token}", "TMPDIR": str(checktmp)})
     runs = {
-        "report": _check([str(good), "--requests", "20", "--show-log"], env),
-        "json": _check([str(good), "--requests", "20", "--json"], env),
+        "report": _check([str(good), "--requests", "20", "--show-log", "--no-collector"], env),
+        "json": _check([str(good), "--requests", "20", "--json", "--no-collector"], env),
         "failing": _check([str(bad), "--requests", "20", "--timeout", "20"], env),
     }
     assert runs["report"].returncode == 0, runs["report"].stdout + runs["report"].stderr[-2000:]
@@ -226,7 +226,7 @@ def test_check_receiver_listens_on_loopback_only(outcome, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env["TMPDIR"] = str(tmp_path)
     process = subprocess.Popen(
-        [sys.executable, "-m", "otel_uwsgi", "check", str(INI / "minimal.ini"), "--requests", "300"],
+        [sys.executable, "-m", "otel_uwsgi", "check", str(INI / "minimal.ini"), "--requests", "300", "--no-collector"],
         env=env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     seen: set[str] = set()

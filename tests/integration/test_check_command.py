@@ -1,6 +1,6 @@
 """`otel-uwsgi check` as a user runs it: beside a running service started from the same ini it
 touches nothing of that service; a configuration error is the headline with the user's ini path;
-an ini that serves the uwsgi protocol is tested over HTTP and says so."""
+an ini that serves the uwsgi protocol is tested over the uwsgi protocol and says so first."""
 
 from __future__ import annotations
 
@@ -57,11 +57,12 @@ def test_check_leaves_a_running_service_alone(tmp_path):
         assert int(pidfile.read_text()) == service.pid
         before = {p: p.stat().st_ino for p in (sock, fifo, stats)}
 
-        out = _check(ini)
+        out = _check(ini, "--no-collector")
         report = json.loads(out.stdout)
         assert out.returncode == 0, out.stdout + out.stderr
-        assert any("tests over HTTP instead" in note for note in report["notes"]), report["notes"]
+        assert report["target"].startswith("testing the uwsgi protocol on 127.0.0.1:"), report["target"]
         assert any("master-fifo" in note and "pidfile" in note for note in report["notes"]), report["notes"]
+        assert any(n.startswith("note: not started by this check") and "spooler" in n for n in report["notes"])
 
         assert service.alive() and int(pidfile.read_text()) == service.pid
         assert {p: p.stat().st_ino for p in (sock, fifo, stats)} == before, "a service file was replaced"
@@ -102,7 +103,7 @@ def test_check_called_by_path_without_uwsgi_on_path_finds_the_one_beside_it():
     if not script.exists():
         pytest.skip(f"no otel-uwsgi script beside {sys.executable}")
     env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root")}
-    command = [str(script), "check", str(ROOT / "ini" / "minimal.ini"), "--json", "--requests", "20"]
+    command = [str(script), "check", str(ROOT / "ini" / "minimal.ini"), "--json", "--requests", "20", "--no-collector"]
     out = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert json.loads(out.stdout)["ok"]

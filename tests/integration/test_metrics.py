@@ -164,7 +164,7 @@ def test_otel_uwsgi_check_verifies_metrics():
     from ..conftest import INI
 
     report, log = run_check(str(INI / "minimal.ini"), requests=50, timeout=60,
-                            extra={"otel-metrics-exporter": "otlp"})
+                            extra={"otel-metrics-exporter": "otlp"}, test_collector=False)
     assert report.ok, (report.problems, log[-2000:])
     signals = report.signals
     assert {int(pid) for pid in signals["metric_points"]} == {r.pid for r in report.rows if r.requests}

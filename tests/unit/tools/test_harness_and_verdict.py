@@ -141,10 +141,11 @@ def test_the_uwsgi_beside_the_interpreter_comes_first_then_path(tmp_path, monkey
 
 def test_the_check_says_what_an_ini_without_die_on_term_does_in_a_container(tmp_path):
     from otel_uwsgi.tools.check import _service_notes
+    from otel_uwsgi.tools.harness import SideJobs
 
     ini = tmp_path / "app.ini"
     ini.write_text("[uwsgi]\nmaster = true\nmodule = app\n")
-    notes = _service_notes(str(ini), 8000, {}, str(tmp_path))
+    notes = _service_notes(str(ini), "http", SideJobs())
     assert any("die-on-term = true" in n and "docker stop" in n for n in notes)
     ini.write_text("[uwsgi]\nmaster = true\ndie-on-term = true\nmodule = app\n")
-    assert not any("die-on-term" in n for n in _service_notes(str(ini), 8000, {}, str(tmp_path)))
+    assert not any("die-on-term" in n for n in _service_notes(str(ini), "http", SideJobs()))
