@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
         const="docs/OPTIONS.md",
         help="replace the table between the options markers in FILE (default docs/OPTIONS.md) instead of printing it",
     )
+    samples = commands.add_parser(
+        "samples",
+        help="list the sample uwsgi.ini files shipped in the package, or print one",
+        description="List the sample inis (Django + MySQL or PostgreSQL, Flask, plain WSGI, production, strict), "
+        "or print one to start from: `otel-uwsgi samples production > uwsgi.ini`.",
+    )
+    samples.add_argument("name", nargs="?", metavar="NAME", help="a sample to print (e.g. minimal or minimal.ini)")
     # Every subcommand and its flags, in the top-level help too.
     usages = [sub.format_usage().replace("usage: ", "  ").rstrip() for sub in commands.choices.values()]
     parser.epilog = "commands and their flags:\n" + "\n".join(usages) + "\n\n`otel-uwsgi COMMAND --help` explains each."
@@ -76,6 +83,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         return run_from_arguments(args)
     if args.command == "options":
         return _options(args.write)
+    if args.command == "samples":
+        from otel_uwsgi.tools.samples import run
+
+        return run(args.name)
     parser.print_help()
     return 2
 
