@@ -71,18 +71,20 @@ def count_uwsgi(config: str, path: str, requests: int, warmup: int, endpoint: st
     )
     wrapper.chmod(0o755)
     hanging = run.hanging_receiver() if config == "hanging" else None
-    overrides = run.config_overrides(config, dead_port=free_port(), hanging=hanging)
+    options, env = run.path_overrides(path)
+    overrides = {**options, **run.config_overrides(config, dead_port=free_port(), hanging=hanging)}
     overrides.update(kv.split("=", 1) for kv in extra)
     # one worker: no herd to serialise, and the counts stay comparable with earlier results
     settings = argparse.Namespace(
         workers=1, ini=ROOT / "ini" / "django-mysql.ini", workdir=str(workdir), thunder_lock=False
     )
-    instance = run.Instance(settings, endpoint, overrides, config, uwsgi=str(wrapper))
+    instance = run.Instance(settings, endpoint, overrides, config, uwsgi=str(wrapper), env_extra=env)
     server = instance.server
+    url_path = run.served_path(settings, path)  # /stack: the demo's /trace, calling the peer uWSGI
     try:
-        instance.start(path, timeout=600)
+        instance.start(url_path, timeout=600)
         for _ in range(warmup + requests):
-            instance.get(path, timeout=120)
+            instance.get(url_path, timeout=120)
     finally:
         try:
             instance.stop(kill_after=600)  # the worker flushes its spans at exit: counted
@@ -153,6 +155,7 @@ def main() -> None:
             }
     finally:
         server.shutdown()
+        run.Peer.stop()
     extra = f", {' '.join(args.env)}" if args.env else ""
     where = "one uWSGI worker, uWSGI's own code included" if args.uwsgi else "in-process"
     print(f"\nthousand instructions per request ({where}; callgrind, {args.requests} requests{extra})\n")

@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -94,9 +95,22 @@ class Peer:
 
     server: Optional[UwsgiServer] = None
     port = 0
+    _lock = threading.Lock()
 
     @classmethod
     def url(cls, args: argparse.Namespace) -> str:
+        with cls._lock:
+            return cls._start(args)
+
+    @classmethod
+    def stop(cls) -> None:
+        with cls._lock:
+            if cls.server is not None:
+                cls.server.stop(signal.SIGINT, kill_after=15)
+                cls.server = None
+
+    @classmethod
+    def _start(cls, args: argparse.Namespace) -> str:
         if cls.server is None:
             cls.port = free_port()
             ini = (
