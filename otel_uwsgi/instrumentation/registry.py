@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 _done: set[str] = set()
 _fast: set[str] = set()  # of those, traced by otel-uwsgi's fast path
 _options: dict[str, dict[str, Any]] = {}
+_metrics = False  # whether the instrumentations' metrics are exported (otel-metrics-exporter)
 #: Names otel-uwsgi accepted before it read entry points: ``mysql`` meant mysqlclient.
 ALIASES = {"mysql": "mysqlclient"}
 
@@ -47,10 +48,14 @@ def instrument(
     disabled: Iterable[str] = (),
     strict: bool = False,
     where: str = "uwsgi.ini",
+    metrics: bool = False,
 ) -> list[str]:
     """Instrument ``names`` (``auto``: every installed instrumentation, less ``disabled``;
     ``none``: nothing).  ``strict``: an unknown name in the list is a :class:`ConfigError` (it was
-    written in the ini), else a warning.  Idempotent.  Returns every name instrumented so far."""
+    written in the ini), else a warning.  ``metrics``: a MeterProvider will take the
+    instrumentations' metrics.  Idempotent.  Returns every name instrumented so far."""
+    global _metrics
+    _metrics = metrics
     names = tuple(names)
     if names == ("none",):
         return sorted(_done)
@@ -94,6 +99,8 @@ def _fast_scope(name: str, entry_point: Any, options: dict[str, Any]) -> Optiona
     try:
         if name in dbapi.DRIVERS and verified.sqlcommenter(_options.get("django", {})):
             reason = "instrumentation_options('django', ...) turns sqlcommenter on (stock only)"
+        elif name == "django" and _metrics:  # Flask's fast path records them; Django's does not (yet)
+            reason = "otel-metrics-exporter is on, and only the stock one records Django's HTTP server metrics"
         else:
             reason = verified.why_stock(stock, libraries, options, name)
         if reason is None:  # what the fast path imports from the instrumentation packages: now, not at first use

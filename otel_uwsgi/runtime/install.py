@@ -119,6 +119,7 @@ def _install(settings: Settings) -> bool:
     instrument(
         settings["otel-instrumentations"],
         fast=settings["otel-fast-instrumentation"],
+        metrics=settings["otel-metrics-exporter"] != "none",
         disabled=settings["otel-python-disabled-instrumentations"] or (),
         strict=settings.source("otel-instrumentations") == "uwsgi",
         where=opt_where,
@@ -175,6 +176,7 @@ def setup(*, environ: Optional[Mapping[str, str]] = None, instrumentations: Opti
         instrument(
             instrumentations or settings["otel-instrumentations"],
             fast=settings["otel-fast-instrumentation"],
+            metrics=settings["otel-metrics-exporter"] != "none",
             disabled=settings["otel-python-disabled-instrumentations"] or (),
         )
     except Exception:  # noqa: BLE001 - telemetry never stops the program

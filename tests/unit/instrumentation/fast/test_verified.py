@@ -156,3 +156,13 @@ def test_sqlcommenter_on_django_sends_the_queries_to_the_stock_instrumentation(m
     with caplog.at_level(logging.INFO, logger="otel_uwsgi.instrumentation"):
         assert registry._fast_scope("sqlite3", None, {}) is None
     assert "sqlite3 is traced by its stock instrumentation" in caplog.text and "sqlcommenter" in caplog.text
+
+
+def test_metrics_on_keep_django_on_the_stock_instrumentation(monkeypatch, caplog):
+    """With otel-metrics-exporter on, Django's HTTP server metrics come only from the stock
+    instrumentation (the Django fast path records none): it traces, and the line says why."""
+    monkeypatch.setattr(registry, "_metrics", True)
+    with caplog.at_level(logging.INFO, logger="otel_uwsgi.instrumentation"):
+        assert registry._fast_scope("django", registry.entry_points.installed()["django"], {}) is None
+        assert registry._fast_scope("sqlite3", None, {}) is not None  # the queries stay on the fast path
+    assert "django is traced by its stock instrumentation" in caplog.text and "otel-metrics-exporter" in caplog.text
