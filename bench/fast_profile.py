@@ -9,7 +9,8 @@ Usage (from the repository root; MariaDB on 127.0.0.1:3306 for ``/db``)::
 
 Each mode runs in its own subprocess: the demo Django site (``otel_uwsgi.demo``, MySQL) set up
 with ``otel_uwsgi.setup()`` (``stock``: the stock instrumentations with otel-uwsgi's defaults —
-fast encoder, gzip 1, lean spans; ``fast``: ``OTEL_UWSGI_FAST_INSTRUMENTATION=true``; ``plain``: no
+fast encoder, gzip 1, lean spans, ``OTEL_UWSGI_FAST_INSTRUMENTATION=false``; ``fast``: the default
+fast path; ``plain``: no
 tracing), so the real TracerProvider, CountingBatchSpanProcessor and FastOTLPSpanExporter run,
 exporting to a no-op OTLP/HTTP sink in the parent process.  The WSGI application is called in a
 loop with a wrk-like environ; after a warm-up the loop is timed with ``time.process_time``
@@ -74,8 +75,8 @@ def child(args: argparse.Namespace) -> None:
             "OTEL_UWSGI_INSTRUMENTATIONS": "django,mysqlclient,psycopg",
             "OTEL_TRACES_SAMPLER": args.sampler,
         }
-        if args.child == "fast":
-            env["OTEL_UWSGI_FAST_INSTRUMENTATION"] = "true"
+        # stock: the stock Django and DB instrumentations (the default before the fast path was)
+        env["OTEL_UWSGI_FAST_INSTRUMENTATION"] = "true" if args.child == "fast" else "false"
         env.update(kv.split("=", 1) for kv in args.env)
         from opentelemetry import trace
 
