@@ -251,7 +251,7 @@ def _p99_target(row: dict[str, Any], healthy: Optional[dict[str, Any]]) -> tuple
 
 
 def targets_table(found: list[dict[str, Any]]) -> str:
-    lines = ["| target (issue 5) | measured | met |", "|---|---|---|"]
+    lines = ["| target (issue 29) | measured | met |", "|---|---|---|"]
     for t in found:
         met = {True: "yes", False: "**no**", None: "–"}[t["met"]]
         lines.append(f"| {t['target']} | {t['measured']} | {met} |")
