@@ -11,7 +11,11 @@ same warm-up; the difference divided by ``--requests``), but callgrind writes on
 thread (``--separate-threads=yes``), so the request thread and the export thread are counted
 apart, and the profiles are kept (``--keep``) for ``callgrind_annotate``.  ``--pace`` sleeps
 between requests (a paced client, as issue 29's author measured), ``--no-master`` runs the
-worker as uWSGI's only process, ``--query`` appends a query string to every URL.
+worker as uWSGI's only process, ``--query`` appends a query string to every URL.  ``--functions N``
+prints the request thread's C functions that differ most from the first config; ``--requests 0
+--settle S --linger L`` counts what an idle worker executes per second; ``--calls`` counts the Python
+calls of a request instead (cProfile, no callgrind: ``profiled_wsgi.py``).  See bench/README.md,
+"Two anomalies explained".
 """
 
 from __future__ import annotations
