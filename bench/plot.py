@@ -1,6 +1,6 @@
 """One PNG of uWSGI CPU per request by configuration and view, from a ``bench/run.py --json`` file.
 
-    python bench/plot.py bench/results/RUN.json bench/results/RUN.png
+    python bench/plot.py RUN.json RUN.png   (RUN.json: a bench/run.py --json output)
 
 Needs matplotlib (``pip install matplotlib``; not a dependency of otel-uwsgi or its tests).
 """
