@@ -18,9 +18,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
+import sys
 import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import metadata
 from typing import Optional
 
 _NAMES = {"django": "Django", "flask": "Flask", "wsgi": "plain WSGI", "mysql": "MySQL", "postgres": "PostgreSQL",
@@ -48,8 +50,19 @@ def importable(module: str) -> bool:
 
 
 def traced(part: str) -> bool:
-    """Whether ``part``'s instrumentation is installed (parts otel-uwsgi traces itself always are)."""
-    return part not in _TRACED_BY or importable(_TRACED_BY[part][0])
+    """Whether ``part``'s instrumentation is installed (parts otel-uwsgi traces itself always are).
+    Asked of the installed distributions, not by finding the module: that would import the
+    ``opentelemetry`` packages into the untraced benchmark baseline (bench/plain_wsgi.py)."""
+    if part not in _TRACED_BY:
+        return True
+    module, package = _TRACED_BY[part]
+    if module in sys.modules and sys.modules[module] is None:  # blocked (the tests' "not installed")
+        return False
+    try:
+        metadata.distribution(package)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def answers(host: str, port: int) -> bool:
