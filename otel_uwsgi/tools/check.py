@@ -335,6 +335,7 @@ def run_from_arguments(args: argparse.Namespace) -> int:
             progress=None if args.json else sys.stderr,
             extra={**({"otel-metrics-exporter": "otlp"} if args.metrics else {}),
                    **({"otel-logs-exporter": "otlp"} if args.logs else {})},
+            test_collector=not getattr(args, "no_collector", True),  # the demo has no collector of its own
         )
     finally:
         receiver.stop()
@@ -342,17 +343,6 @@ def run_from_arguments(args: argparse.Namespace) -> int:
     drawn = "\n\n".join(part for part in (_demo_stack(log), trees) if part)
     if drawn and not args.json:
         print(drawn + "\n")
-    report, log = run_check(
-        args.ini,
-        uwsgi=uwsgi,
-        path=args.path,
-        requests=args.requests,
-        timeout=args.timeout,
-        progress=None if args.json else sys.stderr,
-        extra={**({"otel-metrics-exporter": "otlp"} if args.metrics else {}),
-               **({"otel-logs-exporter": "otlp"} if args.logs else {})},
-        test_collector=not getattr(args, "no_collector", True),  # the demo has no collector of its own
-    )
     if getattr(args, "no_collector", False):
         report.notes.append("note: your collector was not tested (--no-collector)")
     print(report.to_json() if args.json else render(report))

@@ -36,7 +36,7 @@ from otel_uwsgi.config import uwsgi_ini
 from otel_uwsgi.config.options import OPTIONS
 from otel_uwsgi.config.settings import Settings, load
 from otel_uwsgi.export.otlp import build_otlp_exporter, otlp_arguments, stop_retrying
-from otel_uwsgi.tools.harness import prepare_ini, side_jobs
+from otel_uwsgi.tools.harness import OWNED_KEYS, prepare_ini, side_jobs
 
 #: The options that decide where and how each signal is exported.
 NAMES = tuple(
@@ -104,7 +104,10 @@ def ini_settings(
     prints = [f"{_MARK}{name}=%({name})" for name in NAMES]
     prints += [f"{_ENV_MARK}{value}" for key, value in items if key == "env" and value.startswith("OTEL_")]
     copy = Path(workdir) / "collector.ini"
-    copy.write_text(prepare_ini(ini, {"print": prints}, drop=side_jobs(items).drop))
+    # Nothing of a running service may be touched by this uWSGI either: its pidfile (which
+    # ``vacuum`` removes at exit), FIFO, sockets, logs; only the exporter's options are kept.
+    drop = (OWNED_KEYS - set(NAMES)) | side_jobs(items).drop
+    copy.write_text(prepare_ini(ini, {"print": prints}, drop=drop))
     try:
         done = subprocess.run(
             [uwsgi, "--ini", str(copy), "--get", "otel-uwsgi-check-nothing"],
