@@ -21,7 +21,6 @@ calls of a request instead (cProfile, no callgrind: ``profiled_wsgi.py``).  See 
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import pstats
 import re
@@ -145,17 +144,6 @@ def print_calls(calls: dict[str, dict[str, int]], configs: list[str]) -> None:
         print(f"| {c} | {sum(calls[c].values()) / 100:.0f} | {len(calls[c])} | {len(fewer)}: {shown} |")
 
 
-def get(port: int, path: str, timeout: float = 120.0) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
-
-
 def profile(config: str, path: str, long: bool, args: argparse.Namespace, endpoint: str, keep: Path) -> dict:
     """One uWSGI (one worker) under callgrind: warm-up, 1 request (+ ``--requests`` and ``--linger``
     seconds idle in the ``long`` run), SIGINT; per-thread counts."""
@@ -187,7 +175,7 @@ def profile(config: str, path: str, long: bool, args: argparse.Namespace, endpoi
         deadline = time.monotonic() + 600
         while True:
             try:
-                if get(instance.port, url, timeout=60) == 200:
+                if run.get(instance.port, url, timeout=60) == 200:
                     break
             except OSError:
                 pass
@@ -195,7 +183,7 @@ def profile(config: str, path: str, long: bool, args: argparse.Namespace, endpoi
                 raise SystemExit(f"{config}: uWSGI did not answer:\n{server.log()[-3000:]}")
             time.sleep(0.2)
         for _ in range(args.warmup + requests):
-            if get(instance.port, url) != 200:
+            if run.get(instance.port, url, timeout=120) != 200:
                 raise SystemExit(f"{config} {url}: not 200")
             if args.pace:
                 time.sleep(args.pace)

@@ -140,6 +140,19 @@ def path_overrides(path: str) -> tuple[dict[str, str], dict[str, str]]:
     return {}, {}
 
 
+def get(port: int, path: str, timeout: float = 10.0) -> int:
+    """One GET to 127.0.0.1:``port`` on its own connection, as the instruction counts were made
+    (no extra header: the request's bytes are part of what is counted); the status code."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
 def hanging_receiver() -> Receiver:
     """A started receiver that accepts every export and never answers: the ``hanging`` collector."""
     receiver = Receiver().start()
@@ -202,14 +215,7 @@ class Instance:
         raise RuntimeError(f"uWSGI did not answer 200 on {ready_path}:\n{self.server.log()[-2000:]}")
 
     def get(self, path: str, timeout: float = 10.0) -> int:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            response.read()
-            return response.status
-        finally:
-            conn.close()
+        return get(self.port, path, timeout)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
