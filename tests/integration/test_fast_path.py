@@ -301,6 +301,10 @@ def test_flask_fast_path_emits_the_stock_spans_and_metrics(start_uwsgi, receiver
     incoming traceparent, captured headers, an excluded URL give the same server spans (scope
     included: the fast path reports the stock instrumentation's) and the same request-duration
     metric points, recorded to otel-uwsgi's MeterProvider in each worker."""
+    from tests.unit.instrumentation.fast.spans import flask_fast_problem
+
+    if flask_fast_problem():  # the fast path's floor line: Flask stays on its stock instrumentation
+        pytest.skip(f"the Flask fast path is off here: {flask_fast_problem()}")
     flask = {"ini": "flask.ini", "settings": FLASK_SETTINGS, "cases": FLASK_CASES, "warm": "/item/0?case=warm"}
     stock_status, stock_log = _run(start_uwsgi, receiver, "flask-stock", False, **flask)
     fast_status, fast_log = _run(start_uwsgi, receiver, "flask-fast", True, **flask)

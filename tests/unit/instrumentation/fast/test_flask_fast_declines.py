@@ -12,6 +12,12 @@ import pytest
 
 flask = pytest.importorskip("flask")
 
+from tests.unit.instrumentation.fast.spans import flask_fast_problem  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    flask_fast_problem() is not None, reason=f"the Flask fast path is off here: {flask_fast_problem()}"
+)
+
 from otel_uwsgi.instrumentation import registry  # noqa: E402
 from otel_uwsgi.instrumentation.fast import verified  # noqa: E402
 

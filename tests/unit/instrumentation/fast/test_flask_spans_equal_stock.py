@@ -23,6 +23,12 @@ import pytest
 
 flask = pytest.importorskip("flask")
 
+from tests.unit.instrumentation.fast.spans import flask_fast_problem  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    flask_fast_problem() is not None, reason=f"the Flask fast path is off here: {flask_fast_problem()}"
+)
+
 from tests.unit.instrumentation.fast.flask_site import CASES, make_app  # noqa: E402
 from tests.unit.instrumentation.fast.spans import (  # noqa: E402
     assert_same_spans,
