@@ -41,7 +41,6 @@ from instructions import _uwsgi_binary
 from otel_uwsgi.tools.harness import free_port
 
 BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
 _SUMMARY = re.compile(r"^summary:\s+(\d+)", re.M)
 _WORKER = re.compile(r"spawned uWSGI worker 1 (?:\(and the only\) )?\(pid: (\d+)")
 
@@ -118,10 +117,9 @@ def python_calls(config: str, args: argparse.Namespace, endpoint: str, keep: Pat
     overrides = run.config_overrides(config, dead_port=free_port(), hanging=None)
     overrides.update(kv.split("=", 1) for kv in args.set)
     overrides.update({"module": "profiled_wsgi:application", "pythonpath": str(BENCH)})
-    settings = argparse.Namespace(
-        workers=1, ini=ROOT / "ini" / "django-mysql.ini", workdir=str(keep), thunder_lock=False
+    instance = run.Instance.of_demo(
+        endpoint, overrides, f"{config}-calls", workers=1, workdir=str(keep), thunder_lock=False
     )
-    instance = run.Instance(settings, endpoint, overrides, f"{config}-calls")
     url = args.path + ("?q=1" if args.query else "")
     try:
         instance.start(url)
@@ -163,10 +161,9 @@ def profile(config: str, path: str, long: bool, args: argparse.Namespace, endpoi
     if not args.master:
         overrides["master"] = "false"
     overrides.update(kv.split("=", 1) for kv in args.set)
-    settings = argparse.Namespace(
-        workers=1, ini=ROOT / "ini" / "django-mysql.ini", workdir=str(workdir), thunder_lock=False
+    instance = run.Instance.of_demo(
+        endpoint, overrides, config, workers=1, workdir=str(workdir), thunder_lock=False, uwsgi=str(wrapper)
     )
-    instance = run.Instance(settings, endpoint, overrides, config, uwsgi=str(wrapper))
     server = instance.server
     url = path + ("?q=1" if args.query else "")
     run._running.append(server)

@@ -33,7 +33,6 @@ from spans import StoringReceiver
 from otel_uwsgi.tools.harness import free_port
 
 BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
 KINDS = ("request thread", "other worker threads", "master")
 
 
@@ -103,12 +102,11 @@ def window(subject: dict, args: argparse.Namespace) -> dict[str, float]:
 
 def start(config: str, args: argparse.Namespace) -> dict:
     receiver = StoringReceiver().start()
-    settings = argparse.Namespace(
-        workers=args.workers, ini=ROOT / "ini" / "django-mysql.ini", workdir=args.workdir, thunder_lock=True
-    )
     extra = run.config_overrides(config, dead_port=free_port(), hanging=None)
     extra.update(kv.split("=", 1) for kv in args.set)
-    instance = run.Instance(settings, receiver.endpoint, extra, f"{config}-split")
+    instance = run.Instance.of_demo(
+        receiver.endpoint, extra, f"{config}-split", workers=args.workers, workdir=args.workdir, thunder_lock=True
+    )
     instance.start(args.path)
     return {"instance": instance, "receiver": receiver}
 

@@ -78,12 +78,12 @@ def count_uwsgi(config: str, path: str, requests: int, warmup: int, endpoint: st
     overrides.setdefault("worker-reload-mercy", "900")
     overrides.update(kv.split("=", 1) for kv in extra)
     # one worker: no herd to serialise, and the counts stay comparable with earlier results
-    settings = argparse.Namespace(
-        workers=1, ini=ROOT / "ini" / "django-mysql.ini", workdir=str(workdir), thunder_lock=False
+    instance = run.Instance.of_demo(
+        endpoint, overrides, config, workers=1, workdir=str(workdir), thunder_lock=False, uwsgi=str(wrapper),
+        env_extra=env,
     )
-    instance = run.Instance(settings, endpoint, overrides, config, uwsgi=str(wrapper), env_extra=env)
     server = instance.server
-    url_path = run.served_path(settings, path)  # /stack: the demo's /trace, calling the peer uWSGI
+    url_path = run.served_path(str(workdir), path)  # /stack: the demo's /trace, calling the peer uWSGI
     try:
         instance.start(url_path, timeout=600)
         for _ in range(warmup + requests):

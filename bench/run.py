@@ -98,9 +98,9 @@ class Peer:
     _lock = threading.Lock()
 
     @classmethod
-    def url(cls, args: argparse.Namespace) -> str:
+    def url(cls, workdir: str) -> str:
         with cls._lock:
-            return cls._start(args)
+            return cls._start(workdir)
 
     @classmethod
     def stop(cls) -> None:
@@ -110,15 +110,14 @@ class Peer:
                 cls.server = None
 
     @classmethod
-    def _start(cls, args: argparse.Namespace) -> str:
+    def _start(cls, workdir: str) -> str:
         if cls.server is None:
             cls.port = free_port()
             ini = (
                 f"[uwsgi]\nmaster = true\nprocesses = 2\nhttp-socket = 127.0.0.1:{cls.port}\n"
                 f"wsgi-file = {BENCH / 'peer_wsgi.py'}\ndisable-logging = true\n"
             )
-            workdir = tempfile.mkdtemp(prefix="peer-", dir=args.workdir)
-            cls.server = UwsgiServer(ini, cwd=str(ROOT), workdir=workdir)
+            cls.server = UwsgiServer(ini, cwd=str(ROOT), workdir=tempfile.mkdtemp(prefix="peer-", dir=workdir))
             _running.append(cls.server)
             cls.server.start()
             if not cls.server.wait_workers(2, 30):
@@ -126,10 +125,11 @@ class Peer:
         return f"http://127.0.0.1:{cls.port}/"
 
 
-def served_path(args: argparse.Namespace, path: str) -> str:
-    """The URL path wrk loads for a bench path (``/stack`` is /trace calling the peer)."""
+def served_path(workdir: str, path: str) -> str:
+    """The URL path wrk loads for a bench path (``/stack`` is /trace calling the peer, whose
+    files go under ``workdir``)."""
     if path == STACK:
-        return "/trace?" + urllib.parse.urlencode({"downstream": Peer.url(args)})
+        return "/trace?" + urllib.parse.urlencode({"downstream": Peer.url(workdir)})
     return path
 
 
@@ -197,6 +197,25 @@ class Instance:
         )
         self.workers = args.workers
 
+    @classmethod
+    def of_demo(
+        cls,
+        endpoint: str,
+        extra: dict[str, str],
+        name: str,
+        *,
+        workers: int,
+        workdir: str,
+        thunder_lock: bool,
+        uwsgi: str = "uwsgi",
+        env_extra: Optional[dict[str, str]] = None,
+    ) -> Instance:
+        """An Instance of the demo ini for the other bench tools (no run.py arguments to hand)."""
+        settings = argparse.Namespace(
+            workers=workers, ini=ROOT / "ini" / "django-mysql.ini", workdir=workdir, thunder_lock=thunder_lock
+        )
+        return cls(settings, endpoint, extra, name, uwsgi=uwsgi, env_extra=env_extra)
+
     def start(self, ready_path: str, timeout: float = 60.0) -> None:
         _running.append(self.server)
         self.server.start()
@@ -249,7 +268,7 @@ class Subject:
 
     def __init__(self, args: argparse.Namespace, config: str, path: str, label: str) -> None:
         self.args, self.config, self.path = args, config, path
-        self.url_path = served_path(args, path)
+        self.url_path = served_path(args.workdir, path)
         self.receiver = StoringReceiver().start()
         self.hanging: Optional[Receiver] = None
         if config == "hanging":

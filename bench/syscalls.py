@@ -31,7 +31,6 @@ from spans import StoringReceiver
 
 from otel_uwsgi.tools.harness import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 _ROW = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:(\d+)\s+)?(\w+)\s*$", re.M)
 
 
@@ -43,12 +42,11 @@ def parse(text: str) -> dict[str, int]:
 def measure(config: str, args: argparse.Namespace) -> tuple[dict[str, float], float]:
     """Syscalls per request of ``config``'s workers, and the requests counted."""
     receiver = StoringReceiver().start()
-    settings = argparse.Namespace(
-        workers=args.workers, ini=ROOT / "ini" / "django-mysql.ini", workdir=args.workdir, thunder_lock=True
-    )
     extra = run.config_overrides(config, dead_port=free_port(), hanging=None)
     extra.update(kv.split("=", 1) for kv in args.set)
-    instance = run.Instance(settings, receiver.endpoint, extra, f"{config}-strace")
+    instance = run.Instance.of_demo(
+        receiver.endpoint, extra, f"{config}-strace", workers=args.workers, workdir=args.workdir, thunder_lock=True
+    )
     try:
         instance.start(args.path)
         for _ in range(args.warmup):

@@ -87,14 +87,15 @@ def release_problem(name: str, release: Optional[str] = None) -> Optional[str]:
     release = release if release is not None else installed_release(name)
     if release is None:
         return None  # not installed: whatever needs it says so itself
-    name = canonical(name) if canonical(name) in VERIFIED else name
-    if name not in VERIFIED:
+    key = canonical(name)
+    if key not in VERIFIED:
         return f"its spans were never compared with {name}'s"
-    oldest, newest = VERIFIED[name]
-    if _minor(release) < _minor(oldest):
-        return f"{name} {release} is older than the fast path was verified with ({oldest} to {newest})"
-    if _minor(release) > _minor(newest):
-        return f"{name} {release} is newer than the fast path was verified with ({oldest} to {newest})"
+    oldest, newest = VERIFIED[key]
+    minor = _minor(release)
+    if minor < _minor(oldest):
+        return f"{key} {release} is older than the fast path was verified with ({oldest} to {newest})"
+    if minor > _minor(newest):
+        return f"{key} {release} is newer than the fast path was verified with ({oldest} to {newest})"
     return None
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -227,14 +226,9 @@ CAPTURE_ENV = {
 }
 
 
-def site_run(mode: str, db: str, env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess:
-    """Run the site in a subprocess (its log on stderr)."""
-    return run_script_process(HERE, mode, db, env=env)
-
-
 def spans_of(mode: str, db: str, env: Optional[dict[str, str]] = None) -> dict[str, Any]:
     """Run the site in a subprocess; its spans per case."""
-    done = site_run(mode, db, env)
+    done = run_script_process(HERE, mode, db, env=env)
     cases = json.loads(done.stdout.strip().splitlines()[-1])
     # Not vacuous: the "fast" run really is on the fast path (Django and the driver), the others not.
     driver = {"mysql": "mysqlclient", "sqlite": "sqlite3"}.get(db, db)
@@ -329,7 +323,7 @@ def test_the_stock_instrumentations_spans_are_the_same_with_lean_spans(env):
 def test_a_hook_for_the_stock_instrumentation_keeps_django_off_the_fast_path():
     """instrumentation_options("django", request_hook=...): the stock Django instrumentation runs
     the hook (the queries stay on the fast path), and one info line says why."""
-    done = site_run("hooked", "sqlite")
+    done = run_script_process(HERE, "hooked", "sqlite")
     hooked = json.loads(done.stdout.strip().splitlines()[-1])
     server = [s for case in hooked.values() for s in case["spans"] if s["kind"] == "SERVER"]
     assert server and all(s["attributes"].get("hooked") is True for s in server)
