@@ -11,7 +11,14 @@ from setuptools import Extension, setup
 
 extensions = []
 if os.environ.get("OTEL_UWSGI_NO_EXTENSIONS", "") in ("", "0"):
-    extensions.append(Extension("otel_uwsgi.native._accel", ["otel_uwsgi/native/_accel.c"], optional=True))
+    extensions.append(
+        Extension(
+            "otel_uwsgi.native._accel",
+            ["otel_uwsgi/native/_accel.c", "otel_uwsgi/native/_lifecycle.c"],
+            depends=["otel_uwsgi/native/_accel.h"],
+            optional=True,
+        )
+    )
     # The master's exit handler (otel_uwsgi/runtime/master_exit.py): ships what busy workers left.
     extensions.append(Extension("otel_uwsgi.runtime._exit", ["otel_uwsgi/runtime/_exit.c"], optional=True))
 

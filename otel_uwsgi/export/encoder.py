@@ -269,7 +269,6 @@ def _load_native() -> Any:
     native = accel.load()
     if native is None:
         return None
-    native.configure(SpanContext, Status, SpanKind, BoundedAttributes, BoundedList, DEFAULT_TRACE_STATE)
     return native.span_field
 
 

@@ -31,4 +31,17 @@ def load() -> Optional[Any]:
     except ImportError:
         logger.debug("otel-uwsgi: otel_uwsgi.native._accel was not built; its Python twins run instead")
         return None
+    global _configured
+    if not _configured:  # the classes its checks compare with, handed over once (it imports no OpenTelemetry)
+        from opentelemetry.attributes import BoundedAttributes
+        from opentelemetry.sdk.util import BoundedList
+        from opentelemetry.trace import SpanContext, SpanKind
+        from opentelemetry.trace.span import DEFAULT_TRACE_STATE
+        from opentelemetry.trace.status import Status
+
+        _accel.configure(SpanContext, Status, SpanKind, BoundedAttributes, BoundedList, DEFAULT_TRACE_STATE)
+        _configured = True
     return _accel
+
+
+_configured = False

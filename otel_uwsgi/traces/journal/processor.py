@@ -24,9 +24,11 @@ from typing import Any, Optional
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind, TraceFlags
 
+from otel_uwsgi.export import encoder
 from otel_uwsgi.export.encoder import span_field
 from otel_uwsgi.export.protobuf import attributes as encode_attributes
-from otel_uwsgi.native.sdk_layout import CONTEXT_AS_TUPLE
+from otel_uwsgi.native import accel
+from otel_uwsgi.native.sdk_layout import CONTEXT_AS_TUPLE, LEAN_SPAN_CLASSES
 from otel_uwsgi.traces.journal import adopt, directory, ship
 from otel_uwsgi.traces.journal.inflight import FIXED, Request, stack_text, tail
 from otel_uwsgi.traces.journal.region import EXIT_FLUSHING, HEADER_SIZE, SLOT_SIZE, SLOT_START, Region
@@ -46,6 +48,9 @@ _modules = sys.modules
 
 _id_and_flags = operator.itemgetter(1, 3) if CONTEXT_AS_TUPLE else lambda c: (c.span_id, c.trace_flags)
 _U32_PACK_INTO = struct.Struct("<I").pack_into
+_NATIVE = accel.load()
+if _NATIVE is not None and not hasattr(_NATIVE, "journal_on_end"):  # an older build
+    _NATIVE = None
 
 
 def _ids(context: Any) -> tuple[Any, ...]:
@@ -103,6 +108,7 @@ class JournalSpanProcessor(SpanProcessor):
         self._flush_done = 0
         self._stopping = False
         self._thread: Optional[threading.Thread] = None
+        self._native = self._native_state()
 
     # ------------------------------------------------------------------ the request threads
 
@@ -149,7 +155,8 @@ class JournalSpanProcessor(SpanProcessor):
         self.region.put_slot(index, fixed + tail_)
         return span_id
 
-    def on_end(self, span: ReadableSpan) -> None:
+    def _on_end_py(self, span: ReadableSpan) -> None:
+        """``on_end``: the span's slot freed; a sampled span written (:meth:`_write`)."""
         span_id, flags = _id_and_flags(span._context)
         if self._inflight:  # the SDK hands on_end a ReadableSpan copy: the slot is found by span id
             slot = self._inflight.pop(span_id, None)
@@ -157,24 +164,49 @@ class JournalSpanProcessor(SpanProcessor):
                 _U32_PACK_INTO(self._mm, HEADER_SIZE + slot[0] * SLOT_SIZE, 0)  # Region.clear_slot
                 self._free.append(slot[0])
         if flags & _SAMPLED:
-            self._count_ended()
-            try:
-                scope, field = span_field(span)
-                prefix = scope_prefix(scope)
-            except Exception as error:  # noqa: BLE001 - an unencodable span is counted, never raised
-                self.ledger.failed(1, error)
-                field = None
-            if field is not None:
-                with self._lock:
-                    # otel-bsp-max-queue-size bounds the spans waiting, as the SDK's queue does
-                    written = self._appended - self._handed < self._max_queue and self._append(span_id, prefix, field)
-                    if written:
-                        self._appended += 1
-                if not written:
-                    self.region.count_drop()
-                    self.ledger.warn("queue_full")
-                elif self._appended - self._handed >= self._batch and not self._wake.is_set():
-                    self._wake.set()
+            self._write(span, span_id)
+
+    def _write(self, span: ReadableSpan, span_id: int) -> None:
+        """A sampled span, counted, encoded and appended; or counted as dropped (queue or ring full)."""
+        self._count_ended()
+        try:
+            scope, field = span_field(span)
+            prefix = scope_prefix(scope)
+        except Exception as error:  # noqa: BLE001 - an unencodable span is counted, never raised
+            self.ledger.failed(1, error)
+            field = None
+        if field is not None:
+            with self._lock:
+                # otel-bsp-max-queue-size bounds the spans waiting, as the SDK's queue does
+                written = self._appended - self._handed < self._max_queue and self._append(span_id, prefix, field)
+                if written:
+                    self._appended += 1
+            if not written:
+                self.region.count_drop()
+                self.ledger.warn("queue_full")
+            elif self._appended - self._handed >= self._batch:
+                self._wake_shipper()
+
+    def _wake_shipper(self) -> None:
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def _native_state(self) -> Optional[tuple[Any, ...]]:
+        """What the C on_end reads (the order of ``JS_*`` in _lifecycle.c), or None without it."""
+        if _NATIVE is None:
+            return None
+        region = self.region
+        return (
+            self._inflight, self._free, self._slot_at, self._mm, self._count_ended, self._lock, region,
+            region.ring_layout(), ship.prefixes, self._max_queue, self._batch,
+            encoder.native_span_field is not None, LEAN_SPAN_CLASSES,
+        )  # fmt: skip
+
+    #: ``on_end``: the C twin of :meth:`_on_end_py` where built (it hands to :meth:`_write` what it
+    #: does not write itself: a span the C encoder leaves to Python, a held lock, a full queue or
+    #: ring), else :meth:`_on_end_py`.
+    on_end = _on_end_py if _NATIVE is None else _NATIVE.as_method(_NATIVE.journal_on_end)
+    _native: Optional[tuple[Any, ...]] = None
 
     # ------------------------------------------------------------------ the shipping thread
 

@@ -196,6 +196,10 @@ class Region:
         self._head = head
         return True
 
+    def ring_layout(self) -> tuple[int, int, int, int]:
+        """(offset of the head counter, of the tail counter, of the ring, the ring's capacity)."""
+        return _OFF_HEAD, _OFF_TAIL, self._ring, self.capacity
+
     def append_fields(self, span_id: int, prefix: bytes, field: bytes) -> bool:
         """:meth:`append` of ``prefix + field`` (C where built: no concatenation, no Python steps)."""
         if _RING_APPEND is None:

@@ -26,18 +26,18 @@ logger = logging.getLogger(__name__)
 #: the plain name older instrumentation utilities also honour.
 _SUPPRESS = getattr(context, "_SUPPRESS_INSTRUMENTATION_KEY", "suppress_instrumentation")
 _PREFIX = struct.Struct("<HH")  # lengths of the scope field and of the schema-url field that follow
-_prefixes: dict[int, tuple[Any, bytes]] = {}  # id(scope) -> (scope, prefix); the scope is held
+prefixes: dict[int, tuple[Any, bytes]] = {}  # id(scope) -> (scope, prefix); the scope is held
 
 
 def scope_prefix(scope: Any) -> bytes:
     """The record prefix of ``scope`` (cached by identity: a tracer's spans share one scope)."""
-    entry = _prefixes.get(id(scope))
+    entry = prefixes.get(id(scope))
     if entry is None or entry[0] is not scope:
         scope_field, schema_field = scope_fields(scope)
         entry = (scope, _PREFIX.pack(len(scope_field), len(schema_field)) + scope_field + schema_field)
-        if len(_prefixes) >= 256:
-            _prefixes.clear()
-        _prefixes[id(scope)] = entry
+        if len(prefixes) >= 256:
+            prefixes.clear()
+        prefixes[id(scope)] = entry
     return entry[1]
 
 

@@ -22,6 +22,22 @@ def root_decision(sampler: Any) -> Optional[sdk_sampling.Decision]:
     return sampler._decision if type(sampler) is sdk_sampling.StaticSampler else None
 
 
+def parent_decisions(sampler: Any) -> Optional[tuple[sdk_sampling.Decision, ...]]:
+    """A parent-based sampler's decisions for a child span when they depend only on its parent
+    (static delegates): (remote sampled, remote not sampled, local sampled, local not sampled)."""
+    if type(sampler) not in _PARENT_BASED:
+        return None
+    delegates = (
+        sampler._remote_parent_sampled,
+        sampler._remote_parent_not_sampled,
+        sampler._local_parent_sampled,
+        sampler._local_parent_not_sampled,
+    )
+    if not all(type(d) is sdk_sampling.StaticSampler for d in delegates):
+        return None
+    return tuple(d._decision for d in delegates)
+
+
 def decider(sampler: Any) -> Optional[Callable[[Optional[SpanContext], int], sdk_sampling.Decision]]:
     """The decision of a sampler made only of the SDK's own (static, trace-id ratio, parent-based)
     from the parent span context (None for a root) and the trace id: their rules, without

@@ -26,6 +26,11 @@ except ImportError:  # an SDK without them: the tracer's span metrics are always
         pass
 
 _sdk_logger = logging.getLogger("opentelemetry.sdk.trace")
+_NATIVE = accel.load()
+if _NATIVE is not None and not hasattr(_NATIVE, "lean_end"):  # an older build
+    _NATIVE = None
+if _NATIVE is not None:
+    _NATIVE.configure_lifecycle(_noop)
 _UNSET = Status(StatusCode.UNSET)
 _PLAIN = frozenset((str, int, float, bool))
 _STR = frozenset((str,))
@@ -130,7 +135,8 @@ class LeanSpan(SdkSpan):
                 return
         self.set_attributes(attributes)
 
-    def end(self, end_time: Optional[int] = None) -> None:
+    def _end_py(self, end_time: Optional[int] = None) -> None:
+        """``Span.end`` of the SDK, with the processors called through :class:`Hooks`."""
         with self._lock:
             if self._start_time is None:
                 raise RuntimeError("Calling end() on a not started span.")
@@ -154,6 +160,10 @@ class LeanSpan(SdkSpan):
         else:
             self._span_processor._on_ending(self)
             self._span_processor.on_end(self)
+
+    #: ``end``: the C twin of :meth:`_end_py` where built (it hands the calls it does not take to
+    #: :meth:`_end_py`: a span already ended, or whose lock another thread holds), else that.
+    end = _end_py if _NATIVE is None else _NATIVE.as_method(_NATIVE.lean_end)
 
 
 def _does_nothing(method: Any) -> bool:

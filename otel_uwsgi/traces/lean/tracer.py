@@ -13,14 +13,17 @@ from typing import Any, Optional
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
+from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import INVALID_SPAN_ID, INVALID_TRACE_ID, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import propagation as _propagation
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
+from otel_uwsgi.native import accel
 from otel_uwsgi.native.sdk_layout import CONTEXT_AS_TUPLE, LEAN_SPAN_CLASSES
-from otel_uwsgi.traces.lean.sampling import DROP, SAMPLE, decider, root_decision
+from otel_uwsgi.traces.lean.sampling import DROP, SAMPLE, decider, parent_decisions, root_decision
 from otel_uwsgi.traces.lean.span import Hooks, LeanSpan, NoOpTracerMetrics, plain_attributes
 
 _logger = logging.getLogger(__name__)
@@ -33,6 +36,29 @@ _SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | _RANDOM_TRACE_ID)
 _UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _UNSAMPLED_RANDOM = TraceFlags(TraceFlags.DEFAULT | _RANDOM_TRACE_ID)
 _MAX_TRACE_ID, _MAX_SPAN_ID = (1 << 128) - 1, (1 << 64) - 1
+
+#: The context key of the current span (the API's private name: without it, no C start).
+_SPAN_KEY = getattr(_propagation, "_SPAN_KEY", None)
+#: The C start (otel_uwsgi/native/_lifecycle.c), or None: without the extension, on an API whose
+#: random-trace-id flag is not bit 2, or without that key.
+_NATIVE = accel.load()
+if _NATIVE is not None and (not hasattr(_NATIVE, "lean_start") or _RANDOM_TRACE_ID != 2 or _SPAN_KEY is None):
+    _NATIVE = None
+
+
+def _returns_context(cls: type) -> bool:
+    """Whether ``cls().get_span_context()`` is its ``_context`` field (the SDK's and the API's spans)."""
+    method = getattr(cls, "get_span_context", None)
+    return getattr(method, "__qualname__", "") in ("Span.get_span_context", "NonRecordingSpan.get_span_context")
+
+
+#: Span types whose span context the C start reads from their ``_context`` field (any other current
+#: span sends the start to Python); every lean span class is added as it is made.
+KNOWN_SPANS: dict[type, bool] = {
+    cls: True
+    for cls in (trace_api.NonRecordingSpan, SdkSpan, getattr(sdk_trace, "_Span", SdkSpan))
+    if _returns_context(cls)
+}
 
 
 class LeanTracer:
@@ -73,6 +99,8 @@ class LeanTracer:
                     },
                 )
                 LEAN_SPAN_CLASSES.add(self._span_class)
+                KNOWN_SPANS[self._span_class] = True
+                self._native = self._native_state(tracer)
         except AttributeError:  # an SDK whose internals differ: its own path, always correct
             _stepping_aside("a tracer part it reads is missing")
             lean = False
@@ -80,12 +108,25 @@ class LeanTracer:
             _logger.debug("otel-uwsgi: %s's spans are started by the SDK's own Tracer.start_span", tracer)
         self.lean = lean
 
+    def _native_state(self, tracer: Any) -> Optional[tuple[Any, ...]]:
+        """What the C start reads (the order of ``ST_*`` in _lifecycle.c), or None: without the
+        extension, with span metrics on or another id generator (the Python start serves those)."""
+        if _NATIVE is None or self._metrics is not None or not self._sdk_random_ids:
+            return None
+        return (
+            tracer, self._span_class, self._max_attributes, self._root_decision, parent_decisions(tracer.sampler),
+            self._decide, SAMPLE, DROP, self._random_ids,
+            (_SAMPLED, _SAMPLED_RANDOM, _UNSAMPLED, _UNSAMPLED_RANDOM), random.getrandbits, threading.Lock,
+            trace_api.NonRecordingSpan, _SPAN_KEY, KNOWN_SPANS, self._hooks, BoundedAttributes, DEFAULT_TRACE_STATE,
+            tracer._is_enabled,
+        )  # fmt: skip
+
     # One function on purpose, longer than the guide's ~60 lines: it runs at every span start, and
     # each step moved into a helper would add a Python call to every span.  Its steps, in order:
     # step aside to the SDK (tracing off, attributes it does not take, a parent it does not know),
     # trace id and sampling decision, span id and SpanContext, a dropped span's NonRecordingSpan,
     # the recording span and its BoundedAttributes built without __init__, the processors' on_start.
-    def start_span(
+    def _start_py(
         self,
         name: str,
         context: Optional[Context] = None,
@@ -162,6 +203,11 @@ class LeanTracer:
         else:
             span._span_processor.on_start(span, parent_context=context)
         return span
+
+    #: ``start_span``: the C twin of :meth:`_start_py` where built (it hands the calls it does not
+    #: take, with their arguments, to :meth:`_start_py`), else :meth:`_start_py` itself.
+    start_span = _start_py if _NATIVE is None else _NATIVE.as_method(_NATIVE.lean_start)
+    _native: Optional[tuple[Any, ...]] = None
 
 
 # The fields LeanTracer sets on a span and on its BoundedAttributes: those of this SDK's own.

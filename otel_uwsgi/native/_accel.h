@@ -1,0 +1,33 @@
+/* What _accel.c (encoding, attribute checks, the journal's ring) shares with _lifecycle.c (a lean span's
+ * start and end, the journal's on_end): both are compiled into otel_uwsgi.native._accel. */
+#ifndef OTEL_UWSGI_ACCEL_H
+#define OTEL_UWSGI_ACCEL_H
+
+#include <Python.h>
+#include <stdint.h>
+
+/* opentelemetry.trace.SpanContext, handed over by configure() (NULL before). */
+extern PyObject *SpanContextType;
+
+/* span_field(module, span): the ScopeSpans.spans field of a span of the common shape, or None. */
+PyObject *span_field(PyObject *module, PyObject *span);
+/* plain_attributes(module, mapping): Py_True / Py_False (a new reference), NULL on error. */
+PyObject *plain_attributes(PyObject *module, PyObject *attributes);
+/* An exact int in [0, 2**128) as two halves: 0, else -1 (no exception set). */
+int u128(PyObject *v, uint64_t *hi, uint64_t *lo);
+/* zlib.crc32(data, crc). */
+uint32_t crc32_update(uint32_t crc, const unsigned char *p, Py_ssize_t n);
+/* A journal record (prefix + field) at head: the new head, or -1 when the ring has no room. */
+int64_t ring_write(unsigned char *base, Py_ssize_t head_at, Py_ssize_t tail_at, Py_ssize_t ring_at, uint64_t cap,
+                   uint64_t head, uint64_t span_id, const unsigned char *prefix, Py_ssize_t plen,
+                   const unsigned char *field, Py_ssize_t flen);
+
+/* _lifecycle.c */
+PyObject *lean_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+PyObject *lean_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+PyObject *journal_on_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *as_method(PyObject *module, PyObject *function);
+PyObject *configure_lifecycle(PyObject *module, PyObject *noop);
+int lifecycle_init(void);
+
+#endif
