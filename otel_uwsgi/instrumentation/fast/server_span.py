@@ -20,9 +20,10 @@ from opentelemetry.instrumentation.utils import http_status_to_status_code
 from opentelemetry.propagate import extract, get_global_textmap
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import INVALID_SPAN, SpanKind, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from otel_uwsgi.instrumentation.fast.context_ops import SPAN_KEY, get_current
 from otel_uwsgi.instrumentation.fast.http import (
     HeaderCapture,
     HttpConfig,
@@ -30,6 +31,7 @@ from otel_uwsgi.instrumentation.fast.http import (
     request_attributes,
 )
 from otel_uwsgi.instrumentation.fast.tracer import LazyTracer
+from otel_uwsgi.native.sdk_layout import LEAN_SPAN_CLASSES
 
 logger = logging.getLogger("otel_uwsgi.instrumentation.fast")
 
@@ -101,6 +103,8 @@ class ServerSetup:
         self.http, self.mode, self.default_mode = http, mode, default_mode
         self.request_headers = HeaderCapture(http.request_headers, http.sanitize, "http.request.header.")
         self.response_headers = HeaderCapture(http.response_headers, http.sanitize, "http.response.header.")
+        self.capture_request_headers = bool(self.request_headers)  # read per request: no __bool__ call
+        self.capture_response_headers = bool(self.response_headers)
         self.tracer = LazyTracer(scope, schema_url, version)
         self.getter = EnvironGetter()
         self.extract = Extractor()
@@ -141,21 +145,30 @@ def start_server_span(
 ) -> tuple[Any, context.Context, bool]:
     """``(span, the context to make current with it, is it a SERVER span)``: SERVER with the
     propagated parent when no span is current, else INTERNAL under the current one."""
-    ctx = context.get_current()
-    if trace.get_current_span(ctx) is INVALID_SPAN:
+    ctx = get_current()
+    if SPAN_KEY is not None:  # trace.get_current_span(ctx) is INVALID_SPAN, without its two calls
+        current = ctx.get(SPAN_KEY)
+        no_span = current is None or current is INVALID_SPAN or not isinstance(current, Span)
+    else:
+        no_span = trace.get_current_span(ctx) is INVALID_SPAN
+    if no_span:
         extracted = setup.extract(environ, setup.getter)
         if extracted is not None:  # None: no propagation header, the current context stands
             ctx = extracted
         kind = SpanKind.SERVER
     else:
         kind = SpanKind.INTERNAL
-    span = setup.tracer.get().start_span(name, ctx, kind, attributes=attributes, start_time=start_time)
+    tracer = setup.tracer.tracer or setup.tracer.get()
+    span = tracer.start_span(name, ctx, kind, attributes, start_time)
     return span, ctx, kind is SpanKind.SERVER
 
 
 def set_checked(span: Any, attributes: dict[str, Any]) -> None:
     """Attributes made here (str, int, float, bool values) in one call."""
-    getattr(span, "set_checked_attributes", span.set_attributes)(attributes)
+    if type(span) in LEAN_SPAN_CLASSES:
+        span.set_checked_attributes(attributes)
+    else:
+        span.set_attributes(attributes)
 
 
 def set_status_code(span: Any, code: int, final: dict[str, Any]) -> None:
@@ -164,9 +177,14 @@ def set_status_code(span: Any, code: int, final: dict[str, Any]) -> None:
     final["http.status_code"] = code
     set_checked(span, final)
     if not (type(code) is int and 100 <= code < 500):
-        status = http_status_to_status_code(code, server_span=True)
-        if status is not StatusCode.UNSET:
-            span.set_status(Status(status))
+        set_error_status(span, code)
+
+
+def set_error_status(span: Any, code: Any) -> None:
+    """The status a server span gets for a code outside 1xx-4xx (UNSET: none is set)."""
+    status = http_status_to_status_code(code, server_span=True)
+    if status is not StatusCode.UNSET:
+        span.set_status(Status(status))
 
 
 def record_error(span: Any, exception: BaseException) -> None:

@@ -22,14 +22,15 @@ class LazyTracer:
 
     def __init__(self, name: str, schema_url: str, version: Optional[str] = None) -> None:
         self._name, self._schema_url, self._version = name, schema_url, version or __version__
-        self._tracer: Any = None
+        #: the real tracer once :meth:`get` found it (None before): read first on the hot path
+        self.tracer: Any = None
 
     def get(self) -> Any:
-        tracer = self._tracer
+        tracer = self.tracer
         if tracer is None:
             provider = trace.get_tracer_provider()
             tracer = provider.get_tracer(self._name, self._version, schema_url=self._schema_url)
             if not isinstance(provider, trace.ProxyTracerProvider):
                 lean = getattr(tracer, "_lean", None)  # a LeanSdkTracer (otel-lean-spans) carries one
-                tracer = self._tracer = lean if isinstance(lean, LeanTracer) else LeanTracer(tracer)
+                tracer = self.tracer = lean if isinstance(lean, LeanTracer) else LeanTracer(tracer)
         return tracer

@@ -118,6 +118,14 @@ class LeanSpan(SdkSpan):
                     return
         SdkSpan.set_attribute(self, key, value)
 
+    def update_name(self, name: str) -> None:
+        """The SDK's ``update_name`` (its ended-span check and warning) in one call, not two."""
+        with self._lock:
+            if self._end_time is None:
+                self._name = name
+                return
+        _sdk_logger.warning("Tried calling %s on an ended span.", "update_name")
+
     def set_checked_attributes(self, attributes: dict[str, Any]) -> None:
         """``set_attributes`` for values the fast path made itself (str, int, float, bool): added
         without the SDK's per-value checks when that changes nothing, by the SDK otherwise
