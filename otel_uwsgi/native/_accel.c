@@ -1057,7 +1057,7 @@ static PyMethodDef methods[] = {
      "LeanTracer._start_py in C (_lifecycle.c)."},
     {"lean_end", (PyCFunction)(void (*)(void))lean_end, METH_FASTCALL | METH_KEYWORDS,
      "lean_end(span, end_time=None): LeanSpan._end_py in C (_lifecycle.c)."},
-    {"journal_on_end", (PyCFunction)(void (*)(void))journal_on_end, METH_FASTCALL,
+    {"journal_on_end", (PyCFunction)(void (*)(void))journal_on_end, METH_FASTCALL | METH_KEYWORDS,
      "journal_on_end(processor, span): JournalSpanProcessor._on_end_py in C (_lifecycle.c)."},
     {"as_method", as_method, METH_O, "as_method(function): the function, bound like a method as a class attribute"},
     {"configure_lifecycle", configure_lifecycle, METH_O, "configure_lifecycle(noop): the span metrics' no-op"},

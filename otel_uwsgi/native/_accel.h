@@ -25,7 +25,7 @@ int64_t ring_write(unsigned char *base, Py_ssize_t head_at, Py_ssize_t tail_at, 
 /* _lifecycle.c */
 PyObject *lean_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 PyObject *lean_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
-PyObject *journal_on_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *journal_on_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 PyObject *as_method(PyObject *module, PyObject *function);
 PyObject *configure_lifecycle(PyObject *module, PyObject *noop);
 int lifecycle_init(void);

@@ -149,8 +149,10 @@ static PyObject *random_id(PyObject *getrandbits, int bits) {
 PyObject *lean_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
     static const char *const names[] = {"name", "context", "kind", "attributes", "start_time"};
     PyObject *given[5] = {NULL, Py_None, NULL, Py_None, Py_None};
-    if (nargs < 1 || nargs > 6)
+    if (nargs < 1)
         goto python_no_self;
+    if (nargs > 6) /* too many arguments: the twin raises Python's own TypeError */
+        goto python;
     PyObject *self = args[0];
     for (Py_ssize_t i = 1; i < nargs; i++)
         given[i - 1] = args[i];
@@ -295,6 +297,11 @@ PyObject *lean_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs, 
         Py_INCREF(items[i]);
         PyTuple_SET_ITEM(span_context, i, items[i]);
     }
+#if PY_VERSION_HEX >= 0x030E0000
+    /* 3.14 caches a tuple's hash, -1 until computed; the zeroed memory GenericAlloc gives would read as
+     * a cached hash of 0 (tuple.__new__ resets it the same way) */
+    ((PyTupleObject *)span_context)->ob_hash = -1;
+#endif
     if (dropped) {
         span = PyObject_CallOneArg(ST(ST_NON_RECORDING), span_context);
         goto done;
@@ -361,7 +368,7 @@ python_state:
 python:
     return twin(args[0], s_start_py, args + 1, nargs - 1, kwnames);
 python_no_self:
-    PyErr_SetString(PyExc_TypeError, "start_span() takes a name and at most 4 more arguments");
+    PyErr_SetString(PyExc_TypeError, "start_span() needs the tracer");
     return NULL;
 }
 
@@ -469,11 +476,13 @@ enum {
 };
 
 /* JournalSpanProcessor.on_end(self, span). */
-PyObject *journal_on_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "on_end(span)");
+PyObject *journal_on_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "on_end() needs the processor");
         return NULL;
     }
+    if (nargs != 2 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) /* on_end(span=...): as Python takes it */
+        return twin(args[0], s_on_end_py, args + 1, nargs - 1, kwnames);
     PyObject *self = args[0], *span = args[1];
     PyObject *state = PyObject_GetAttr(self, s_native);
     if (state == NULL)

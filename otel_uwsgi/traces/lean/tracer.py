@@ -100,7 +100,8 @@ class LeanTracer:
                 )
                 LEAN_SPAN_CLASSES.add(self._span_class)
                 KNOWN_SPANS[self._span_class] = True
-                self._native = self._native_state(tracer)
+                # None when not lean (a value-length limit): the C start does not read self.lean
+                self._native = self._native_state(tracer) if lean else None
         except AttributeError:  # an SDK whose internals differ: its own path, always correct
             _stepping_aside("a tracer part it reads is missing")
             lean = False

@@ -1,10 +1,18 @@
 """``LeanTracer`` makes the spans the SDK's tracer makes: same fields, same exported data, the
 SDK's own path whenever a shortcut would not be exact (custom sampler, value-length limit,
-attribute values it has not checked)."""
+attribute values it has not checked).
+
+Every test runs twice (the ``twin`` fixture): through the C start and end of
+otel_uwsgi/native/_lifecycle.c (``c``, where built) and through their Python twins
+``LeanTracer._start_py`` and ``LeanSpan._end_py`` (``python``)."""
 
 from __future__ import annotations
 
 import logging
+import random
+import sys
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -16,9 +24,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
+from otel_uwsgi.tools.waiting import wait_until
 from otel_uwsgi.traces.lean.sampling import decider as _decider
 from otel_uwsgi.traces.lean.span import LeanSpan
 from otel_uwsgi.traces.lean.tracer import LeanTracer
+from tests.unit.traces.twins import VARIANTS, use
 
 ATTRIBUTES = {"http.method": "GET", "net.host.port": 8000, "ratio": 0.5, "flag": True, "http.target": "/db"}
 REMOTE = SpanContext(
@@ -28,6 +38,44 @@ REMOTE = SpanContext(
     trace_flags=TraceFlags(TraceFlags.SAMPLED),
     trace_state=TraceState([("vendor", "value")]),
 )
+
+
+@dataclass
+class Twin:
+    """Which twin a test runs through, and (``c``) how often the C code handed a call to Python."""
+
+    name: str
+    start_py: int = 0  # calls of LeanTracer._start_py
+    end_py: int = 0  # calls of LeanSpan._end_py
+
+
+@pytest.fixture(autouse=True, params=VARIANTS)
+def twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Twin:
+    """The C start and end (``c``, where built), or their Python twins in their place (``python``):
+    every test of this module proves both.  Under ``c`` the Python twins count the calls the C
+    code hands them (its fallbacks), so a test can tell which one did the work."""
+    twin = Twin(request.param)
+    start_py, end_py = LeanTracer._start_py, LeanSpan._end_py
+    use(twin.name, monkeypatch)
+    if twin.name == "python":
+        return twin
+
+    def counted_start(self: LeanTracer, *args: Any, **kwargs: Any) -> Any:
+        twin.start_py += 1
+        return start_py(self, *args, **kwargs)
+
+    def counted_end(self: LeanSpan, *args: Any, **kwargs: Any) -> Any:
+        twin.end_py += 1
+        return end_py(self, *args, **kwargs)
+
+    monkeypatch.setattr(LeanTracer, "_start_py", counted_start)
+    monkeypatch.setattr(LeanSpan, "_end_py", counted_end)
+    return twin
+
+
+def handed_to_python(twin: Twin, starts: int, ends: int = 0) -> bool:
+    """Whether the C code handed exactly these calls to its Python twins (always true for ``python``)."""
+    return twin.name == "python" or (twin.start_py, twin.end_py) == (starts, ends)
 
 
 def pipeline(**provider_kwargs: Any) -> tuple[Any, LeanTracer, InMemorySpanExporter]:
@@ -65,12 +113,15 @@ def both(tracer: Any, lean: LeanTracer, ctx: Any = None, attributes: Any = ATTRI
     )
 
 
-def test_a_lean_span_has_every_field_of_an_sdk_span_with_the_same_values():
+def test_a_lean_span_has_every_field_of_an_sdk_span_with_the_same_values(twin):
     tracer, lean, _ = pipeline()
     assert lean.lean
     ctx = trace.set_span_in_context(NonRecordingSpan(REMOTE))
     sdk_span, lean_span = both(tracer, lean, ctx)
     assert isinstance(lean_span, LeanSpan)
+    if twin.name == "c":  # the C start made it, without its Python twin
+        assert isinstance(lean._native, tuple) and LeanTracer.start_span is not LeanTracer._start_py
+        assert twin.start_py == 0
     # Every field of the SDK's span, on the instance or (shared by the tracer's spans) its class
     assert all(hasattr(lean_span, field) for field in vars(sdk_span))  # an SDK release adding a field fails here
     assert set(vars(lean_span)) == {"_name", "_context", "_kind", "_parent", "_lock", "_attributes", "_start_time"}
@@ -188,12 +239,17 @@ def test_a_custom_sampler_takes_the_sdk_path():
     assert exporter.get_finished_spans()[0].attributes["sampler"] == "yes"
 
 
-def test_a_value_length_limit_takes_the_sdk_path():
+@pytest.mark.parametrize("ctx", [None, context.Context()], ids=["no-context", "context"])
+def test_a_value_length_limit_takes_the_sdk_path(ctx):
+    """With a context too, the case the C start takes: a tracer that is not lean has no C state."""
     _, lean, exporter = pipeline(span_limits=SpanLimits(max_span_attribute_length=3))
-    assert not lean.lean
-    lean.start_span("GET", None, SpanKind.SERVER, attributes=dict(ATTRIBUTES)).end()
+    assert not lean.lean and lean._native is None
+    span = lean.start_span("GET", ctx, SpanKind.SERVER, attributes={**ATTRIBUTES, "http.route": "/items"})
+    assert not isinstance(span, LeanSpan)
+    span.end()
     assert exporter.get_finished_spans()[0].attributes["http.target"] == "/db"
     assert exporter.get_finished_spans()[0].attributes["http.method"] == "GET"
+    assert exporter.get_finished_spans()[0].attributes["http.route"] == "/it"  # the SDK's truncation
 
 
 @pytest.mark.parametrize(
@@ -379,25 +435,31 @@ class Recording(SpanProcessor):
         self.seen.append(f"{self.label} end {span.name}")
 
 
-def test_processors_are_called_in_order_including_those_added_or_removed_later():
-    """Spans call the processors' hooks directly: the chain's order, re-read when it changes."""
+@pytest.mark.parametrize("ctx", [None, context.Context()], ids=["no-context", "context"])
+def test_processors_are_called_in_order_including_those_added_or_removed_later(twin, ctx):
+    """Spans call the processors' hooks directly: the chain's order, re-read when it changes (at a
+    span's start, and at its end: a span started before the change ends with the new chain)."""
     provider = TracerProvider()
     seen: list[str] = []
     first, second = Recording(seen, "1"), Recording(seen, "2")
     provider.add_span_processor(first)
     lean = LeanTracer(provider.get_tracer("scope"))
     assert lean.lean
-    lean.start_span("a").end()
+    lean.start_span("a", ctx, SpanKind.INTERNAL).end()
     provider.add_span_processor(second)
-    lean.start_span("b").end()
+    lean.start_span("b", ctx, SpanKind.INTERNAL).end()
+    d = lean.start_span("d", ctx, SpanKind.INTERNAL)
     chain = provider._active_span_processor
     chain._span_processors = (second,)  # what otel-uwsgi's first-request processor does to itself
-    lean.start_span("c").end()
+    d.end()
+    lean.start_span("c", ctx, SpanKind.INTERNAL).end()
     assert seen == [
         "1 start a", "1 ending a", "1 end a",
         "1 start b", "2 start b", "1 ending b", "2 ending b", "1 end b", "2 end b",
+        "1 start d", "2 start d", "2 ending d", "2 end d",
         "2 start c", "2 ending c", "2 end c",
     ]  # fmt: skip
+    assert handed_to_python(twin, 0 if ctx is not None else 4)
 
 
 def test_hooks_that_do_nothing_are_skipped_and_the_others_kept():
@@ -420,7 +482,7 @@ def test_hooks_that_do_nothing_are_skipped_and_the_others_kept():
         batch.shutdown()
 
 
-def test_a_provider_with_another_processor_chain_gets_it_called():
+def test_a_provider_with_another_processor_chain_gets_it_called(twin):
     from opentelemetry.sdk.trace import ConcurrentMultiSpanProcessor
 
     chain = ConcurrentMultiSpanProcessor(2)
@@ -429,8 +491,10 @@ def test_a_provider_with_another_processor_chain_gets_it_called():
     provider.add_span_processor(Recording(seen, "c"))
     lean = LeanTracer(provider.get_tracer("scope"))
     lean.start_span("a").end()
+    lean.start_span("b", context.Context(), SpanKind.SERVER).end()  # the C start's case
     chain.shutdown()
-    assert sorted(seen) == ["c end a", "c ending a", "c start a"]
+    assert sorted(seen) == ["c end a", "c end b", "c ending a", "c ending b", "c start a", "c start b"]
+    assert handed_to_python(twin, 1)
 
 
 @pytest.mark.parametrize("max_attributes", [None, 0, 1, 3])
@@ -499,3 +563,351 @@ def test_lean_spans_can_be_switched_off():
     assert type(off.get_tracer("x")) is Tracer and type(off_ini.get_tracer("x")) is Tracer
     with pytest.raises(Exception, match="otel-lean-spans"):
         load({"otel-lean-spans": "maybe"}, {})
+
+
+# ------------------------------------------------------------------ the C start's edge cases
+#
+# Each case starts a span with the SDK's tracer and with the lean one from the same random state
+# and compares everything (ids, flags, trace state, exported fields, times); run through both twins
+# (the autouse ``twin`` fixture), the C start and the Python one are thereby equal too.  Under
+# ``c`` each case also says whether the C start took it or handed it to its Python twin.
+
+START, END = 1_700_000_000_000_000_000, 1_700_000_000_250_000_000
+
+
+def seeded(start: Any, seed: int = 7) -> Any:
+    random.seed(seed)
+    return start()
+
+
+def hashed(value: Any) -> Any:
+    try:
+        return hash(value)
+    except TypeError:  # a SpanContext's TraceState is not hashable
+        return "unhashable"
+
+
+def as_started(span: Any) -> dict[str, Any]:
+    """What a just-started span shows: recording or not, its span context (and that it hashes as
+    the tuple it equals: Python 3.14 caches a tuple's hash in the tuple), and a recording span's
+    fields."""
+    span_context = span.get_span_context()
+    seen = {
+        "type": type(span).__name__ if isinstance(span, NonRecordingSpan) else "recording",
+        "context": tuple(span_context),
+        "hashes_as_its_tuple": hashed(span_context) == hashed(tuple(span_context)),
+    }
+    if span.is_recording():
+        seen.update(name=span.name, kind=span.kind, parent=span.parent, attributes=list(span.attributes.items()))
+        seen.update(start_time=span.start_time)
+    return seen
+
+
+def finished(exporter: InMemorySpanExporter) -> list[dict[str, Any]]:
+    return [
+        {**exported(s), "context": tuple(s.context), "times": (s.start_time, s.end_time)}
+        for s in exporter.get_finished_spans()
+    ]
+
+
+def same_as_the_sdk(exporter: InMemorySpanExporter, sdk_start: Any, lean_start: Any, seed: int = 7) -> Any:
+    """Start with the SDK and with the lean tracer from the same random state, end both at END:
+    the same start and the same exported span.  Returns the lean span."""
+    sdk_span, lean_span = seeded(sdk_start, seed), seeded(lean_start, seed)
+    assert as_started(sdk_span) == as_started(lean_span)
+    assert as_started(lean_span)["hashes_as_its_tuple"]
+    exporter.clear()
+    sdk_span.end(end_time=END), lean_span.end(end_time=END)
+    done = finished(exporter)
+    assert len(done) in (0, 2) and done[:1] == done[1:]
+    return lean_span
+
+
+@pytest.mark.parametrize("sampled", [True, False], ids=["sampled", "not-sampled"])
+def test_a_remote_parent_with_a_trace_state(twin, sampled):
+    tracer, lean, exporter = pipeline()
+    flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+    parent = SpanContext(REMOTE.trace_id, REMOTE.span_id, True, flags, TraceState([("k", "v"), ("o", "p")]))
+    ctx = trace.set_span_in_context(NonRecordingSpan(parent))
+    span = same_as_the_sdk(
+        exporter,
+        lambda: tracer.start_span("GET", ctx, SpanKind.SERVER, attributes=ATTRIBUTES, start_time=START),
+        lambda: lean.start_span("GET", ctx, SpanKind.SERVER, ATTRIBUTES, START),
+    )
+    assert span.get_span_context().trace_state == parent.trace_state
+    assert isinstance(span, LeanSpan) is sampled  # ParentBased(ALWAYS_ON): a remote unsampled parent drops
+    assert handed_to_python(twin, 0)
+
+
+@pytest.mark.parametrize(
+    "parent",
+    [trace.INVALID_SPAN_CONTEXT, SpanContext(0, 0xB7AD6B7169203331, True, TraceFlags(TraceFlags.SAMPLED))],
+    ids=["invalid", "no-trace-id"],
+)
+def test_an_invalid_non_recording_parent_starts_a_root(twin, parent):
+    tracer, lean, exporter = pipeline()
+    ctx = trace.set_span_in_context(NonRecordingSpan(parent))
+    span = same_as_the_sdk(
+        exporter,
+        lambda: tracer.start_span("GET", ctx, SpanKind.SERVER, start_time=START),
+        lambda: lean.start_span("GET", ctx, SpanKind.SERVER, None, START),
+    )
+    assert span.parent is None and span.get_span_context().trace_id != parent.trace_id
+    assert handed_to_python(twin, 0)
+
+
+@pytest.mark.parametrize("attributes", [None, {}], ids=["none", "empty"])
+def test_no_attributes(twin, attributes):
+    tracer, lean, exporter = pipeline()
+    span = same_as_the_sdk(
+        exporter,
+        lambda: tracer.start_span("GET", context.Context(), SpanKind.SERVER, attributes=attributes, start_time=START),
+        lambda: lean.start_span("GET", context.Context(), SpanKind.SERVER, attributes, START),
+    )
+    assert span._attributes._dict == {} and span._attributes._dict is not attributes  # its own dict
+    span._attributes._dict["x"] = 1
+    assert attributes in (None, {})
+    assert handed_to_python(twin, 0)
+
+
+def test_keyword_arguments(twin):
+    tracer, lean, exporter = pipeline()
+    ctx = trace.set_span_in_context(NonRecordingSpan(REMOTE))
+    span = same_as_the_sdk(
+        exporter,
+        lambda: tracer.start_span("n", context=ctx, kind=SpanKind.CLIENT, attributes={"a": 1}, start_time=123),
+        lambda: lean.start_span("n", context=ctx, kind=SpanKind.CLIENT, attributes={"a": 1}, start_time=123),
+    )
+    assert span.start_time == 123 and span.kind is SpanKind.CLIENT and span.parent == REMOTE
+    same_as_the_sdk(  # every argument a keyword, in another order
+        exporter,
+        lambda: tracer.start_span(start_time=START, attributes={"a": 1}, kind=SpanKind.CLIENT, context=ctx, name="k"),
+        lambda: lean.start_span(start_time=START, attributes={"a": 1}, kind=SpanKind.CLIENT, context=ctx, name="k"),
+    )
+    assert handed_to_python(twin, 0)
+
+
+def test_arguments_start_span_does_not_take_raise_as_in_python(twin):
+    _, lean, _ = pipeline()
+    with pytest.raises(TypeError, match="positional argument"):
+        lean.start_span("n", None, SpanKind.SERVER, None, None, "one too many")
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        lean.start_span("n", kind=SpanKind.SERVER, links=())
+    with pytest.raises(TypeError, match="multiple values"):
+        lean.start_span("n", context.Context(), SpanKind.SERVER, context=context.Context())
+    assert handed_to_python(twin, 3)
+
+
+def test_the_default_kind_and_no_context_are_the_python_starts(twin):
+    """Without a context (the current one is read) or a kind, the C start hands the call over."""
+    tracer, lean, exporter = pipeline()
+    token = context.attach(trace.set_span_in_context(NonRecordingSpan(REMOTE)))
+    try:
+        span = same_as_the_sdk(
+            exporter,
+            lambda: tracer.start_span("GET", None, SpanKind.SERVER, start_time=START),
+            lambda: lean.start_span("GET", None, SpanKind.SERVER, None, START),
+        )
+        same_as_the_sdk(
+            exporter,
+            lambda: tracer.start_span("GET", context.Context(), start_time=START),
+            lambda: lean.start_span("GET", context.Context(), start_time=START),
+        )
+    finally:
+        context.detach(token)
+    assert span.parent == REMOTE  # the attached context's span
+    assert handed_to_python(twin, 2)
+
+
+PARENTS = [
+    None,
+    SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, True, TraceFlags(TraceFlags.SAMPLED)),
+    SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, True, TraceFlags(TraceFlags.DEFAULT)),
+    SpanContext(0x1234, 0x5678, False, TraceFlags(TraceFlags.SAMPLED)),
+    SpanContext(0x1234, 0x5678, False, TraceFlags(TraceFlags.DEFAULT)),
+]
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        sampling.ParentBasedTraceIdRatio(0.5),  # the root: the decider (the trace id's ratio)
+        sampling.ParentBased(sampling.ALWAYS_OFF),  # DROP: a NonRecordingSpan
+        sampling.ParentBased(sampling.ALWAYS_ON, remote_parent_sampled=sampling.TraceIdRatioBased(0.5)),
+        sampling.ParentBased(  # a decision of its own for each kind of parent (taken without the decider)
+            sampling.ALWAYS_ON,
+            remote_parent_sampled=sampling.ALWAYS_OFF,
+            remote_parent_not_sampled=sampling.ALWAYS_ON,
+            local_parent_sampled=sampling.ALWAYS_ON,
+            local_parent_not_sampled=sampling.ALWAYS_OFF,
+        ),
+    ],
+    ids=["parentbased_traceidratio", "parentbased_always_off", "parentbased_ratio_delegate", "parentbased_static"],
+)
+def test_samplers_through_the_decider_and_the_static_decisions(twin, sampler):
+    tracer, lean, exporter = pipeline(sampler=sampler)
+    decisions = set()
+    for seed in range(24):
+        for parent in PARENTS:
+            ctx = trace.set_span_in_context(NonRecordingSpan(parent)) if parent else context.Context()
+            span = same_as_the_sdk(
+                exporter,
+                lambda ctx=ctx: tracer.start_span("GET", ctx, SpanKind.SERVER, attributes=ATTRIBUTES, start_time=START),
+                lambda ctx=ctx: lean.start_span("GET", ctx, SpanKind.SERVER, ATTRIBUTES, START),
+                seed,
+            )
+            decisions.add((parent is None, isinstance(span, LeanSpan)))
+    if type(sampler) is sampling.ParentBasedTraceIdRatio:
+        assert {(True, True), (True, False)} <= decisions  # the ratio decided both ways
+    if sampler._root is sampling.ALWAYS_OFF:
+        assert (True, False) in decisions and (True, True) not in decisions
+    assert handed_to_python(twin, 0)
+
+
+def test_a_disabled_tracer_starts_what_the_sdk_starts(twin):
+    from opentelemetry.sdk import trace as sdk_trace
+
+    config = getattr(sdk_trace, "_TracerConfig", None)
+    tracer, lean, exporter = pipeline()
+    if config is None or not hasattr(tracer, "_set_tracer_config"):
+        pytest.skip("this SDK has no tracer configuration (TracerConfigurator)")
+    ctx = trace.set_span_in_context(NonRecordingSpan(REMOTE))
+    tracer._set_tracer_config(config(is_enabled=False))
+    span = same_as_the_sdk(
+        exporter,
+        lambda: tracer.start_span("GET", ctx, SpanKind.SERVER, start_time=START),
+        lambda: lean.start_span("GET", ctx, SpanKind.SERVER, None, START),
+    )
+    assert not span.is_recording() and span.get_span_context() == REMOTE
+    assert handed_to_python(twin, 1)
+    tracer._set_tracer_config(config(is_enabled=True))  # enabled again: the C start again
+    assert isinstance(lean.start_span("GET", ctx, SpanKind.SERVER), LeanSpan)
+    assert handed_to_python(twin, 1)
+
+
+def test_a_current_span_of_another_type_is_the_python_starts(twin):
+    """A span type the C start was not told about (its get_span_context() may differ from its
+    _context): the Python start asks it."""
+
+    class Wrapped(NonRecordingSpan):
+        def get_span_context(self) -> SpanContext:
+            return REMOTE
+
+    tracer, lean, exporter = pipeline()
+    ctx = trace.set_span_in_context(Wrapped(trace.INVALID_SPAN_CONTEXT))
+    span = same_as_the_sdk(
+        exporter,
+        lambda: tracer.start_span("GET", ctx, SpanKind.SERVER, start_time=START),
+        lambda: lean.start_span("GET", ctx, SpanKind.SERVER, None, START),
+    )
+    assert span.parent == REMOTE
+    assert handed_to_python(twin, 1)
+
+
+# ------------------------------------------------------------------ the C end's edge cases
+
+
+def test_end_takes_its_time_as_a_keyword_or_by_position(twin):
+    tracer, lean, exporter = pipeline()
+    lean.start_span("a", context.Context(), SpanKind.SERVER, None, START).end(END)
+    lean.start_span("b", context.Context(), SpanKind.SERVER, None, START).end(end_time=END + 1)
+    assert [s.end_time for s in exporter.get_finished_spans()] == [END, END + 1]
+    sdk_span = tracer.start_span("c")
+    sdk_span.end()
+    for span in exporter.get_finished_spans():  # attributes frozen at the end, as the SDK's
+        assert span._attributes._immutable is sdk_span._attributes._immutable is True
+        with pytest.raises(TypeError):
+            span._attributes["late"] = 1
+    with pytest.raises(TypeError):
+        lean.start_span("c", context.Context(), SpanKind.SERVER).end(END, end_time=END)
+    assert handed_to_python(twin, 0, 1)
+
+
+def test_an_ended_span_warns_once_and_reaches_the_processors_once(twin, caplog):
+    provider = TracerProvider()
+    seen: list[str] = []
+    provider.add_span_processor(Recording(seen, "p"))
+    lean = LeanTracer(provider.get_tracer("scope"))
+    span = lean.start_span("a", context.Context(), SpanKind.SERVER)
+    with caplog.at_level(logging.WARNING, logger="opentelemetry.sdk.trace"):
+        span.end(END)
+        span.end(END + 5)
+    warned = [r for r in caplog.records if r.getMessage() == "Calling end() on an ended span."]
+    assert len(warned) == 1 and warned[0].name == "opentelemetry.sdk.trace"
+    assert seen == ["p start a", "p ending a", "p end a"] and span.end_time == END
+    assert handed_to_python(twin, 0, 1)  # the second end: the Python twin warns
+
+
+def test_ending_a_span_that_is_not_started_raises_as_in_python(twin):
+    _, lean, exporter = pipeline()
+    span = lean.start_span("a", context.Context(), SpanKind.SERVER)
+    span._start_time = None
+    with pytest.raises(RuntimeError, match="not started"):
+        span.end()
+    assert exporter.get_finished_spans() == () and handed_to_python(twin, 0, 1)
+
+
+def _in(thread: threading.Thread, function: str) -> bool:
+    """Whether ``thread`` is running ``function`` now (somewhere in its stack)."""
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code.co_name == function:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def test_a_span_whose_lock_another_thread_holds_ends_after_it(twin):
+    """The C end does not end a span whose lock is held (it would not wait for it): its Python
+    twin waits, then ends it."""
+    _, lean, exporter = pipeline()
+    span = lean.start_span("a", context.Context(), SpanKind.SERVER)
+    errors: list[BaseException] = []
+
+    def end() -> None:
+        try:
+            span.end(END)
+        except BaseException as error:  # noqa: BLE001 - reported by the test below
+            errors.append(error)
+
+    ender = threading.Thread(target=end)
+    with span._lock:  # this thread holds it (released even when an assertion fails: the thread ends)
+        ender.start()
+        waiting = wait_until(lambda: _in(ender, "_end_py"), 5)  # for the lock, there
+        ended_meanwhile = span.end_time is not None or exporter.get_finished_spans() != ()
+    ender.join(5)
+    assert waiting and not ended_meanwhile
+    assert not ender.is_alive() and errors == []
+    assert span.end_time == END and len(exporter.get_finished_spans()) == 1
+    assert handed_to_python(twin, 0, 1)
+
+
+def test_span_metrics_are_recorded_at_the_end_as_by_the_sdk(twin, monkeypatch):
+    """With the SDK's span metrics on, the Python start runs (no C state) and the end (C or Python)
+    calls the span's own _record_end_metrics once: live spans go back to 0, never below."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+
+    def span_metrics(make: Any) -> list[dict[str, Any]]:
+        reader = InMemoryMetricReader()
+        provider = TracerProvider(meter_provider=MeterProvider(metric_readers=[reader]), shutdown_on_exit=False)
+        tracer = make(provider.get_tracer("scope"))
+        seen = []
+        for parent in (context.Context(), trace.set_span_in_context(NonRecordingSpan(REMOTE))):
+            span = tracer.start_span("a", parent, SpanKind.SERVER)
+            span.end()
+            span.end()  # ended already: nothing recorded again
+            data = reader.get_metrics_data()
+            seen.append({
+                m.name: sorted((sorted(p.attributes.items()), p.value) for p in m.data.data_points)
+                for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+                if m.name.startswith("otel.sdk.span.")
+            })  # fmt: skip
+        return seen
+
+    lean_metrics = span_metrics(LeanTracer)
+    assert lean_metrics == span_metrics(lambda tracer: tracer)
+    assert lean_metrics[-1]["otel.sdk.span.live"][0][1] == 0
+    assert handed_to_python(twin, 2, 2)  # the starts (span metrics on), the second ends

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from collections import Counter
 
+import pytest
+from opentelemetry import context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
@@ -21,6 +23,7 @@ from otel_uwsgi.tools.waiting import wait_until
 from otel_uwsgi.traces.journal import adopt, directory, ship
 from otel_uwsgi.traces.journal.processor import JournalSpanProcessor
 from otel_uwsgi.traces.journal.region import EXIT_FLUSHING, HEADER_SIZE, SLOT_SIZE, Owner, Region
+from otel_uwsgi.traces.lean.tracer import make_lean
 from otel_uwsgi.traces.ledger import Ledger
 
 RESOURCE = Resource({"service.name": "adopt-test", "process.pid": 4242})
@@ -34,6 +37,8 @@ def _dead_journal(path: str, spans: int, *, in_flight: bool = False) -> None:
     """A journal written by a process that then died (SIGKILL), with ``spans`` ended spans."""
     script = f"""
 import os, signal
+import pytest
+from opentelemetry import context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
@@ -139,7 +144,14 @@ time.sleep(60)
         holder.wait()
 
 
-def test_the_processor_writes_frees_slots_and_counts_a_full_journal(tmp_path):
+def _tracer(provider: TracerProvider, lean: bool):
+    """The provider's tracer, made lean (its spans take the C on_end's own path) or the SDK's."""
+    tracer = provider.get_tracer("t")
+    return make_lean(tracer) if lean else tracer
+
+
+@pytest.mark.parametrize("lean", [False, True], ids=["sdk", "lean"])
+def test_the_processor_writes_frees_slots_and_counts_a_full_journal(tmp_path, twins, lean):
     region = Region.create(str(tmp_path / "me.journal"), capacity=4096, slot_count=2,
                            owner=Owner(os.getpid(), 1, 1, 0, 1), resource=ship.resource_blob(RESOURCE))
     ledger = Ledger()
@@ -149,7 +161,7 @@ def test_the_processor_writes_frees_slots_and_counts_a_full_journal(tmp_path):
                                          max_export_batch_size=512)
         provider = TracerProvider(resource=RESOURCE, shutdown_on_exit=False)
         provider.add_span_processor(processor)
-        tracer = provider.get_tracer("t")
+        tracer = _tracer(provider, lean)
         server = tracer.start_span("GET /", kind=SpanKind.SERVER)
         assert len(list(region.slots())) == 1
         server.end()
@@ -164,7 +176,8 @@ def test_the_processor_writes_frees_slots_and_counts_a_full_journal(tmp_path):
         assert ledger.counts().exported == 101 - region.dropped
 
 
-def test_otel_bsp_max_queue_size_bounds_the_spans_waiting(tmp_path):
+@pytest.mark.parametrize("lean", [False, True], ids=["sdk", "lean"])
+def test_otel_bsp_max_queue_size_bounds_the_spans_waiting(tmp_path, twins, lean):
     region = Region.create(str(tmp_path / "me.journal"), capacity=1 << 20, slot_count=2,
                            owner=Owner(os.getpid(), 1, 1, 0, 1), resource=ship.resource_blob(RESOURCE))
     ledger = Ledger()
@@ -172,12 +185,14 @@ def test_otel_bsp_max_queue_size_bounds_the_spans_waiting(tmp_path):
                                      schedule_delay_millis=60000, max_export_batch_size=512, max_queue_size=60)
     provider = TracerProvider(resource=RESOURCE, shutdown_on_exit=False)
     provider.add_span_processor(processor)
+    tracer = _tracer(provider, lean)
     for i in range(100):
-        provider.get_tracer("t").start_span(f"span {i}").end()
+        tracer.start_span(f"span {i}", context.Context()).end()  # a context: the C start takes it
     assert ledger.counts().queue_full == 40 == region.dropped
+    assert processor._appended == 60 and ledger.counts().ended == 100
 
 
-def test_the_shipping_thread_keeps_a_long_requests_slot_current(tmp_path):
+def test_the_shipping_thread_keeps_a_long_requests_slot_current(tmp_path, twins):
     region = Region.create(str(tmp_path / "me.journal"), capacity=65536, slot_count=2,
                            owner=Owner(os.getpid(), 1, 1, 0, 1), resource=ship.resource_blob(RESOURCE))
     processor = JournalSpanProcessor(region, directory.Instance(str(tmp_path), "i"), None, Ledger(),

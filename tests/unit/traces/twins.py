@@ -1,0 +1,35 @@
+"""The C twins of otel_uwsgi/native/_lifecycle.c (a lean span's start and end, the journal's
+on_end) and their Python twins, swapped for a test: the same cases run through either."""
+
+from __future__ import annotations
+
+import pytest
+
+from otel_uwsgi.traces.journal import processor as journal_processor
+from otel_uwsgi.traces.journal.processor import JournalSpanProcessor
+from otel_uwsgi.traces.lean import tracer as lean_tracer
+from otel_uwsgi.traces.lean.span import LeanSpan
+from otel_uwsgi.traces.lean.tracer import LeanTracer
+
+#: ``c``: the entry points as built (the C twins where the extension is); ``python``: the Python twins.
+VARIANTS = ("c", "python")
+
+
+def c_built() -> bool:
+    """Whether the three entry points are the C twins here (not turned off, not an older build)."""
+    return lean_tracer._NATIVE is not None and journal_processor._NATIVE is not None
+
+
+def use_python_twins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``start_span``, ``end`` and ``on_end`` as the Python twins, in place of the C ones."""
+    monkeypatch.setattr(LeanTracer, "start_span", LeanTracer._start_py)
+    monkeypatch.setattr(LeanSpan, "end", LeanSpan._end_py)
+    monkeypatch.setattr(JournalSpanProcessor, "on_end", JournalSpanProcessor._on_end_py)
+
+
+def use(variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run through ``variant``'s entry points (skipping ``c`` where the C twins are not built)."""
+    if variant == "python":
+        use_python_twins(monkeypatch)
+    elif not c_built():
+        pytest.skip("the C twins are not built here (or OTEL_UWSGI_NO_EXTENSIONS is set)")
