@@ -128,6 +128,7 @@ enum {
     ST_BOUNDED,          /* BoundedAttributes */
     ST_TRACE_STATE,      /* DEFAULT_TRACE_STATE */
     ST_IS_ENABLED,       /* tracer._is_enabled */
+    ST_GET_CURRENT,      /* opentelemetry.context.get_current (or the ContextVar's get): for context=None */
     ST_SIZE
 };
 
@@ -179,14 +180,16 @@ PyObject *lean_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs, 
     PyObject *state = PyObject_GetAttr(self, s_native);
     if (state == NULL)
         return NULL;
-    if (SpanContextType == NULL || !PyTuple_Check(state) || PyTuple_GET_SIZE(state) != ST_SIZE || !PyDict_Check(context) ||
+    if (SpanContextType == NULL || !PyTuple_Check(state) || PyTuple_GET_SIZE(state) != ST_SIZE ||
+        !(context == Py_None || PyDict_Check(context)) ||
         !(attributes == Py_None || PyDict_CheckExact(attributes))) {
         Py_DECREF(state);
         goto python;
     }
 #define ST(i) PyTuple_GET_ITEM(state, i)
     PyObject *span = NULL, *trace_id = NULL, *span_id = NULL, *span_context = NULL, *parent = NULL,
-             *copy = NULL, *bounded = NULL, *lock = NULL, *time = NULL, *hooks = ST(ST_HOOKS);
+             *copy = NULL, *bounded = NULL, *lock = NULL, *time = NULL, *hooks = ST(ST_HOOKS),
+             *current_context = NULL, *lookup = context;
     /* tracing off for this tracer: the SDK's NonRecordingSpan, from Python */
     PyObject *enabled = PyObject_CallNoArgs(ST(ST_IS_ENABLED));
     if (enabled == NULL)
@@ -212,7 +215,14 @@ PyObject *lean_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs, 
             goto python_state;
     }
     /* the parent: the current span of context, as trace.get_current_span(context).get_span_context() */
-    PyObject *current = PyDict_GetItemWithError(context, ST(ST_SPAN_KEY)); /* borrowed */
+    if (context == Py_None) { /* the current context, as get_current_span(None) reads it */
+        if ((current_context = PyObject_CallNoArgs(ST(ST_GET_CURRENT))) == NULL)
+            goto error;
+        if (!PyDict_Check(current_context))
+            goto python_state;
+        lookup = current_context;
+    }
+    PyObject *current = PyDict_GetItemWithError(lookup, ST(ST_SPAN_KEY)); /* borrowed */
     PyObject *parent_context = NULL;
     if (current == NULL) {
         if (PyErr_Occurred())
@@ -356,6 +366,7 @@ done:
     Py_XDECREF(bounded);
     Py_XDECREF(lock);
     Py_XDECREF(time);
+    Py_XDECREF(current_context);
     Py_DECREF(state);
     return span;
 error:
@@ -363,6 +374,7 @@ error:
     goto done;
 python_state:
     Py_XDECREF(parent);
+    Py_XDECREF(current_context);
     Py_DECREF(state);
 #undef ST
 python:

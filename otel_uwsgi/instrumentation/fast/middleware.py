@@ -16,7 +16,6 @@ from django.conf import settings
 from django.urls import Resolver404, resolve
 from opentelemetry.instrumentation import propagators
 
-from otel_uwsgi.instrumentation.fast.context_ops import attach, detach, with_span
 from otel_uwsgi.instrumentation.fast.http import KNOWN_METHODS, native_request_attributes
 from otel_uwsgi.instrumentation.fast.server_span import (
     ServerSetup,
@@ -27,6 +26,7 @@ from otel_uwsgi.instrumentation.fast.server_span import (
     start_server_span,
     warn_once,
 )
+from otel_uwsgi.traces.context_ops import attach, detach, with_span
 
 _STATE = "_otel_uwsgi_span"
 #: Where the stock middleware keeps the request's span in ``request.META`` while the request runs;

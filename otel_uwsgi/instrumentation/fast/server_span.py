@@ -23,7 +23,6 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from otel_uwsgi.instrumentation.fast.context_ops import SPAN_KEY, get_current
 from otel_uwsgi.instrumentation.fast.http import (
     HeaderCapture,
     HttpConfig,
@@ -32,6 +31,7 @@ from otel_uwsgi.instrumentation.fast.http import (
 )
 from otel_uwsgi.instrumentation.fast.tracer import LazyTracer
 from otel_uwsgi.native.sdk_layout import LEAN_SPAN_CLASSES
+from otel_uwsgi.traces.context_ops import SPAN_KEY, get_current
 
 logger = logging.getLogger("otel_uwsgi.instrumentation.fast")
 

@@ -23,6 +23,7 @@ from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 from otel_uwsgi.native import accel
 from otel_uwsgi.native.sdk_layout import CONTEXT_AS_TUPLE, LEAN_SPAN_CLASSES
+from otel_uwsgi.traces import context_ops
 from otel_uwsgi.traces.lean.sampling import DROP, SAMPLE, decider, parent_decisions, root_decision
 from otel_uwsgi.traces.lean.span import Hooks, LeanSpan, NoOpTracerMetrics, plain_attributes
 
@@ -119,7 +120,7 @@ class LeanTracer:
             self._decide, SAMPLE, DROP, self._random_ids,
             (_SAMPLED, _SAMPLED_RANDOM, _UNSAMPLED, _UNSAMPLED_RANDOM), random.getrandbits, threading.Lock,
             trace_api.NonRecordingSpan, _SPAN_KEY, KNOWN_SPANS, self._hooks, BoundedAttributes, DEFAULT_TRACE_STATE,
-            tracer._is_enabled,
+            tracer._is_enabled, context_ops.get_current,
         )  # fmt: skip
 
     # One function on purpose, longer than the guide's ~60 lines: it runs at every span start, and
