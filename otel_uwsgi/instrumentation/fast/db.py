@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from opentelemetry.instrumentation import utils as _instrumentation_utils
 from opentelemetry.instrumentation._semconv import (
     _get_schema_url_for_signal_types,
     _OpenTelemetrySemanticConventionStability,
@@ -32,6 +33,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_uwsgi.instrumentation.fast.sql import operation_name
 from otel_uwsgi.instrumentation.fast.tracer import LazyTracer
+from otel_uwsgi.traces.context_ops import get_current
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,21 @@ logger = logging.getLogger(__name__)
 VENDORS = {"mysql": "mysql", "sqlite": "sqlite"}
 
 _wanted: dict[str, tuple[str, Mapping[str, str], LazyTracer]] = {}  # vendor -> (db.system, attribute paths, tracer)
+
+
+_SUPPRESS_KEYS = tuple(
+    getattr(_instrumentation_utils, name, None)
+    for name in ("_SUPPRESS_INSTRUMENTATION_KEY", "_SUPPRESS_INSTRUMENTATION_KEY_PLAIN")
+)
+
+
+def _instrumentation_enabled() -> bool:
+    """``is_instrumentation_enabled()``: the current context read once, not twice through
+    ``get_value`` (four Python calls per query); the stock function where its keys are not known."""
+    if None in _SUPPRESS_KEYS:
+        return is_instrumentation_enabled()
+    ctx = get_current()
+    return not (ctx.get(_SUPPRESS_KEYS[0]) or ctx.get(_SUPPRESS_KEYS[1]))
 
 
 def _statement(sql: object) -> str:
@@ -103,23 +120,23 @@ class QuerySpans:
         self._raw, self._static, self._fallback = raw, static, database or self._system
 
     def __call__(self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: dict) -> Any:
-        return self.traced(context["connection"].connection, sql, lambda: execute(sql, params, many, context))
+        return self.traced(context["connection"].connection, sql, execute, sql, params, many, context)
 
-    def traced(self, raw: Any, sql: Any, run: Callable[[], Any]) -> Any:
-        """``run()`` (the query ``sql`` on the driver connection ``raw``) inside its CLIENT span."""
-        if not is_instrumentation_enabled():
-            return run()
+    def traced(self, raw: Any, sql: Any, run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``run(*args, **kwargs)`` (the query ``sql`` on the driver connection ``raw``) inside its
+        CLIENT span (arguments passed on, not closed over: no lambda made and called per query)."""
+        if not _instrumentation_enabled():
+            return run(*args, **kwargs)
         if raw is not self._raw:
             self._connected(raw)
         attributes = dict(self._static)
         statement = _statement(sql)
         for key in self._statement_keys:
             attributes[key] = statement
-        span = self._tracer.get().start_span(
-            operation_name(sql) or self._fallback, kind=SpanKind.CLIENT, attributes=attributes
-        )
+        tracer = self._tracer.tracer or self._tracer.get()
+        span = tracer.start_span(operation_name(sql) or self._fallback, None, SpanKind.CLIENT, attributes)
         try:
-            return run()
+            return run(*args, **kwargs)
         except Exception as exc:
             if span.is_recording():
                 error = _driver_error(exc)
@@ -211,10 +228,10 @@ def _default_cursor() -> Any:
 def _tracing_cursor(base: Any, spans: QuerySpans, raw: Any) -> Any:
     class TracingCursor(base):  # type: ignore[misc,valid-type]
         def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
-            return spans.traced(raw, query, lambda: base.execute(self, query, *args, **kwargs))
+            return spans.traced(raw, query, base.execute, self, query, *args, **kwargs)
 
         def executemany(self, query: Any, *args: Any, **kwargs: Any) -> Any:
-            return spans.traced(raw, query, lambda: base.executemany(self, query, *args, **kwargs))
+            return spans.traced(raw, query, base.executemany, self, query, *args, **kwargs)
 
     return TracingCursor
 
