@@ -22,7 +22,8 @@ static PyObject *s_native, *s_start_py, *s_end_py, *s_on_end_py, *s_write_py, *s
     *s_name, *s_context, *s_kind, *s_parent, *s_attributes, *s_start_time, *s_end_time, *s_dict, *s_maxlen,
     *s_dropped, *s_max_value_len, *s_immutable, *s_record_end_metrics, *s_hooks, *s_chain, *s_span_processors,
     *s_processors, *s_refresh, *s_on_start, *s_on_ending, *s_on_end, *s_span_processor, *s_p_on_ending,
-    *s_p_on_start, *s_p_on_end, *s_scope, *s_appended, *s_handed, *s_head, *kw_parent_context, *Zero, *Empty, *Noop;
+    *s_p_on_start, *s_p_on_end, *s_scope, *s_appended, *s_handed, *s_head, *kw_parent_context, *Zero, *Empty, *Noop, *s_tracer_config,
+    *s_is_enabled;
 
 /* ------------------------------------------------------------------------------------- helpers */
 
@@ -127,7 +128,7 @@ enum {
     ST_HOOKS,            /* the tracer's Hooks */
     ST_BOUNDED,          /* BoundedAttributes */
     ST_TRACE_STATE,      /* DEFAULT_TRACE_STATE */
-    ST_IS_ENABLED,       /* tracer._is_enabled */
+    ST_IS_ENABLED,       /* tracer._is_enabled, or None: read tracer._tracer_config.is_enabled */
     ST_GET_CURRENT,      /* opentelemetry.context.get_current (or the ContextVar's get): for context=None */
     ST_SIZE
 };
@@ -191,7 +192,14 @@ PyObject *lean_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs, 
              *copy = NULL, *bounded = NULL, *lock = NULL, *time = NULL, *hooks = ST(ST_HOOKS),
              *current_context = NULL, *lookup = context;
     /* tracing off for this tracer: the SDK's NonRecordingSpan, from Python */
-    PyObject *enabled = PyObject_CallNoArgs(ST(ST_IS_ENABLED));
+    PyObject *enabled;
+    if (ST(ST_IS_ENABLED) == Py_None) { /* the SDK's _is_enabled() is `return self._tracer_config.is_enabled` */
+        PyObject *config = PyObject_GetAttr(ST(ST_TRACER), s_tracer_config);
+        enabled = config ? PyObject_GetAttr(config, s_is_enabled) : NULL;
+        Py_XDECREF(config);
+    } else {
+        enabled = PyObject_CallNoArgs(ST(ST_IS_ENABLED));
+    }
     if (enabled == NULL)
         goto error;
     int on = PyObject_IsTrue(enabled);
@@ -702,6 +710,8 @@ int lifecycle_init(void) {
         {&s_appended, "_appended"},
         {&s_handed, "_handed"},
         {&s_head, "_head"},
+        {&s_tracer_config, "_tracer_config"},
+        {&s_is_enabled, "is_enabled"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)

@@ -106,11 +106,6 @@ def _settings_cache() -> dict[str, Any]:
     return cache if type(cache) is dict else {}
 
 
-def _setting(cache: dict[str, Any], name: str) -> Any:
-    value = cache.get(name, _MISSING)
-    return getattr(settings, name) if value is _MISSING else value
-
-
 class _Hosts:
     """Hosts already accepted by ``request.get_host()`` (which the stock middleware calls on
     every request: a Host outside ALLOWED_HOSTS raises DisallowedHost before any span exists)."""
@@ -123,9 +118,15 @@ class _Hosts:
     def check(self, request: Any) -> None:
         meta = request.META
         key = meta.get("HTTP_HOST")
-        if key is not None and _setting(self._settings, "USE_X_FORWARDED_HOST"):
+        cached = self._settings  # _setting(), inline: two calls per request saved
+        forwarded = cached.get("USE_X_FORWARDED_HOST", _MISSING)
+        if forwarded is _MISSING:
+            forwarded = settings.USE_X_FORWARDED_HOST
+        if key is not None and forwarded:
             key = (meta.get("HTTP_X_FORWARDED_HOST"), key)
-        allowed = _setting(self._settings, "ALLOWED_HOSTS")
+        allowed = cached.get("ALLOWED_HOSTS", _MISSING)
+        if allowed is _MISSING:
+            allowed = settings.ALLOWED_HOSTS
         if allowed is not self._allowed:
             self._allowed, self._seen = allowed, set()
         if key is None or key not in self._seen:
@@ -219,6 +220,8 @@ class ServerSpanMiddleware:
                 method = state.method
                 if hasattr(request, "urlconf"):  # Django resolved with another URLconf than the stock code
                     name = _name_from_path(request, method, settings.ROOT_URLCONF)
+                elif state.route:  # _name(), inline for the common case
+                    name = f"{method} {state.route}"
                 else:
                     name = _name(request, method, match)
                 if name != request.method:

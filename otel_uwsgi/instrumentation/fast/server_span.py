@@ -15,6 +15,7 @@ import logging
 from typing import Any, Optional
 
 from opentelemetry import context, trace
+from opentelemetry import propagate as _propagate
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.instrumentation.utils import http_status_to_status_code
 from opentelemetry.propagate import extract, get_global_textmap
@@ -36,6 +37,9 @@ from otel_uwsgi.traces.context_ops import SPAN_KEY, get_current
 logger = logging.getLogger("otel_uwsgi.instrumentation.fast")
 
 _LIMIT = 256
+#: Whether the API keeps its global propagator in ``opentelemetry.propagate._HTTP_TEXT_FORMAT``
+#: (what get_global_textmap() returns and set_global_textmap() replaces).
+_TEXTMAP_GLOBAL = hasattr(_propagate, "_HTTP_TEXT_FORMAT")
 
 
 class EnvironGetter(Getter[dict]):
@@ -67,17 +71,25 @@ class Extractor:
     """
 
     def __init__(self) -> None:
-        self._propagator: Any = None
-        self._keys: Optional[tuple[str, ...]] = None  # environ keys, or None: always extract
+        self.propagator: Any = None
+        self.keys: Optional[tuple[str, ...]] = None  # environ keys, or None: always extract
 
     def __call__(self, meta: dict, getter: Getter[dict]) -> Optional[context.Context]:
-        propagator = get_global_textmap()
-        if propagator is not self._propagator:
-            self._propagator, self._keys = propagator, _w3c_keys(propagator)
-        keys = self._keys
+        propagator = _global_textmap()
+        if propagator is not self.propagator:
+            self.refresh(propagator)
+        keys = self.keys
         if keys is not None and meta.keys().isdisjoint(keys):
             return None  # start_span and set_span_in_context then use the current context, as extract would
         return extract(meta, getter=getter)
+
+    def refresh(self, propagator: Any) -> None:
+        self.propagator, self.keys = propagator, _w3c_keys(propagator)
+
+
+def _global_textmap() -> Any:
+    """``get_global_textmap()``, read where the API keeps it when it does (no call)."""
+    return _propagate._HTTP_TEXT_FORMAT if _TEXTMAP_GLOBAL else get_global_textmap()
 
 
 def _w3c_keys(propagator: Any) -> Optional[tuple[str, ...]]:
@@ -152,9 +164,14 @@ def start_server_span(
     else:
         no_span = trace.get_current_span(ctx) is INVALID_SPAN
     if no_span:
-        extracted = setup.extract(environ, setup.getter)
-        if extracted is not None:  # None: no propagation header, the current context stands
-            ctx = extracted
+        extractor = setup.extract  # Extractor.__call__, inline for a request without propagation headers
+        propagator = _propagate._HTTP_TEXT_FORMAT if _TEXTMAP_GLOBAL else get_global_textmap()
+        if propagator is not extractor.propagator:
+            extractor.refresh(propagator)
+        if extractor.keys is None or not environ.keys().isdisjoint(extractor.keys):
+            extracted = extractor(environ, setup.getter)
+            if extracted is not None:  # None: no propagation header, the current context stands
+                ctx = extracted
         kind = SpanKind.SERVER
     else:
         kind = SpanKind.INTERNAL

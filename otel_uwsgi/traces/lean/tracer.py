@@ -3,6 +3,7 @@ anything it skips is asked for or the SDK is not the one it was checked against.
 
 from __future__ import annotations
 
+import dis
 import inspect
 import logging
 import random
@@ -45,6 +46,18 @@ _SPAN_KEY = getattr(_propagation, "_SPAN_KEY", None)
 _NATIVE = accel.load()
 if _NATIVE is not None and (not hasattr(_NATIVE, "lean_start") or _RANDOM_TRACE_ID != 2 or _SPAN_KEY is None):
     _NATIVE = None
+
+
+def _reads_config_flag(method: Any) -> bool:
+    """Whether ``Tracer._is_enabled`` is ``return self._tracer_config.is_enabled`` (the C start then
+    reads the flag itself: no Python call per span)."""
+    code = getattr(method, "__code__", None)
+    if code is None:
+        return False
+    ops = [(i.opname, i.argval) for i in dis.get_instructions(code) if i.opname not in ("RESUME", "NOP", "CACHE")]
+    return ops == [
+        ("LOAD_FAST", "self"), ("LOAD_ATTR", "_tracer_config"), ("LOAD_ATTR", "is_enabled"), ("RETURN_VALUE", None)
+    ]
 
 
 def _returns_context(cls: type) -> bool:
@@ -120,7 +133,7 @@ class LeanTracer:
             self._decide, SAMPLE, DROP, self._random_ids,
             (_SAMPLED, _SAMPLED_RANDOM, _UNSAMPLED, _UNSAMPLED_RANDOM), random.getrandbits, threading.Lock,
             trace_api.NonRecordingSpan, _SPAN_KEY, KNOWN_SPANS, self._hooks, BoundedAttributes, DEFAULT_TRACE_STATE,
-            tracer._is_enabled, context_ops.get_current,
+            None if _reads_config_flag(type(tracer)._is_enabled) else tracer._is_enabled, context_ops.get_current,
         )  # fmt: skip
 
     # One function on purpose, longer than the guide's ~60 lines: it runs at every span start, and

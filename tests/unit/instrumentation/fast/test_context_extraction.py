@@ -51,3 +51,23 @@ def test_any_other_propagator_is_always_called(restore_propagator):
     before = Counting.calls
     extractor({"HTTP_HOST": "x"}, EnvironGetter())
     assert Counting.calls == before + 1
+
+
+def test_the_server_span_start_follows_a_propagator_set_later(restore_propagator):
+    """start_server_span reads the global propagator where the API keeps it: one set after the
+    first request (set_global_textmap) is the one that extracts the next."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otel_uwsgi.instrumentation.fast.http import HttpConfig
+    from otel_uwsgi.instrumentation.fast.server_span import ServerSetup, http_mode, start_server_span
+
+    mode, default_mode, schema_url = http_mode()
+    setup = ServerSetup(HttpConfig.from_environ({}), mode, default_mode, schema_url, "test")
+    setup.tracer.tracer = TracerProvider().get_tracer("test")
+    propagate.set_global_textmap(propagate.get_global_textmap())
+    span, ctx, server = start_server_span(setup, {"HTTP_TRACEPARENT": TRACEPARENT}, "GET", {})
+    assert server and span.parent.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+    propagate.set_global_textmap(CompositePropagator([Counting()]))
+    before = Counting.calls
+    span, ctx, server = start_server_span(setup, {"HTTP_TRACEPARENT": TRACEPARENT}, "GET", {})
+    assert Counting.calls == before + 1 and span.parent is None  # the new propagator read nothing
