@@ -794,7 +794,7 @@ int64_t ring_write(unsigned char *base, Py_ssize_t head_at, Py_ssize_t tail_at, 
 
 /* slot_start(buffer, at, span, tail, thread, slot_size) -> the span id written into the slot at ``at``, or
  * None (not sampled, or not the shape this code knows: the Python code decides). */
-static PyObject *slot_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+PyObject *slot_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 6 || !PyBytes_CheckExact(args[3])) {
         PyErr_SetString(PyExc_TypeError, "slot_start(buffer, at, span, tail: bytes, thread, slot_size)");
         return NULL;
@@ -1057,6 +1057,8 @@ static PyMethodDef methods[] = {
      "LeanTracer._start_py in C (_lifecycle.c)."},
     {"lean_end", (PyCFunction)(void (*)(void))lean_end, METH_FASTCALL | METH_KEYWORDS,
      "lean_end(span, end_time=None): LeanSpan._end_py in C (_lifecycle.c)."},
+    {"journal_on_start", (PyCFunction)(void (*)(void))journal_on_start, METH_FASTCALL | METH_KEYWORDS,
+     "journal_on_start(processor, span, parent_context=None): JournalSpanProcessor._on_start_py in C (_lifecycle.c)."},
     {"journal_on_end", (PyCFunction)(void (*)(void))journal_on_end, METH_FASTCALL | METH_KEYWORDS,
      "journal_on_end(processor, span): JournalSpanProcessor._on_end_py in C (_lifecycle.c)."},
     {"as_method", as_method, METH_O, "as_method(function): the function, bound like a method as a class attribute"},

@@ -22,10 +22,14 @@ int64_t ring_write(unsigned char *base, Py_ssize_t head_at, Py_ssize_t tail_at, 
                    uint64_t head, uint64_t span_id, const unsigned char *prefix, Py_ssize_t plen,
                    const unsigned char *field, Py_ssize_t flen);
 
+/* slot_start(module, [buffer, at, span, tail, thread, slot_size]): the span id written, or None. */
+PyObject *slot_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+
 /* _lifecycle.c */
 PyObject *lean_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 PyObject *lean_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 PyObject *journal_on_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+PyObject *journal_on_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 PyObject *as_method(PyObject *module, PyObject *function);
 PyObject *configure_lifecycle(PyObject *module, PyObject *noop);
 int lifecycle_init(void);

@@ -22,7 +22,7 @@ static PyObject *s_native, *s_start_py, *s_end_py, *s_on_end_py, *s_write_py, *s
     *s_name, *s_context, *s_kind, *s_parent, *s_attributes, *s_start_time, *s_end_time, *s_dict, *s_maxlen,
     *s_dropped, *s_max_value_len, *s_immutable, *s_record_end_metrics, *s_hooks, *s_chain, *s_span_processors,
     *s_processors, *s_refresh, *s_on_start, *s_on_ending, *s_on_end, *s_span_processor, *s_p_on_ending,
-    *s_p_on_start, *s_p_on_end, *s_scope, *s_appended, *s_handed, *s_head, *kw_parent_context, *Zero, *Empty, *Noop, *s_tracer_config,
+    *s_p_on_start, *s_p_on_end, *s_scope, *s_appended, *s_handed, *s_head, *kw_parent_context, *Zero, *Empty, *Noop, *s_tracer_config, *s_greenlet, *s_on_start_py,
     *s_is_enabled;
 
 /* ------------------------------------------------------------------------------------- helpers */
@@ -492,6 +492,10 @@ enum {
     JS_BATCH,        /* the batch size that wakes the shipper */
     JS_ENCODE,       /* True when the C encoder passed its probe */
     JS_LEAN_TYPES,   /* the lean span classes (the encoder's direct path takes them) */
+    JS_TAILS,        /* (id(scope), name) -> (scope, slot tail) */
+    JS_SERVER,       /* SpanKind.SERVER */
+    JS_MODULES,      /* sys.modules: under gevent ("greenlet" there) the Python twin runs */
+    JS_SLOT_SIZE,    /* the slot size */
     JS_SIZE
 };
 
@@ -657,6 +661,99 @@ out:
     return result;
 }
 
+/* JournalSpanProcessor.on_start(self, span, parent_context=None): a server span's in-flight slot. */
+PyObject *journal_on_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    if (nargs < 2 || nargs > 3 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) + nargs > 3)) {
+        PyErr_SetString(PyExc_TypeError, "on_start(span, parent_context=None)");
+        return NULL;
+    }
+    PyObject *self = args[0], *span = args[1];
+    PyObject *state = PyObject_GetAttr(self, s_native);
+    if (state == NULL)
+        return NULL;
+    PyObject *kind = NULL, *scope = NULL, *name = NULL, *key = NULL, *thread = NULL, *span_id = NULL,
+             *index = NULL, *value = NULL, *result = NULL;
+    if (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) != JS_SIZE)
+        goto python;
+#define JS(i) PyTuple_GET_ITEM(state, i)
+    if ((kind = PyObject_GetAttr(span, s_kind)) == NULL)
+        goto out;
+    if (kind != JS(JS_SERVER)) { /* only a server span takes a slot */
+        result = Py_None;
+        Py_INCREF(result);
+        goto out;
+    }
+    int greenlet = PyDict_Contains(JS(JS_MODULES), s_greenlet);
+    PyObject *free_ = JS(JS_FREE);
+    if (greenlet != 0 || !PyList_CheckExact(free_)) {
+        if (greenlet < 0)
+            goto out;
+        goto python;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(free_);
+    if (count == 0) { /* more requests in flight than slots: this one is not covered */
+        result = Py_None;
+        Py_INCREF(result);
+        goto out;
+    }
+    if ((scope = PyObject_GetAttr(span, s_scope)) == NULL || (name = PyObject_GetAttr(span, s_name)) == NULL)
+        goto out;
+    PyObject *id = PyLong_FromVoidPtr(scope);
+    key = id ? PyTuple_Pack(2, id, name) : NULL;
+    Py_XDECREF(id);
+    if (key == NULL)
+        goto out;
+    PyObject *entry = PyDict_GetItemWithError(JS(JS_TAILS), key); /* borrowed */
+    if (entry == NULL || !PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2 || PyTuple_GET_ITEM(entry, 0) != scope ||
+        !PyBytes_CheckExact(PyTuple_GET_ITEM(entry, 1))) {
+        if (PyErr_Occurred())
+            goto out;
+        goto python; /* the first span of this name: the twin makes and keeps its slot tail */
+    }
+    index = PyList_GET_ITEM(free_, count - 1); /* self._free.pop() */
+    Py_INCREF(index);
+    if (PyList_SetSlice(free_, count - 1, count, NULL) < 0)
+        goto out;
+    Py_ssize_t number = PyLong_AsSsize_t(index);
+    PyObject *at = number >= 0 && number < PyList_GET_SIZE(JS(JS_SLOT_AT)) ? PyList_GET_ITEM(JS(JS_SLOT_AT), number) : NULL;
+    if (at == NULL || (thread = PyLong_FromUnsignedLong(PyThread_get_thread_ident())) == NULL)
+        goto give_back;
+    PyObject *call[6] = {JS(JS_MM), at, span, PyTuple_GET_ITEM(entry, 1), thread, JS(JS_SLOT_SIZE)};
+    if ((span_id = slot_start(module, call, 6)) == NULL)
+        goto give_back;
+    if (span_id == Py_None) /* not sampled, or not a shape slot_start knows: the twin decides */
+        goto give_back_python;
+    if ((value = PyTuple_Pack(4, index, span, thread, Py_None)) == NULL ||
+        PyDict_SetItem(JS(JS_INFLIGHT), span_id, value) < 0)
+        goto give_back;
+    result = Py_None;
+    Py_INCREF(result);
+    goto out;
+give_back_python:
+    if (PyList_Append(free_, index) < 0)
+        goto out;
+    goto python;
+give_back: /* an error: the slot goes back and the twin decides (and logs) as it always does */
+    PyErr_Clear();
+    if (PyList_Append(free_, index) < 0)
+        goto out;
+    goto python;
+python:
+    result = twin(self, s_on_start_py, args + 1, nargs - 1, kwnames);
+out:
+#undef JS
+    Py_XDECREF(kind);
+    Py_XDECREF(scope);
+    Py_XDECREF(name);
+    Py_XDECREF(key);
+    Py_XDECREF(thread);
+    Py_XDECREF(span_id);
+    Py_XDECREF(index);
+    Py_XDECREF(value);
+    Py_DECREF(state);
+    return result;
+}
+
 /* configure_lifecycle(noop): the function a span's _record_end_metrics is when span metrics are off. */
 PyObject *configure_lifecycle(PyObject *module, PyObject *noop) {
     Py_INCREF(noop);
@@ -711,6 +808,8 @@ int lifecycle_init(void) {
         {&s_handed, "_handed"},
         {&s_head, "_head"},
         {&s_tracer_config, "_tracer_config"},
+        {&s_greenlet, "greenlet"},
+        {&s_on_start_py, "_on_start_py"},
         {&s_is_enabled, "is_enabled"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {

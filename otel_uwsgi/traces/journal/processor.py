@@ -49,7 +49,7 @@ _modules = sys.modules
 _id_and_flags = operator.itemgetter(1, 3) if CONTEXT_AS_TUPLE else lambda c: (c.span_id, c.trace_flags)
 _U32_PACK_INTO = struct.Struct("<I").pack_into
 _NATIVE = accel.load()
-if _NATIVE is not None and not hasattr(_NATIVE, "journal_on_end"):  # an older build
+if _NATIVE is not None and not hasattr(_NATIVE, "journal_on_start"):  # an older build
     _NATIVE = None
 
 
@@ -112,7 +112,8 @@ class JournalSpanProcessor(SpanProcessor):
 
     # ------------------------------------------------------------------ the request threads
 
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
+    def _on_start_py(self, span: Any, parent_context: Any = None) -> None:
+        """``on_start``: a sampled server span takes an in-flight slot (what a death reports)."""
         if span._kind is not _SERVER:
             return
         try:
@@ -199,8 +200,13 @@ class JournalSpanProcessor(SpanProcessor):
         return (
             self._inflight, self._free, self._slot_at, self._mm, self._count_ended, self._lock, region,
             region.ring_layout(), ship.prefixes, self._max_queue, self._batch,
-            encoder.native_span_field is not None, LEAN_SPAN_CLASSES,
+            encoder.native_span_field is not None, LEAN_SPAN_CLASSES, self._tails, _SERVER, sys.modules, SLOT_SIZE,
         )  # fmt: skip
+
+    #: ``on_start``: the C twin of :meth:`_on_start_py` where built (it hands over the first span
+    #: of each name, whose slot tail is made in Python, a span slot_start leaves to Python, and
+    #: everything under gevent), else :meth:`_on_start_py`.
+    on_start = _on_start_py if _NATIVE is None else _NATIVE.as_method(_NATIVE.journal_on_start)
 
     #: ``on_end``: the C twin of :meth:`_on_end_py` where built (it hands to :meth:`_write` what it
     #: does not write itself: a span the C encoder leaves to Python, a held lock, a full queue or

@@ -336,3 +336,54 @@ def test_a_held_journal_lock_is_waited_for_as_in_python(tmp_path, monkeypatch):
     results = _both(tmp_path, monkeypatch, scenario)
     assert results["c"][1] == (True, False)
     assert results["c"][0]["appended"] == 1 and len(results["c"][2]) == 1  # handed to _write
+
+
+def _in_flight(j: Journal, n: int) -> list[int]:
+    """``n`` server spans left running (in-flight slots), every third one under an unsampled remote
+    parent (no slot), one a CLIENT span (no slot); the first of each name is the Python twin's."""
+    wsgi, _ = j.lean
+    unsampled = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(TraceFlags.DEFAULT))
+    started = []
+    for i in range(n):
+        parent = trace.set_span_in_context(NonRecordingSpan(unsampled)) if i % 3 == 2 else context.Context()
+        kind = SpanKind.CLIENT if i == 4 else SpanKind.SERVER
+        span = wsgi.start_span(f"GET /{i % 4}", parent, kind, {"http.method": "GET", "i": i}, START + i)
+        started.append(span.get_span_context().span_id)
+    return started
+
+
+def test_the_slots_of_requests_in_flight_are_the_python_twins(tmp_path, monkeypatch):
+    results = _both(tmp_path, monkeypatch, lambda j: _in_flight(j, 6))
+    outcome = results["c"][0]
+    assert len(outcome["in_flight"]) == 3  # 6 started: 2 unsampled and 1 CLIENT take no slot
+    assert outcome["free"] == results["python"][0]["free"]
+
+
+def test_more_requests_than_slots_leave_the_rest_uncovered_as_in_python(tmp_path, monkeypatch):
+    def crowd(j: Journal) -> int:
+        _in_flight(j, j.region.slot_count * 2)
+        return len(j.processor._inflight)
+
+    results = _both(tmp_path, monkeypatch, crowd)
+    assert results["c"][1] == results["c"][0]["in_flight"].__len__() > 0
+    assert results["c"][0]["free"] == []
+
+
+def test_under_gevent_the_slot_is_the_python_twins(tmp_path, monkeypatch):
+    """With greenlet imported the slot also records the request's greenlet: the Python twin's job."""
+    import sys
+    import types
+
+    main = types.SimpleNamespace(parent=None)  # the main greenlet: no request greenlet to record
+    monkeypatch.setitem(sys.modules, "greenlet", types.SimpleNamespace(getcurrent=lambda: main))
+    calls = []
+    original = JournalSpanProcessor._on_start_py
+
+    def counted(self, span, parent_context=None):
+        calls.append(span.name)
+        return original(self, span, parent_context)
+
+    monkeypatch.setattr(JournalSpanProcessor, "_on_start_py", counted)
+    results = _both(tmp_path, monkeypatch, lambda j: _in_flight(j, 4))
+    assert len(results["c"][0]["in_flight"]) == 3
+    assert len(calls) == 6  # the 3 sampled starts of each variant, all through the Python twin
