@@ -31,7 +31,7 @@ from opentelemetry.instrumentation._semconv import (
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from otel_uwsgi.instrumentation.fast.sql import operation_name
+from otel_uwsgi.instrumentation.fast.sql import OPERATIONS, operation_name
 from otel_uwsgi.instrumentation.fast.tracer import LazyTracer
 from otel_uwsgi.traces.context_ops import get_current
 
@@ -130,11 +130,14 @@ class QuerySpans:
         if raw is not self._raw:
             self._connected(raw)
         attributes = dict(self._static)
-        statement = _statement(sql)
+        statement = sql if type(sql) is str else _statement(sql)  # _statement(), inline for a str
         for key in self._statement_keys:
             attributes[key] = statement
         tracer = self._tracer.tracer or self._tracer.get()
-        span = tracer.start_span(operation_name(sql) or self._fallback, None, SpanKind.CLIENT, attributes)
+        name = OPERATIONS.get(sql) if type(sql) is str else None  # operation_name()'s cache, read here
+        if name is None:
+            name = operation_name(sql)
+        span = tracer.start_span(name or self._fallback, None, SpanKind.CLIENT, attributes)
         try:
             return run(*args, **kwargs)
         except Exception as exc:

@@ -26,6 +26,7 @@ from otel_uwsgi.instrumentation.fast.server_span import (
     start_server_span,
     warn_once,
 )
+from otel_uwsgi.native.sdk_layout import LEAN_SPAN_CLASSES
 from otel_uwsgi.traces.context_ops import attach, detach, with_span
 
 _STATE = "_otel_uwsgi_span"
@@ -245,7 +246,8 @@ class ServerSpanMiddleware:
                 name = _name_from_path(request, state.method, settings.ROOT_URLCONF)
                 if name != request.method:
                     span.update_name(name)
-            recording = span.is_recording()
+            # span.is_recording() of an SDK span, without its call: not ended yet
+            recording = span._end_time is None if type(span) in LEAN_SPAN_CLASSES else span.is_recording()
             if recording:  # http.route and (default mode) http.status_code in one call
                 final: dict[str, Any] = {"http.route": state.route} if state.route else {}
                 if response is not None and setup.default_mode:

@@ -8,7 +8,7 @@ _CACHE_LIMIT = 512  # statements remembered; a full cache is emptied
 
 _LEADING_COMMENT = re.compile(r"/\*.*?\*/")
 _FIRST_WORD = re.compile(r"\s*(\S+)")
-_operations: dict[str, str] = {}
+OPERATIONS: dict[str, str] = {}  # statement -> name (read directly by instrumentation.fast.db)
 
 
 def operation_name(statement: object) -> str:
@@ -17,14 +17,14 @@ def operation_name(statement: object) -> str:
     if not isinstance(statement, str) or not statement:
         return ""
     try:
-        return _operations[statement]
+        return OPERATIONS[statement]
     except KeyError:
         pass
     comment = _LEADING_COMMENT.match(statement)
     word = _FIRST_WORD.match(statement, comment.end() if comment else 0)
     name = word.group(1) if word else ""
     if len(statement) <= 4096:  # long statements are usually unique: do not let them fill the cache
-        if len(_operations) >= _CACHE_LIMIT:
-            _operations.clear()
-        _operations[statement] = name
+        if len(OPERATIONS) >= _CACHE_LIMIT:
+            OPERATIONS.clear()
+        OPERATIONS[statement] = name
     return name
