@@ -32,16 +32,22 @@ def load() -> Optional[Any]:
         logger.debug("otel-uwsgi: otel_uwsgi.native._accel was not built; its Python twins run instead")
         return None
     global _configured
+    if _configured is None:
+        return None
     if not _configured:  # the classes its checks compare with, handed over once (it imports no OpenTelemetry)
-        from opentelemetry.attributes import BoundedAttributes
-        from opentelemetry.sdk.util import BoundedList
-        from opentelemetry.trace import SpanContext, SpanKind
-        from opentelemetry.trace.span import DEFAULT_TRACE_STATE
-        from opentelemetry.trace.status import Status
-
+        try:
+            from opentelemetry.attributes import BoundedAttributes
+            from opentelemetry.sdk.util import BoundedList
+            from opentelemetry.trace import SpanContext, SpanKind
+            from opentelemetry.trace.span import DEFAULT_TRACE_STATE
+            from opentelemetry.trace.status import Status
+        except ImportError as error:  # an OpenTelemetry whose names moved: the Python twins run
+            logger.info("otel-uwsgi: the C accelerator is unavailable with this OpenTelemetry (%s)", error)
+            _configured = None
+            return None
         _accel.configure(SpanContext, Status, SpanKind, BoundedAttributes, BoundedList, DEFAULT_TRACE_STATE)
         _configured = True
     return _accel
 
 
-_configured = False
+_configured: Optional[bool] = False  # None: configure() cannot be given what it needs
