@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 SUFFIX = ".journal"
 _LOCK = "instance.lock"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: ``<kind>-<pid>.journal`` as :meth:`Instance.journal_path` names it (kind: worker, mule<n>, spooler)
+_OWNED = re.compile(r"[A-Za-z]+[0-9]*-([1-9][0-9]*)\.journal")
 
 
 def default_base() -> str:
@@ -65,9 +67,10 @@ class Instance:
     def journal_path(self, kind: str, pid: int) -> str:
         return os.path.join(self.path, f"{kind}-{pid}{SUFFIX}")
 
-    def journals(self) -> list[str]:
-        """The journal files of this instance (any owner, alive or dead)."""
-        return journals_in(self.path)
+    def journals(self, *, skip_living: bool = False) -> list[str]:
+        """The journal files of this instance (any owner, alive or dead; ``skip_living``: not those
+        whose owner surely lives, see :func:`owner_exists`)."""
+        return journals_in(self.path, skip_living=skip_living)
 
     def previous_runs(self) -> Iterator[str]:
         """Instance directories of the same service whose every process is dead (lock free)."""
@@ -83,12 +86,44 @@ class Instance:
                 yield path
 
 
-def journals_in(path: str) -> list[str]:
-    """The journal files in the instance directory ``path`` (none when it is gone)."""
+def journals_in(path: str, *, skip_living: bool = False) -> list[str]:
+    """The journal files in the instance directory ``path`` (none when it is gone); ``skip_living``:
+    not those whose owner surely lives (:func:`owner_exists`)."""
     try:
-        return sorted(os.path.join(path, n) for n in os.listdir(path) if n.endswith(SUFFIX))
+        names = os.listdir(path)
     except FileNotFoundError:
         return []
+    found = []
+    for name in names:
+        if name.endswith(SUFFIX) and not (skip_living and owner_exists(name)):
+            found.append(os.path.join(path, name))
+    return sorted(found)
+
+
+def owner_exists(name: str) -> bool:
+    """Whether the process named in a journal's file name still exists: a cheap pre-filter for the
+    shipping thread's look once a second, which would otherwise open every living process's journal
+    only to find its lock taken.  The lock stays the authority: a journal whose pid is gone (ESRCH),
+    or whose name is not ``<kind>-<pid>.journal`` (one set aside as ``<kind>-<pid>-<ns>.journal``
+    carries a later process's pid), is opened and its lock tried; the looks that open every journal
+    (each minute's, the master's at exit, a later run's) stay.  A worker that died but is not reaped
+    yet is a zombie and still exists: uWSGI's master reaps it within its loop of about a second, so
+    its journal waits that much longer.  An owner whose pid an unrelated process took since, or one
+    nobody reaps, waits for the minute's look."""
+    match = _OWNED.fullmatch(name)
+    return match is not None and process_exists(int(match[1]))
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process ``pid`` surely exists (signal 0 sends nothing): a zombie does, so does
+    another user's (EPERM); ESRCH, or any other answer, is no such certainty."""
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True
+    except (OSError, OverflowError):  # ESRCH; or a pid beyond pid_t
+        return False
+    return True
 
 
 def remove_if_empty(path: str) -> None:

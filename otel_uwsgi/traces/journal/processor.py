@@ -5,10 +5,13 @@ The request thread encodes the span it ends (the work the export thread did befo
 instructions per request hardly change) and appends it to the mapped file under a lock; from
 that moment the span survives any death of the process.  A server span also takes an in-flight
 slot when it starts and frees it when it ends.  The shipping thread wakes every
-:data:`TICK_S`: it stamps the journal's heartbeat, refreshes the slots of requests running longer
-than :data:`REFRESH_AFTER_S` (name, attributes, the request thread's Python stack: what the
-ERROR span will say if the process dies now), ships when the batch delay passed or a batch is
-full, and every :data:`ADOPT_EVERY_S` ships the journals of dead processes of its instance.
+:data:`TICK_S` while requests are in flight: it stamps the journal's heartbeat, refreshes the slots
+of requests running longer than :data:`REFRESH_AFTER_S` (name, attributes, the request thread's
+Python stack: what the ERROR span will say if the process dies now).  It ships when the batch
+delay passed or a batch is full, and every :data:`ADOPT_EVERY_S` ships the journals of dead
+processes of its instance.  With nothing in flight it sleeps until the next of those is due, at
+most :data:`IDLE_SLEEP_S` (:func:`sleep_for`); a wake-up is a lock's timed acquire, and the look for
+dead journals a ``listdir`` and a ``kill(pid, 0)`` per other journal (:func:`directory.owner_exists`).
 """
 
 from __future__ import annotations
@@ -66,6 +69,25 @@ TICK_S = 0.25
 REFRESH_AFTER_S = 0.2
 ADOPT_EVERY_S = 1.0
 PREVIOUS_RUNS_EVERY_S = 60.0
+#: The longest the shipping thread sleeps with no request in flight: a request that starts during
+#: such a sleep gets its first slot refresh (name, attributes, stack) by REFRESH_AFTER_S + TICK_S
+#: of its age, as when the thread ticked every TICK_S (tests/faults/test_worker_death.py kills an
+#: idle gevent worker's request 0.6 s in and finds its stack).  Until then it is covered all the
+#: same: ``on_start`` wrote its slot, so a death at any moment finds it, and ``inflight.death_of``
+#: dates a death before its first heartbeat at ``max(heartbeat, start)``, its start.
+IDLE_SLEEP_S = REFRESH_AFTER_S + TICK_S
+
+
+def sleep_for(now: float, inflight: bool, pending: bool, next_ship: float, next_adopt: float) -> float:
+    """Seconds the shipping thread may sleep: until the next thing due (the ship deadline only while
+    records wait for it; the next adoption), at most TICK_S while requests are in flight (their
+    heartbeat and slot refreshes), else at most IDLE_SLEEP_S.  A flush, a full batch and a stop do
+    not wait for it: they wake the thread (``_wake_shipper``).  (Called at every wake-up: plain
+    comparisons, no ``min``/``max``.)"""
+    due = next_ship if pending and next_ship < next_adopt else next_adopt
+    cap = TICK_S if inflight else IDLE_SLEEP_S
+    left = due - now
+    return cap if left > cap else left if left > 0.0 else 0.0
 
 
 class JournalSpanProcessor(SpanProcessor):
@@ -102,7 +124,11 @@ class JournalSpanProcessor(SpanProcessor):
         # span id -> (slot, span, thread id, the request's greenlet under gevent or None)
         self._inflight: dict[int, tuple[int, Any, int, Any]] = {}
         self._refreshed: dict[int, float] = {}  # slot -> monotonic time of its last refresh
-        self._wake = threading.Event()
+        # The shipping thread's wake-up flag, as a lock: released = set, and the thread's timed
+        # acquire takes it back (clears it) as it wakes.  threading.Event.wait is Python code (a
+        # Condition, a new waiter lock each time); a lock's acquire is one C call.
+        self._wake = threading.Lock()
+        self._wake.acquire()
         self._flushed = threading.Condition()
         self._flush_asked = 0
         self._flush_done = 0
@@ -189,8 +215,13 @@ class JournalSpanProcessor(SpanProcessor):
                 self._wake_shipper()
 
     def _wake_shipper(self) -> None:
-        if not self._wake.is_set():
-            self._wake.set()
+        """End the shipping thread's sleep now (or its next one, if it is awake)."""
+        wake = self._wake
+        if wake.locked():
+            try:
+                wake.release()
+            except (RuntimeError, ValueError):  # another waker came first (ValueError: gevent's lock)
+                pass
 
     def _native_state(self) -> Optional[tuple[Any, ...]]:
         """What the C on_end reads (the order of ``JS_*`` in _lifecycle.c), or None without it."""
@@ -222,32 +253,37 @@ class JournalSpanProcessor(SpanProcessor):
         self._thread.start()
 
     def _run(self) -> None:
-        next_ship = time.monotonic() + self._delay_s
-        next_adopt = time.monotonic()
-        next_previous = next_adopt
-        while not self._stopping:
-            self._wake.wait(TICK_S)
-            self._wake.clear()
+        # Read at every wake-up, so bound once (``_inflight`` is never rebound: the C on_end holds it too).
+        acquire, monotonic, inflight = self._wake.acquire, time.monotonic, self._inflight
+        # Shipping more often than once a TICK_S gains nothing (and a zero delay must not spin).
+        every = max(self._delay_s, TICK_S)
+        started = monotonic()
+        next_ship = started + every
+        next_adopt = next_previous = started + TICK_S
+        wait = TICK_S
+        while True:
+            acquire(True, wait)  # woken or timed out, the flag is clear again
             if self._stopping:
                 break
+            now = monotonic()
             try:
-                now = time.monotonic()
-                if self._inflight:  # a death now would end these requests: date it
+                if inflight:  # a death now would end these requests: date it
                     self.region.beat(time.time_ns())
                     self._refresh_slots(now)
                 asked = self._flush_asked
                 if now >= next_ship or asked != self._flush_done or self._appended - self._handed >= self._batch:
                     self.ship_own()
-                    next_ship = now + self._delay_s
+                    next_ship = now + every
                     self._flush_finished(asked)
                 if now >= next_adopt:
                     previous = now >= next_previous
-                    self._adopt(previous_runs=previous)
-                    next_adopt = time.monotonic() + ADOPT_EVERY_S
+                    self._adopt(previous)
+                    next_adopt = monotonic() + ADOPT_EVERY_S
                     if previous:
                         next_previous = now + PREVIOUS_RUNS_EVERY_S
             except Exception:  # noqa: BLE001 - the thread outlives any one problem
                 logger.exception("otel-uwsgi: error in the span journal's shipping thread")
+            wait = sleep_for(monotonic(), bool(inflight), self._appended != self._handed, next_ship, next_adopt)
 
     def ship_own(self, *, deadline: Optional[float] = None, ack_first: bool = False) -> bool:
         """Ship this process's unacknowledged records; False when the deadline came first."""
@@ -288,11 +324,23 @@ class JournalSpanProcessor(SpanProcessor):
         finally:
             self._ship_lock.release()
 
-    def _adopt(self, *, previous_runs: bool) -> None:
-        adopt.ship_instance(
-            self.instance, self.exporter, batch=self._batch, deadline=None, ack_first=False,
-            skip=self.region.path, previous_runs=previous_runs,
-        )
+    def _adopt(self, previous_runs: bool) -> None:
+        """Ship the instance's dead journals (and, with ``previous_runs``, the service's earlier runs').
+        Once a second, the journals whose owner's pid exists are not even opened
+        (:func:`directory.owner_exists`); the look with ``previous_runs``, once a minute, opens every
+        one, so an owner whose pid an unrelated process took, or a dead owner nobody reaps, has its
+        journal shipped within PREVIOUS_RUNS_EVERY_S all the same."""
+        if previous_runs:
+            adopt.ship_instance(
+                self.instance, self.exporter, batch=self._batch, deadline=None, ack_first=False,
+                skip=self.region.path,
+            )
+            return
+        paths = self.instance.journals(skip_living=True)
+        if paths:  # an owner died (or a journal's name carries no pid): its lock decides
+            adopt.ship_dead_journals(
+                paths, self.exporter, batch=self._batch, deadline=None, ack_first=False, skip=self.region.path
+            )
 
     def _refresh_slots(self, now: float) -> None:
         """Rewrite the slots of requests running longer than REFRESH_AFTER_S as they are now."""
@@ -329,14 +377,14 @@ class JournalSpanProcessor(SpanProcessor):
         with self._flushed:
             self._flush_asked += 1
             asked = self._flush_asked
-            self._wake.set()
+            self._wake_shipper()
             return self._flushed.wait_for(lambda: self._flush_done >= asked, timeout_millis / 1000.0)
 
     def shutdown(self) -> None:
         """Stop the thread and ship what is left, acknowledging each batch before it is sent (the
         caller bounds this; what a deadline leaves stays in the journal for whoever outlives us)."""
         self._stopping = True
-        self._wake.set()
+        self._wake_shipper()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(TICK_S)
         # Marked while it runs: a flush the exit cuts short leaves the flag, and the master does not

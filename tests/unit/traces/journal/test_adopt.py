@@ -231,3 +231,125 @@ def test_a_journal_whose_exit_flush_was_cut_is_left_for_the_next_start(tmp_path)
         shipped = adopt.ship_dead_journals([path], _exporter(receiver), batch=10, deadline=None, ack_first=True)
         assert receiver.wait_for(lambda s: len(s) == 3, 5)
     assert shipped.spans == 3 and not os.path.exists(path)
+
+
+
+
+def _gone_pid() -> int:
+    """The pid of a process that exited and was reaped (ESRCH from then on)."""
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait(30)
+    return child.pid
+
+
+def _opened(monkeypatch) -> list[str]:
+    """The paths Region.adopt opens from now on (it still does its work)."""
+    opened: list[str] = []
+    real = Region.adopt
+    monkeypatch.setattr(Region, "adopt", classmethod(lambda cls, path: opened.append(path) or real(path)))
+    return opened
+
+
+def _shipping_thread(tmp_path, receiver: Receiver) -> tuple[JournalSpanProcessor, directory.Instance]:
+    """A processor of instance ``300-3`` of service ``shop`` (its thread not started: ``_adopt`` is called)."""
+    instance = directory.Instance(directory.service_dir(str(tmp_path), "shop"), "300-3")
+    instance.hold()
+    region = Region.create(instance.journal_path("worker", os.getpid()), capacity=4096, slot_count=2,
+                           owner=Owner(os.getpid(), 1, 1, 0, 1), resource=ship.resource_blob(RESOURCE))
+    processor = JournalSpanProcessor(region, instance, _exporter(receiver), Ledger(), schedule_delay_millis=5000,
+                                     max_export_batch_size=512)
+    return processor, instance
+
+
+def _close(processor: JournalSpanProcessor) -> None:
+    processor.region.close(remove=True)
+    os.close(processor.instance._lock_fd)
+
+
+def test_the_look_once_a_second_does_not_open_a_journal_whose_pid_exists(tmp_path, monkeypatch):
+    """The pre-filter skips by pid alone (this journal's lock is free, yet it stays); the lock stays the
+    authority for the look once a minute, which opens every journal: it ships it."""
+    with Receiver() as receiver:
+        processor, instance = _shipping_thread(tmp_path, receiver)
+        path = instance.journal_path("mule3", os.getpid())  # a living pid, a dead owner
+        _dead_journal(path, 2)
+        opened = _opened(monkeypatch)
+        processor._adopt(previous_runs=False)
+        assert opened == [] and os.path.exists(path)
+        processor._adopt(previous_runs=True)
+        assert receiver.wait_for(lambda s: len(s) == 2, 5)
+    assert opened == [path] and not os.path.exists(path)
+    _close(processor)
+
+
+def test_the_look_once_a_second_adopts_a_journal_whose_pid_is_gone(tmp_path, monkeypatch):
+    with Receiver() as receiver:
+        processor, instance = _shipping_thread(tmp_path, receiver)
+        path = instance.journal_path("worker", _gone_pid())
+        _dead_journal(path, 3, in_flight=True)
+        opened = _opened(monkeypatch)
+        processor._adopt(previous_runs=False)
+        assert receiver.wait_for(lambda s: len(s) == 4, 5)
+        assert any(s.name == "GET /hang" and s.status_code == 2 for s in receiver.spans)
+    assert opened == [path] and not os.path.exists(path)
+    _close(processor)
+
+
+def test_a_journal_name_without_its_owners_pid_is_opened_as_before(tmp_path, monkeypatch):
+    """A journal set aside (``<kind>-<pid>-<ns>``: the pid is a later process's) or named otherwise."""
+    with Receiver() as receiver:
+        processor, instance = _shipping_thread(tmp_path, receiver)
+        paths = sorted(os.path.join(instance.path, name)
+                       for name in (f"worker-{os.getpid()}-1700000000000000000.journal", "odd.journal"))
+        for path in paths:
+            _dead_journal(path, 1)
+        opened = _opened(monkeypatch)
+        processor._adopt(previous_runs=False)
+        assert receiver.wait_for(lambda s: len(s) == 2, 5)
+    assert opened == paths and not any(os.path.exists(p) for p in paths)
+    _close(processor)
+
+
+def test_the_look_once_a_minute_ships_earlier_runs_whatever_pids_their_names_carry(tmp_path):
+    """An earlier run's pid may be anyone's now: its journals are opened, as before."""
+    earlier = directory.Instance(directory.service_dir(str(tmp_path), "shop"), "100-1")
+    earlier.hold()
+    _dead_journal(earlier.journal_path("worker", os.getpid()), 3)
+    os.close(earlier._lock_fd)  # that run ended
+    with Receiver() as receiver:
+        processor, _ = _shipping_thread(tmp_path, receiver)
+        processor._adopt(previous_runs=True)
+        assert receiver.wait_for(lambda s: len(s) == 3, 5)
+    assert not os.path.exists(earlier.path)
+    _close(processor)
+
+
+def test_owner_exists_reads_only_the_names_journal_path_makes():
+    me, gone = os.getpid(), _gone_pid()
+    for name in (f"worker-{me}.journal", f"mule3-{me}.journal", f"spooler-{me}.journal"):
+        assert directory.owner_exists(name), name
+    for name in (f"worker-{gone}.journal", f"worker-{me}-1700000000.journal", f"mule3-{me}-5.journal",
+                 "worker-0.journal", f"worker-0{me}.journal", "worker-.journal", "odd.journal",
+                 f"worker-{me}.journal.tmp", f"-{me}.journal", f"worker-{me}x.journal"):
+        assert not directory.owner_exists(name), name
+
+
+def test_process_exists_counts_zombies_and_other_users_processes(monkeypatch):
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    try:
+        def zombie() -> bool:
+            with open(f"/proc/{child.pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+        assert wait_until(zombie, 30)
+        assert directory.process_exists(child.pid)  # dead, not reaped: uWSGI's master reaps within ~1 s
+    finally:
+        child.wait(30)
+    assert not directory.process_exists(child.pid)
+    assert not directory.process_exists(1 << 40)  # beyond pid_t: no such process
+
+    def eperm(pid: int, signal: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "kill", eperm)
+    assert directory.process_exists(4242)
