@@ -142,7 +142,7 @@ class Journal:
             "free": list(processor._free),
             "in_flight": sorted(processor._inflight),
             "counts": self.ledger.counts(),
-            "shipper_woken": processor._wake.is_set(),  # a batch (4 here) waiting wakes it
+            "shipper_woken": not processor._wake.locked(),  # a batch (4 here) waiting wakes it (released)
         }
 
 
@@ -259,8 +259,8 @@ def test_the_span_that_fills_a_batch_wakes_the_shipper(tmp_path, monkeypatch):
         woken = []
         for i in range(6):
             j.lean[1].start_span(f"s{i}", context.Context(), SpanKind.CLIENT, None, START).end(START + 1)
-            woken.append(j.processor._wake.is_set())
-            j.processor._wake.clear()
+            woken.append(not j.processor._wake.locked())  # released: the shipper is woken
+            j.processor._wake.acquire(False)  # what the shipper's wake-up does
             if i == 3:  # the shipper takes a batch of 4
                 j.processor._handed += 4
         return woken
