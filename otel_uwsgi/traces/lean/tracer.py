@@ -19,7 +19,6 @@ from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import INVALID_SPAN_ID, INVALID_TRACE_ID, SpanContext, SpanKind, TraceFlags
-from opentelemetry.trace import propagation as _propagation
 from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 from otel_uwsgi.native import accel
@@ -39,12 +38,11 @@ _UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _UNSAMPLED_RANDOM = TraceFlags(TraceFlags.DEFAULT | _RANDOM_TRACE_ID)
 _MAX_TRACE_ID, _MAX_SPAN_ID = (1 << 128) - 1, (1 << 64) - 1
 
-#: The context key of the current span (the API's private name: without it, no C start).
-_SPAN_KEY = getattr(_propagation, "_SPAN_KEY", None)
 #: The C start (otel_uwsgi/native/_lifecycle.c), or None: without the extension, on an API whose
-#: random-trace-id flag is not bit 2, or without that key.
+#: random-trace-id flag is not bit 2, or without the current-span key (context_ops.SPAN_KEY).
 _NATIVE = accel.load()
-if _NATIVE is not None and (not hasattr(_NATIVE, "lean_start") or _RANDOM_TRACE_ID != 2 or _SPAN_KEY is None):
+_WITHOUT_C_START = _RANDOM_TRACE_ID != 2 or context_ops.SPAN_KEY is None  # an API the C start was not written for
+if _NATIVE is not None and (not hasattr(_NATIVE, "lean_start") or _WITHOUT_C_START):
     _NATIVE = None
 
 
@@ -132,7 +130,8 @@ class LeanTracer:
             tracer, self._span_class, self._max_attributes, self._root_decision, parent_decisions(tracer.sampler),
             self._decide, SAMPLE, DROP, self._random_ids,
             (_SAMPLED, _SAMPLED_RANDOM, _UNSAMPLED, _UNSAMPLED_RANDOM), random.getrandbits, threading.Lock,
-            trace_api.NonRecordingSpan, _SPAN_KEY, KNOWN_SPANS, self._hooks, BoundedAttributes, DEFAULT_TRACE_STATE,
+            trace_api.NonRecordingSpan, context_ops.SPAN_KEY, KNOWN_SPANS, self._hooks, BoundedAttributes,
+            DEFAULT_TRACE_STATE,
             None if _reads_config_flag(type(tracer)._is_enabled) else tracer._is_enabled, context_ops.get_current,
         )  # fmt: skip
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import random
-import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,7 @@ from otel_uwsgi.tools.waiting import wait_until
 from otel_uwsgi.traces.lean.sampling import decider as _decider
 from otel_uwsgi.traces.lean.span import LeanSpan
 from otel_uwsgi.traces.lean.tracer import LeanTracer
-from tests.unit.traces.twins import VARIANTS, use
+from tests.unit.traces.twins import VARIANTS, running_in, use
 
 ATTRIBUTES = {"http.method": "GET", "net.host.port": 8000, "ratio": 0.5, "flag": True, "http.target": "/db"}
 REMOTE = SpanContext(
@@ -848,16 +847,6 @@ def test_ending_a_span_that_is_not_started_raises_as_in_python(twin):
     assert exporter.get_finished_spans() == () and handed_to_python(twin, 0, 1)
 
 
-def _in(thread: threading.Thread, function: str) -> bool:
-    """Whether ``thread`` is running ``function`` now (somewhere in its stack)."""
-    frame = sys._current_frames().get(thread.ident)
-    while frame is not None:
-        if frame.f_code.co_name == function:
-            return True
-        frame = frame.f_back
-    return False
-
-
 def test_a_span_whose_lock_another_thread_holds_ends_after_it(twin):
     """The C end does not end a span whose lock is held (it would not wait for it): its Python
     twin waits, then ends it."""
@@ -874,7 +863,7 @@ def test_a_span_whose_lock_another_thread_holds_ends_after_it(twin):
     ender = threading.Thread(target=end)
     with span._lock:  # this thread holds it (released even when an assertion fails: the thread ends)
         ender.start()
-        waiting = wait_until(lambda: _in(ender, "_end_py"), 5)  # for the lock, there
+        waiting = wait_until(lambda: running_in(ender, "_end_py"), 5)  # for the lock, there
         ended_meanwhile = span.end_time is not None or exporter.get_finished_spans() != ()
     ender.join(5)
     assert waiting and not ended_meanwhile

@@ -3,6 +3,9 @@ on_start and on_end) and their Python twins, swapped for a test: the same cases 
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import pytest
 
 from otel_uwsgi.traces.journal import processor as journal_processor
@@ -34,3 +37,13 @@ def use(variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
         use_python_twins(monkeypatch)
     elif not c_built():
         pytest.skip("the C twins are not built here (or OTEL_UWSGI_NO_EXTENSIONS is set)")
+
+
+def running_in(thread: threading.Thread, function: str) -> bool:
+    """Whether ``thread`` is running ``function`` now (somewhere in its stack)."""
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code.co_name == function:
+            return True
+        frame = frame.f_back
+    return False

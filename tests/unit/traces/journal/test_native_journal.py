@@ -35,7 +35,7 @@ from otel_uwsgi.traces.journal.processor import JournalSpanProcessor
 from otel_uwsgi.traces.journal.region import HEADER_SIZE, SLOT_SIZE, Owner, Region
 from otel_uwsgi.traces.lean.tracer import LeanTracer
 from otel_uwsgi.traces.ledger import Ledger
-from tests.unit.traces.twins import VARIANTS, c_built, use
+from tests.unit.traces.twins import VARIANTS, c_built, running_in, use
 
 native = accel.load()
 pytestmark = pytest.mark.skipif(native is None or not hasattr(native, "ring_batch"), reason="no C extension here")
@@ -308,16 +308,6 @@ def test_a_span_ended_twice_is_written_once(tmp_path, monkeypatch, caplog):
     assert results["c"][0]["appended"] == 1 == results["c"][0]["counts"].ended
 
 
-def _in(thread: threading.Thread, function: str) -> bool:
-    """Whether ``thread`` is running ``function`` now (somewhere in its stack)."""
-    frame = sys._current_frames().get(thread.ident)
-    while frame is not None:
-        if frame.f_code.co_name == function:
-            return True
-        frame = frame.f_back
-    return False
-
-
 def test_a_held_journal_lock_is_waited_for_as_in_python(tmp_path, monkeypatch):
     """The C on_end does not append while another thread holds the appenders' lock (it could not wait
     for it): its Python twin waits, then appends."""
@@ -328,7 +318,7 @@ def test_a_held_journal_lock_is_waited_for_as_in_python(tmp_path, monkeypatch):
         ender = threading.Thread(target=span.end, args=(START + 1,))
         with j.processor._lock:  # this thread holds it
             ender.start()
-            waiting = wait_until(lambda: _in(ender, "_write"), 5)  # for the lock, there
+            waiting = wait_until(lambda: running_in(ender, "_write"), 5)  # for the lock, there
             appended_meanwhile = j.processor._appended != 0 or j.region.pending() != before
         ender.join(5)
         return waiting, appended_meanwhile or ender.is_alive()
@@ -371,7 +361,6 @@ def test_more_requests_than_slots_leave_the_rest_uncovered_as_in_python(tmp_path
 
 def test_under_gevent_the_slot_is_the_python_twins(tmp_path, monkeypatch):
     """With greenlet imported the slot also records the request's greenlet: the Python twin's job."""
-    import sys
     import types
 
     main = types.SimpleNamespace(parent=None)  # the main greenlet: no request greenlet to record
