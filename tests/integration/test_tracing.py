@@ -70,12 +70,16 @@ def test_plain_wsgi_with_lazy_apps_and_threads(start_uwsgi, receiver):
     server.until_every_worker_served("/")
     server.stop()
     served = server.uwsgi.served()
-    assert receiver.wait_for(lambda s: len(s) >= served.total, 10)
+    arrived = receiver.wait_for(lambda s: len(s) >= served.total, 10)
     spans = receiver.server_spans()
+    log = server.uwsgi.log()
+    # what a failure needs to be read: per worker, requests served against server spans received
+    per_pid = {pid: (n, sum(1 for s in spans if s.pid == pid)) for pid, n in served.requests.items()}
+    assert arrived, (per_pid, [line for line in log.splitlines() if "otel-uwsgi" in line][-20:])
     assert {s.pid for s in spans} == set(served.spawned)
     assert len(spans) == served.total
     assert len({s.resource["service.instance.id"] for s in spans}) == 4
-    assert "Segmentation Fault" not in server.uwsgi.log() and "DAMN" not in server.uwsgi.log()
+    assert "Segmentation Fault" not in log and "DAMN" not in log
 
 
 def test_headers_reach_the_collector_and_never_the_log(start_uwsgi, receiver):
