@@ -1057,6 +1057,8 @@ static PyMethodDef methods[] = {
      "LeanTracer._start_py in C (_lifecycle.c)."},
     {"lean_end", (PyCFunction)(void (*)(void))lean_end, METH_FASTCALL | METH_KEYWORDS,
      "lean_end(span, end_time=None): LeanSpan._end_py in C (_lifecycle.c)."},
+    {"lean_set_checked", (PyCFunction)(void (*)(void))lean_set_checked, METH_FASTCALL | METH_KEYWORDS,
+     "lean_set_checked(span, attributes): LeanSpan._set_checked_py in C (_lifecycle.c)."},
     {"journal_on_start", (PyCFunction)(void (*)(void))journal_on_start, METH_FASTCALL | METH_KEYWORDS,
      "journal_on_start(processor, span, parent_context=None): JournalSpanProcessor._on_start_py in C (_lifecycle.c)."},
     {"journal_on_end", (PyCFunction)(void (*)(void))journal_on_end, METH_FASTCALL | METH_KEYWORDS,

@@ -23,7 +23,7 @@ static PyObject *s_native, *s_start_py, *s_end_py, *s_on_end_py, *s_write_py, *s
     *s_dropped, *s_max_value_len, *s_immutable, *s_record_end_metrics, *s_hooks, *s_chain, *s_span_processors,
     *s_processors, *s_refresh, *s_on_start, *s_on_ending, *s_on_end, *s_span_processor, *s_p_on_ending,
     *s_p_on_start, *s_p_on_end, *s_scope, *s_appended, *s_handed, *s_head, *kw_parent_context, *Zero, *Empty, *Noop, *s_tracer_config, *s_greenlet, *s_on_start_py,
-    *s_is_enabled;
+    *s_is_enabled, *s_set_checked_py;
 
 /* ------------------------------------------------------------------------------------- helpers */
 
@@ -52,6 +52,16 @@ static int lock_free(PyObject *lock) {
         return -1;
     int free_ = held == Py_False;
     Py_DECREF(held);
+    return free_;
+}
+
+/* Whether nobody holds a span's own lock (its _lock): 1, 0, -1 on error. */
+static int span_lock_free(PyObject *span) {
+    PyObject *lock = PyObject_GetAttr(span, s_lock);
+    if (lock == NULL)
+        return -1;
+    int free_ = lock_free(lock);
+    Py_DECREF(lock);
     return free_;
 }
 
@@ -406,11 +416,7 @@ PyObject *lean_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs, Py
         return twin(self, s_end_py, args + 1, nargs - 1, kwnames);
     if (kwnames != NULL)
         end_time = args[1];
-    PyObject *lock = PyObject_GetAttr(self, s_lock);
-    if (lock == NULL)
-        return NULL;
-    int free_ = lock_free(lock);
-    Py_DECREF(lock);
+    int free_ = span_lock_free(self);
     if (free_ < 0)
         return NULL;
     PyObject *start = free_ ? PyObject_GetAttr(self, s_start_time) : NULL;
@@ -470,6 +476,75 @@ PyObject *lean_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs, Py
     }
     Py_DECREF(chain);
     Py_DECREF(hooks);
+    if (failed)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* LeanSpan.set_checked_attributes(self, attributes): the fast path's own attributes added in one
+ * dict update, when that is all the twin would do (span not ended, room for them, no key already
+ * set, plain values); everything else, and a lock another thread holds, goes to the twin. */
+PyObject *lean_set_checked(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "set_checked_attributes() needs the span");
+        return NULL;
+    }
+    PyObject *self = args[0];
+    if (nargs != 2 || kwnames != NULL || !PyDict_CheckExact(args[1]))
+        return twin(self, s_set_checked_py, args + 1, nargs - 1, kwnames);
+    PyObject *attributes = args[1];
+    int free_ = span_lock_free(self);
+    if (free_ < 0)
+        return NULL;
+    if (!free_)
+        return twin(self, s_set_checked_py, args + 1, nargs - 1, kwnames);
+    PyObject *ended = PyObject_GetAttr(self, s_end_time);
+    if (ended == NULL)
+        return NULL;
+    Py_DECREF(ended); /* None stays alive: only its identity is compared */
+    PyObject *bounded = ended == Py_None ? PyObject_GetAttr(self, s_attributes) : NULL;
+    PyObject *current = bounded ? PyObject_GetAttr(bounded, s_dict) : NULL;
+    PyObject *maxlen = current ? PyObject_GetAttr(bounded, s_maxlen) : NULL;
+    Py_XDECREF(bounded);
+    if (PyErr_Occurred()) {
+        Py_XDECREF(current);
+        Py_XDECREF(maxlen);
+        return NULL;
+    }
+    int direct = maxlen != NULL && PyDict_CheckExact(current);
+    if (direct && maxlen != Py_None) {
+        Py_ssize_t limit = PyLong_AsSsize_t(maxlen);
+        if (limit == -1 && PyErr_Occurred())
+            PyErr_Clear(), direct = 0;
+        else if (PyDict_GET_SIZE(current) + PyDict_GET_SIZE(attributes) > limit)
+            direct = 0;
+    }
+    Py_XDECREF(maxlen);
+    if (direct) { /* plain first: then every key is an exact str, whose comparisons run no Python */
+        PyObject *plain = plain_attributes(NULL, attributes);
+        if (plain == NULL) {
+            Py_DECREF(current);
+            return NULL;
+        }
+        direct = plain == Py_True;
+        Py_DECREF(plain);
+    }
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (direct && PyDict_Next(attributes, &pos, &key, &value)) {
+        int has = PyDict_Contains(current, key);
+        if (has < 0) {
+            Py_DECREF(current);
+            return NULL;
+        }
+        direct = !has; /* a key already set moves to the end: the SDK's way, in the twin */
+    }
+    if (!direct) {
+        Py_XDECREF(current);
+        return twin(self, s_set_checked_py, args + 1, nargs - 1, kwnames);
+    }
+    int failed = PyDict_Update(current, attributes);
+    Py_DECREF(current);
     if (failed)
         return NULL;
     Py_RETURN_NONE;
@@ -811,6 +886,7 @@ int lifecycle_init(void) {
         {&s_greenlet, "greenlet"},
         {&s_on_start_py, "_on_start_py"},
         {&s_is_enabled, "is_enabled"},
+        {&s_set_checked_py, "_set_checked_py"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)

@@ -21,13 +21,12 @@ from otel_uwsgi.instrumentation.fast.server_span import (
     ServerSetup,
     attributes_of,
     record_error,
-    set_checked,
     set_error_status,
     start_server_span,
     warn_once,
 )
 from otel_uwsgi.native.sdk_layout import LEAN_SPAN_CLASSES
-from otel_uwsgi.traces.context_ops import attach, detach, with_span
+from otel_uwsgi.traces.context_ops import attach, detach_failed, reset, with_span
 
 _STATE = "_otel_uwsgi_span"
 #: Where the stock middleware keeps the request's span in ``request.META`` while the request runs;
@@ -109,33 +108,46 @@ def _settings_cache() -> dict[str, Any]:
 
 class _Hosts:
     """Hosts already accepted by ``request.get_host()`` (which the stock middleware calls on
-    every request: a Host outside ALLOWED_HOSTS raises DisallowedHost before any span exists)."""
+    every request: a Host outside ALLOWED_HOSTS raises DisallowedHost before any span exists).
+    ServerSpanMiddleware.__call__ looks a request's Host up here itself (one call less per
+    request); :meth:`accept` is the rest, for a Host not seen yet."""
 
     def __init__(self) -> None:
-        self._allowed: Any = None
-        self._seen: set[Any] = set()
-        self._settings = _settings_cache()
+        self.allowed: Any = None
+        self.seen: set[Any] = set()
+        self.settings = _settings_cache()
+
+    def accept(self, request: Any, key: Any, allowed: Any) -> None:
+        """``request.get_host()`` (raises DisallowedHost), then remember ``key`` as accepted
+        under ``allowed`` (ALLOWED_HOSTS as read now: a new list forgets the old answers)."""
+        if allowed is not self.allowed:
+            self.allowed, self.seen = allowed, set()
+        request.get_host()
+        if key is not None:
+            if len(self.seen) >= _LIMIT:
+                self.seen.clear()
+            self.seen.add(key)
 
     def check(self, request: Any) -> None:
-        meta = request.META
-        key = meta.get("HTTP_HOST")
-        cached = self._settings  # _setting(), inline: two calls per request saved
-        forwarded = cached.get("USE_X_FORWARDED_HOST", _MISSING)
-        if forwarded is _MISSING:
-            forwarded = settings.USE_X_FORWARDED_HOST
-        if key is not None and forwarded:
-            key = (meta.get("HTTP_X_FORWARDED_HOST"), key)
-        allowed = cached.get("ALLOWED_HOSTS", _MISSING)
-        if allowed is _MISSING:
-            allowed = settings.ALLOWED_HOSTS
-        if allowed is not self._allowed:
-            self._allowed, self._seen = allowed, set()
-        if key is None or key not in self._seen:
-            request.get_host()
-            if key is not None:
-                if len(self._seen) >= _LIMIT:
-                    self._seen.clear()
-                self._seen.add(key)
+        """The whole check, as __call__ does it inline."""
+        key, allowed = _host_key(self.settings, request.META)
+        if key is None or allowed is not self.allowed or key not in self.seen:
+            self.accept(request, key, allowed)
+
+
+def _host_key(cached: dict[str, Any], meta: dict[str, Any]) -> tuple[Any, Any]:
+    """(what identifies the request's Host: HTTP_HOST, with X-Forwarded-Host when
+    USE_X_FORWARDED_HOST; ALLOWED_HOSTS), settings read where LazySettings caches them."""
+    key = meta.get("HTTP_HOST")
+    forwarded = cached.get("USE_X_FORWARDED_HOST", _MISSING)
+    if forwarded is _MISSING:
+        forwarded = settings.USE_X_FORWARDED_HOST
+    if key is not None and forwarded:
+        key = (meta.get("HTTP_X_FORWARDED_HOST"), key)
+    allowed = cached.get("ALLOWED_HOSTS", _MISSING)
+    if allowed is _MISSING:
+        allowed = settings.ALLOWED_HOSTS
+    return key, allowed
 
 
 class ServerSpanMiddleware:
@@ -156,8 +168,17 @@ class ServerSpanMiddleware:
         state = None
         if setup is not None:
             excluded = setup.http.excluded
-            if excluded is None:
-                self._hosts.check(request)
+            if excluded is None:  # _Hosts.check, inline for a Host seen before
+                hosts = self._hosts
+                meta = request.META
+                key = meta.get("HTTP_HOST")
+                cached = hosts.settings
+                if cached.get("USE_X_FORWARDED_HOST", True) is not False or "ALLOWED_HOSTS" not in cached:
+                    key, allowed = _host_key(cached, meta)
+                else:
+                    allowed = cached["ALLOWED_HOSTS"]
+                if key is None or allowed is not hosts.allowed or key not in hosts.seen:
+                    hosts.accept(request, key, allowed)
             if excluded is None or not excluded.url_disabled(request.build_absolute_uri("?")):
                 try:
                     state = self._open(request, setup)
@@ -221,10 +242,11 @@ class ServerSpanMiddleware:
                 method = state.method
                 if hasattr(request, "urlconf"):  # Django resolved with another URLconf than the stock code
                     name = _name_from_path(request, method, settings.ROOT_URLCONF)
-                elif state.route:  # _name(), inline for the common case
+                elif state.route:  # _name(), inline
                     name = f"{method} {state.route}"
                 else:
-                    name = _name(request, method, match)
+                    url_name = getattr(match, "url_name", None)
+                    name = f"{method} {url_name}" if url_name else request.method
                 if name != request.method:
                     span.update_name(name)
         except Exception:  # noqa: BLE001
@@ -250,13 +272,16 @@ class ServerSpanMiddleware:
             recording = span._end_time is None if type(span) in LEAN_SPAN_CLASSES else span.is_recording()
             if recording:  # http.route and (default mode) http.status_code in one call
                 final: dict[str, Any] = {"http.route": state.route} if state.route else {}
+                code: Any = _MISSING
                 if response is not None and setup.default_mode:
                     code = final["http.status_code"] = response.status_code
-                    set_checked(span, final)
-                    if not (type(code) is int and 100 <= code < 500):
-                        set_error_status(span, code)
-                elif final:
-                    set_checked(span, final)
+                if final:  # set_checked(), inline
+                    if type(span) in LEAN_SPAN_CLASSES:
+                        span.set_checked_attributes(final)
+                    else:
+                        span.set_attributes(final)
+                if code is not _MISSING and not (type(code) is int and 100 <= code < 500):
+                    set_error_status(span, code)
             if response is not None:
                 if not setup.default_mode:
                     from opentelemetry.instrumentation.wsgi import add_response_attributes
@@ -282,5 +307,8 @@ class ServerSpanMiddleware:
             warn_once("closing a request span")
         finally:
             request.META.pop(SPAN_KEY, None)
-            detach(state.token)
+            try:  # context_ops.detach(), inline
+                reset(state.token)
+            except Exception:  # noqa: BLE001 - logged as the API does
+                detach_failed()
             span.end()

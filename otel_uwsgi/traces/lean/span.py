@@ -126,7 +126,7 @@ class LeanSpan(SdkSpan):
                 return
         _sdk_logger.warning("Tried calling %s on an ended span.", "update_name")
 
-    def set_checked_attributes(self, attributes: dict[str, Any]) -> None:
+    def _set_checked_py(self, attributes: dict[str, Any]) -> None:
         """``set_attributes`` for values the fast path made itself (str, int, float, bool): added
         without the SDK's per-value checks when that changes nothing, by the SDK otherwise
         (a key already set moves to the end, a full span drops its oldest)."""
@@ -142,6 +142,14 @@ class LeanSpan(SdkSpan):
                 current.update(attributes)
                 return
         self.set_attributes(attributes)
+
+    #: ``set_checked_attributes``: the C twin of :meth:`_set_checked_py` where built (it hands
+    #: over what is not one plain dict update: a held lock, an ended span, a key already set, a
+    #: full span, a value to check), else that.
+    set_checked_attributes = (
+        _set_checked_py if _NATIVE is None or not hasattr(_NATIVE, "lean_set_checked")
+        else _NATIVE.as_method(_NATIVE.lean_set_checked)
+    )  # fmt: skip
 
     def _end_py(self, end_time: Optional[int] = None) -> None:
         """``Span.end`` of the SDK, with the processors called through :class:`Hooks`."""

@@ -46,6 +46,7 @@ class Twin:
     name: str
     start_py: int = 0  # calls of LeanTracer._start_py
     end_py: int = 0  # calls of LeanSpan._end_py
+    checked_py: int = 0  # calls of LeanSpan._set_checked_py
 
 
 @pytest.fixture(autouse=True, params=VARIANTS)
@@ -54,7 +55,7 @@ def twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Twi
     every test of this module proves both.  Under ``c`` the Python twins count the calls the C
     code hands them (its fallbacks), so a test can tell which one did the work."""
     twin = Twin(request.param)
-    start_py, end_py = LeanTracer._start_py, LeanSpan._end_py
+    start_py, end_py, checked_py = LeanTracer._start_py, LeanSpan._end_py, LeanSpan._set_checked_py
     use(twin.name, monkeypatch)
     if twin.name == "python":
         return twin
@@ -67,8 +68,13 @@ def twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Twi
         twin.end_py += 1
         return end_py(self, *args, **kwargs)
 
+    def counted_checked(self: LeanSpan, *args: Any, **kwargs: Any) -> Any:
+        twin.checked_py += 1
+        return checked_py(self, *args, **kwargs)
+
     monkeypatch.setattr(LeanTracer, "_start_py", counted_start)
     monkeypatch.setattr(LeanSpan, "_end_py", counted_end)
+    monkeypatch.setattr(LeanSpan, "_set_checked_py", counted_checked)
     return twin
 
 
@@ -277,15 +283,16 @@ def test_without_an_sdk_tracer_it_delegates():
 
 
 @pytest.mark.parametrize(
-    "later",
+    ("later", "shortcut"),
     [
-        {"http.route": "items/<int:pk>", "http.status_code": 200},  # new keys: the shortcut
-        {"http.method": "POST", "http.status_code": 200},  # a key already set moves to the end
-        {"list": ["a"]},  # a value the shortcut has not checked
-        {f"k{i}": i for i in range(4)},  # more than the limit: the oldest are dropped
+        ({"http.route": "items/<int:pk>", "http.status_code": 200}, True),  # new keys: the shortcut
+        ({"http.method": "POST", "http.status_code": 200}, False),  # a key already set moves to the end
+        ({"list": ["a"]}, False),  # a value the shortcut has not checked
+        ({"": 1}, False),  # a key the SDK refuses
+        ({f"k{i}": i for i in range(4)}, False),  # more than the limit: the oldest are dropped
     ],
 )
-def test_checked_attributes_end_as_with_set_attributes(later):
+def test_checked_attributes_end_as_with_set_attributes(later, shortcut, twin):
     tracer, lean, exporter = pipeline(span_limits=SpanLimits(max_span_attributes=8))
     sdk_span, lean_span = both(tracer, lean)
     sdk_span.set_attributes(later)
@@ -294,9 +301,10 @@ def test_checked_attributes_end_as_with_set_attributes(later):
     one, other = exporter.get_finished_spans()
     assert list(one.attributes.items()) == list(other.attributes.items())  # order too: it is exported
     assert one.dropped_attributes == other.dropped_attributes
+    assert twin.name == "python" or twin.checked_py == (0 if shortcut else 1)  # what the C twin took
 
 
-def test_checked_attributes_on_an_ended_span_are_ignored(caplog):
+def test_checked_attributes_on_an_ended_span_are_ignored(caplog, twin):
     _, lean, exporter = pipeline()
     span = lean.start_span("GET", None, SpanKind.SERVER, attributes=dict(ATTRIBUTES))
     span.end()
@@ -304,6 +312,23 @@ def test_checked_attributes_on_an_ended_span_are_ignored(caplog):
         span.set_checked_attributes({"late": 1})
     assert "late" not in exporter.get_finished_spans()[0].attributes
     assert "ended span" in caplog.text
+    assert twin.name == "python" or twin.checked_py == 1
+
+
+def test_checked_attributes_wait_for_a_lock_another_thread_holds(twin):
+    """The C twin does not add to a span whose lock is held: the Python twin waits for it."""
+    _, lean, exporter = pipeline()
+    span = lean.start_span("a", context.Context(), SpanKind.SERVER)
+    adder = threading.Thread(target=span.set_checked_attributes, args=({"late": 1},))
+    with span._lock:
+        adder.start()
+        waiting = wait_until(lambda: running_in(adder, "_set_checked_py"), 5)
+        added_meanwhile = "late" in span._attributes
+    adder.join(5)
+    span.end()
+    assert waiting and not added_meanwhile and not adder.is_alive()
+    assert exporter.get_finished_spans()[0].attributes["late"] == 1
+    assert twin.name == "python" or twin.checked_py == 1
 
 
 def test_events_and_links_beyond_the_limits_are_dropped_as_by_the_sdk():

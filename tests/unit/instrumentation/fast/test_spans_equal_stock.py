@@ -131,6 +131,7 @@ CASES: dict[str, dict[str, Any]] = {
     **SHARED_CASES,
     "user-agent": wsgi_environ("/", HTTP_USER_AGENT="curl/8.0"),
     "disallowed-host": wsgi_environ("/", HTTP_HOST="evil.example"),
+    "disallowed-again": wsgi_environ("/", HTTP_HOST="evil.example"),  # a refused Host is not remembered
     "excluded": wsgi_environ("/health"),
     "inside-span": wsgi_environ("/queries"),  # served while another span is current: INTERNAL, not SERVER
 }
@@ -269,7 +270,8 @@ def test_the_cases_exercise_what_they_claim(default_mode):
         bad["status"][0] == "ERROR" and bad["events"][0]["attributes"]["exception.type"] == "sqlite3.OperationalError"
     )
     assert stock["traceparent"]["spans"][0]["parent"] == "remote:b7ad6b7169203331"
-    assert stock["disallowed-host"]["spans"] == [] and stock["disallowed-host"]["status"].startswith("400")
+    for refused in ("disallowed-host", "disallowed-again"):
+        assert stock[refused]["spans"] == [] and stock[refused]["status"].startswith("400")
     assert stock["short-circuit"]["spans"][0]["name"] == "GET short/<int:n>"
     assert stock["other-method"]["spans"][0]["name"] == "HTTP"
     inside = stock["inside-span"]["spans"]
