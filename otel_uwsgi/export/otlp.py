@@ -74,7 +74,7 @@ _built: weakref.WeakSet[Any] = weakref.WeakSet()
 def build_otlp_exporter(exporter_class: Any, settings: Settings, signal: str, **extra: Any) -> Any:
     """``exporter_class`` (an SDK OTLP/HTTP exporter or a subclass) for ``signal``, from the options only."""
     with without_otlp_environment():
-        exporter = exporter_class(**otlp_arguments(settings, signal), **extra)
+        exporter = exporter_class(**{**otlp_arguments(settings, signal), **extra})  # extra wins (a shorter timeout)
     _built.add(exporter)
     return exporter
 

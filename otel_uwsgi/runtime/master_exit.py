@@ -50,7 +50,8 @@ def arm(settings: Settings, instance: Any) -> bool:
 
 
 def ship_at_exit(settings: Settings, instance: Any) -> None:
-    """Ship the dead journals of ``instance`` within ``otel-exit-flush-timeout``.  Never raises."""
+    """Ship the dead journals of ``instance`` within ``otel-exit-flush-timeout`` (a request that starts
+    just before it may take up to that again).  Never raises."""
     try:
         if not instance.journals():
             return
@@ -60,7 +61,10 @@ def ship_at_exit(settings: Settings, instance: Any) -> None:
 
         started = time.monotonic()
         timeout_s = settings["otel-exit-flush-timeout"] / 1000.0
-        exporter = build_span_exporter(settings)
+        # Each request bounded by the flush timeout too: the deadline is checked between requests, and
+        # a hanging collector held each journal's first request for otel-exporter-otlp-timeout (two
+        # busy workers' journals: a 21 s stop with a 2 s flush timeout).
+        exporter = build_span_exporter(settings, timeout_s=timeout_s)
         if exporter is None:
             return
         otlp.stop_retrying(exporter)  # the first answer is the outcome at a stop

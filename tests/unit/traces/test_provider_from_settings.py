@@ -57,3 +57,24 @@ def test_the_journal_is_on_by_default_and_off_on_request(tmp_path):
         provider = build_provider(settings, build_resource(settings), journal=_place(tmp_path / "off"))
         assert journal_processor(provider) is None, ini
     assert not list((tmp_path / "off").rglob("*.journal"))
+
+
+def test_the_masters_exit_exporter_gives_a_hanging_collector_the_flush_timeout_only():
+    """build_span_exporter(timeout_s=...): each request to a collector that never answers ends
+    after that, not after otel-exporter-otlp-timeout (the master ships busy workers' journals at
+    its exit with it: one request per journal held a stop 10 s each)."""
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from otel_uwsgi.tools.receiver import Receiver
+    from otel_uwsgi.traces.provider import build_span_exporter
+
+    with Receiver() as receiver:
+        receiver.fault.hang = True
+        settings = load({"otel-exporter-otlp-endpoint": receiver.endpoint.encode(),
+                         "otel-exporter-otlp-timeout": b"10"}, {})  # fmt: skip
+        exporter = build_span_exporter(settings, timeout_s=0.5)
+        started = time.monotonic()
+        assert exporter.export_body(b"", 1) is SpanExportResult.FAILURE
+        took = time.monotonic() - started
+        exporter.shutdown()
+    assert 0.4 < took < 3.0, f"{took:.1f} s"
