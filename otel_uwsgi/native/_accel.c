@@ -503,6 +503,18 @@ static PyObject *detect_agent(PyObject *agent) { return PyObject_CallOneArg(Dete
 
 static int put(PyObject *attrs, PyObject *key, PyObject *value) { return PyDict_SetItem(attrs, key, value); }
 
+/* A non-empty ASCII str of A-Z only (an HTTP method as clients send it): its .upper() and
+ * .strip() are itself. */
+static int plain_upper(PyObject *s) {
+    if (!PyUnicode_CheckExact(s) || !PyUnicode_IS_ASCII(s) || PyUnicode_GET_LENGTH(s) == 0)
+        return 0;
+    const Py_UCS1 *p = PyUnicode_1BYTE_DATA(s);
+    for (Py_ssize_t i = 0; i < PyUnicode_GET_LENGTH(s); i++)
+        if (p[i] < 'A' || p[i] > 'Z')
+            return 0;
+    return 1;
+}
+
 static PyObject *server_attributes(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "server_attributes(environ, capture_all_methods)");
@@ -530,8 +542,12 @@ static PyObject *server_attributes(PyObject *module, PyObject *const *args, Py_s
 
     PyObject *attrs = NULL, *method = NULL, *upper = NULL, *host_port = NULL, *number = NULL, *synthetic = NULL,
              *flavor_upper = NULL, *flavor_rest = NULL;
-    if ((upper = PyObject_CallMethodNoArgs(raw, s_upper)) == NULL)
+    if (plain_upper(raw)) { /* "GET": already what .upper() would give */
+        upper = raw;
+        Py_INCREF(upper);
+    } else if ((upper = PyObject_CallMethodNoArgs(raw, s_upper)) == NULL) {
         goto fail;
+    }
     if (!capture_all) {
         int known = PySet_Contains(KnownMethods, upper);
         if (known < 0)
@@ -541,14 +557,23 @@ static PyObject *server_attributes(PyObject *module, PyObject *const *args, Py_s
             Py_SETREF(upper, s_other);
         }
     }
-    if ((method = PyObject_CallMethodNoArgs(upper, s_strip)) == NULL)
+    if (plain_upper(upper)) { /* nothing for .strip() to take away */
+        method = upper;
+        Py_INCREF(method);
+    } else if ((method = PyObject_CallMethodNoArgs(upper, s_strip)) == NULL) {
         goto fail;
+    }
     if (!PyUnicode_CheckExact(method) || PyUnicode_GET_LENGTH(method) == 0)
         goto fail;
     if ((host_port = memo(PortCache, port, to_int)) == NULL)
         goto fail;
+#if PY_VERSION_HEX < 0x030D0000
+    if ((attrs = _PyDict_NewPresized(14)) == NULL) /* the 9-14 attributes without a resize */
+        goto fail;
+#else
     if ((attrs = PyDict_New()) == NULL)
         goto fail;
+#endif
     if (put(attrs, a_method, method) < 0 || put(attrs, a_server_name, server_name) < 0 ||
         put(attrs, a_scheme, scheme) < 0 || put(attrs, a_host_name, host) < 0 || put(attrs, a_host, host) < 0 ||
         put(attrs, a_host_port, host_port) < 0 || put(attrs, a_target, target) < 0 ||
@@ -1057,6 +1082,15 @@ static PyMethodDef methods[] = {
      "LeanTracer._start_py in C (_lifecycle.c)."},
     {"lean_end", (PyCFunction)(void (*)(void))lean_end, METH_FASTCALL | METH_KEYWORDS,
      "lean_end(span, end_time=None): LeanSpan._end_py in C (_lifecycle.c)."},
+    {"configure_server", configure_server, METH_VARARGS,
+     "configure_server(var, span_key, Context, INVALID_SPAN, propagate, known_spans, SERVER, INTERNAL, lean_classes, "
+     "detach_failed) (_server.c)."},
+    {"close_server_span", (PyCFunction)(void (*)(void))close_server_span, METH_FASTCALL,
+     "close_server_span(span, token, meta, meta_key, route, status_code) -> True | None (_server.c)."},
+    {"open_server_span", (PyCFunction)(void (*)(void))open_server_span, METH_FASTCALL,
+     "open_server_span(lazy_tracer, extractor, environ, name, attributes) -> (span, token, server) | None (_server.c)."},
+    {"lean_update_name", (PyCFunction)(void (*)(void))lean_update_name, METH_FASTCALL | METH_KEYWORDS,
+     "lean_update_name(span, name): LeanSpan._update_name_py in C (_lifecycle.c)."},
     {"lean_set_checked", (PyCFunction)(void (*)(void))lean_set_checked, METH_FASTCALL | METH_KEYWORDS,
      "lean_set_checked(span, attributes): LeanSpan._set_checked_py in C (_lifecycle.c)."},
     {"journal_on_start", (PyCFunction)(void (*)(void))journal_on_start, METH_FASTCALL | METH_KEYWORDS,

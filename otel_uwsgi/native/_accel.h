@@ -28,11 +28,17 @@ PyObject *slot_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 /* _lifecycle.c */
 PyObject *lean_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 PyObject *lean_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+PyObject *lean_update_name(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 PyObject *lean_set_checked(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 PyObject *journal_on_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 PyObject *journal_on_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 PyObject *as_method(PyObject *module, PyObject *function);
 PyObject *configure_lifecycle(PyObject *module, PyObject *noop);
 int lifecycle_init(void);
+
+/* _server.c */
+PyObject *configure_server(PyObject *module, PyObject *args);
+PyObject *open_server_span(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *close_server_span(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 #endif

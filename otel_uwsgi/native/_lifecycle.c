@@ -23,7 +23,7 @@ static PyObject *s_native, *s_start_py, *s_end_py, *s_on_end_py, *s_write_py, *s
     *s_dropped, *s_max_value_len, *s_immutable, *s_record_end_metrics, *s_hooks, *s_chain, *s_span_processors,
     *s_processors, *s_refresh, *s_on_start, *s_on_ending, *s_on_end, *s_span_processor, *s_p_on_ending,
     *s_p_on_start, *s_p_on_end, *s_scope, *s_appended, *s_handed, *s_head, *kw_parent_context, *Zero, *Empty, *Noop, *s_tracer_config, *s_greenlet, *s_on_start_py,
-    *s_is_enabled, *s_set_checked_py;
+    *s_is_enabled, *s_set_checked_py, *s_update_name_py;
 
 /* ------------------------------------------------------------------------------------- helpers */
 
@@ -550,6 +550,30 @@ PyObject *lean_set_checked(PyObject *module, PyObject *const *args, Py_ssize_t n
     Py_RETURN_NONE;
 }
 
+/* LeanSpan.update_name(self, name): the name set when the span is not ended and nobody holds its lock;
+ * an ended span (the SDK's warning) and a held lock go to the twin. */
+PyObject *lean_update_name(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "update_name() needs the span");
+        return NULL;
+    }
+    PyObject *self = args[0];
+    if (nargs != 2 || kwnames != NULL)
+        return twin(self, s_update_name_py, args + 1, nargs - 1, kwnames);
+    int free_ = span_lock_free(self);
+    if (free_ < 0)
+        return NULL;
+    PyObject *ended = free_ ? PyObject_GetAttr(self, s_end_time) : NULL;
+    if (free_ && ended == NULL)
+        return NULL;
+    Py_XDECREF(ended); /* None stays alive: only its identity is compared */
+    if (ended != Py_None)
+        return twin(self, s_update_name_py, args + 1, nargs - 1, kwnames);
+    if (set(self, s_name, args[1]))
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* ------------------------------------------------------------------------------------- the journal */
 
 /* The state JournalSpanProcessor hands over (its _native), by position. */
@@ -887,6 +911,7 @@ int lifecycle_init(void) {
         {&s_on_start_py, "_on_start_py"},
         {&s_is_enabled, "is_enabled"},
         {&s_set_checked_py, "_set_checked_py"},
+        {&s_update_name_py, "_update_name_py"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)

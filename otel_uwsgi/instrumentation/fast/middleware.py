@@ -20,6 +20,8 @@ from otel_uwsgi.instrumentation.fast.http import KNOWN_METHODS, native_request_a
 from otel_uwsgi.instrumentation.fast.server_span import (
     ServerSetup,
     attributes_of,
+    close_server_span,
+    open_server_span,
     record_error,
     set_error_status,
     start_server_span,
@@ -42,6 +44,12 @@ class Setup(ServerSetup):
         self, http: Any, mode: Any, default_mode: bool, schema_url: str, scope: tuple[str, str]
     ) -> None:
         super().__init__(http, mode, default_mode, schema_url, scope[0], scope[1])
+        #: Whether a request's end may be close_server_span's (C): default mode, no response headers to capture.
+        self.plain_end = default_mode and not self.capture_response_headers
+        # read per request, so kept here as one attribute each
+        self.capture_all = http.capture_all_methods
+        self.native_attributes = default_mode and native_request_attributes is not None
+        self.request_extras = self.capture_request_headers or bool(http.traced_request_attrs)
 
 
 _setup: Optional[Setup] = None
@@ -91,6 +99,8 @@ def _name_from_path(request: Any, method: str, urlconf: Optional[str] = None) ->
 
 _MISSING = object()
 _PROPAGATOR_GLOBAL = hasattr(propagators, "_RESPONSE_PROPAGATOR")
+#: server_span.close_server_span where the response propagator is read where the API keeps it, else None.
+_close_span = close_server_span if _PROPAGATOR_GLOBAL else None
 _response_propagator = propagators.get_global_response_propagator
 
 
@@ -191,13 +201,24 @@ class ServerSpanMiddleware:
         except BaseException as exc:  # Django turns Exceptions into responses; this is the rest
             self._end(request, state, None, exc if isinstance(exc, Exception) else None)
             raise
+        if (
+            _close_span is not None
+            and state.named
+            and state.exception is None
+            and setup.plain_end
+            and propagators._RESPONSE_PROPAGATOR is None
+            and _close_span(state.span, state.token, request.META, SPAN_KEY, state.route, response.status_code)
+        ):  # the common end, in C: _end's steps for a 1xx-4xx response of a lean span
+            return response
         self._end(request, state, response, state.exception)
         return response
 
     def _open(self, request: Any, setup: Setup) -> _Request:
         meta = request.META
-        raw = request.method.strip().upper()  # HttpConfig.method(), without its call
-        method = raw if raw in KNOWN_METHODS or setup.http.capture_all_methods else "_OTHER"
+        raw = request.method  # HttpConfig.method(), without its call (a known method is its own strip().upper())
+        if raw not in KNOWN_METHODS:
+            raw = raw.strip().upper()
+        method = raw if raw in KNOWN_METHODS or setup.capture_all else "_OTHER"
         named = True
         if method == "_OTHER":
             name = "HTTP"
@@ -206,17 +227,24 @@ class ServerSpanMiddleware:
         else:  # renamed in process_view from Django's own resolution, or in _end if never reached
             name, named = request.method, False
         attributes = None
-        if setup.default_mode and native_request_attributes is not None:
-            attributes = native_request_attributes(meta, setup.http.capture_all_methods)
+        if setup.native_attributes:
+            attributes = native_request_attributes(meta, setup.capture_all)
         if attributes is None:
             attributes = attributes_of(setup, meta)
-        span, ctx, server = start_server_span(setup, meta, name, attributes)
+        opened = None
+        if open_server_span is not None:  # C: start_server_span, with_span and attach in one call
+            opened = open_server_span(setup.tracer, setup.extract, meta, name, attributes)
+        if opened is None:  # no C, or not the common request: its Python twins
+            span, ctx, server = start_server_span(setup, meta, name, attributes)
+            token = attach(with_span(span, ctx))
+        else:
+            span, token, server = opened
         state = _Request.__new__(_Request)  # fields set here, not by an __init__ call
-        state.span, state.token, state.server = span, attach(with_span(span, ctx)), server
+        state.span, state.token, state.server = span, token, server
         state.named, state.method, state.exception, state.route = named, method, None, None
-        setattr(request, _STATE, state)
+        request._otel_uwsgi_span = state  # _STATE
         meta[SPAN_KEY] = span
-        if (setup.capture_request_headers or setup.http.traced_request_attrs) and span.is_recording():
+        if setup.request_extras and span.is_recording():
             extra: dict[str, Any] = {}
             if state.server and setup.capture_request_headers:
                 extra.update(setup.request_headers.from_environ(meta))

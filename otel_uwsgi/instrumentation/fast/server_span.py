@@ -31,7 +31,9 @@ from otel_uwsgi.instrumentation.fast.http import (
     request_attributes,
 )
 from otel_uwsgi.instrumentation.fast.tracer import LazyTracer
+from otel_uwsgi.native import accel
 from otel_uwsgi.native.sdk_layout import LEAN_SPAN_CLASSES
+from otel_uwsgi.traces import context_ops
 from otel_uwsgi.traces.context_ops import SPAN_KEY, get_current
 
 logger = logging.getLogger("otel_uwsgi.instrumentation.fast")
@@ -178,6 +180,37 @@ def start_server_span(
     tracer = setup.tracer.tracer or setup.tracer.get()
     span = tracer.start_span(name, ctx, kind, attributes, start_time)
     return span, ctx, kind is SpanKind.SERVER
+
+
+def _native_open() -> Optional[Any]:
+    """The C extension, configured for ``open_server_span(setup.tracer, setup.extract, environ, name,
+    attributes)``, or None.  That is C, where built
+    and the API keeps the names it reads (its context var, span key and global propagator), for the
+    common request: :func:`start_server_span` and ``attach(with_span(span, ctx))`` in one call,
+    ``(span, token, is SERVER)``; None when the request is not the common one (then those run)."""
+    native = accel.load()
+    var = getattr(context_ops, "_VAR", None)
+    if native is None or not hasattr(native, "open_server_span") or var is None or SPAN_KEY is None:
+        return None
+    if not _TEXTMAP_GLOBAL:
+        return None
+    from opentelemetry.context import Context
+
+    from otel_uwsgi.traces.lean.tracer import KNOWN_SPANS
+
+    native.configure_server(var, SPAN_KEY, Context, INVALID_SPAN, _propagate, KNOWN_SPANS, SpanKind.SERVER,
+                            SpanKind.INTERNAL, LEAN_SPAN_CLASSES, context_ops.detach_failed)  # fmt: skip
+    return native
+
+
+_native = _native_open()
+#: See :func:`_native_open` (None without the C extension).
+open_server_span = None if _native is None else _native.open_server_span
+#: ``close_server_span(span, token, meta, meta_key, route, status_code)``: C, where built, for the common end of
+#: a Django request (a lean span, a 1xx-4xx code: ``http.route`` and ``http.status_code`` set, the
+#: ``meta_key`` entry of ``meta`` popped, the context detached, the span ended): True; None, with nothing done, for
+#: anything else.
+close_server_span = None if _native is None else getattr(_native, "close_server_span", None)
 
 
 def set_checked(span: Any, attributes: dict[str, Any]) -> None:

@@ -118,13 +118,20 @@ class LeanSpan(SdkSpan):
                     return
         SdkSpan.set_attribute(self, key, value)
 
-    def update_name(self, name: str) -> None:
+    def _update_name_py(self, name: str) -> None:
         """The SDK's ``update_name`` (its ended-span check and warning) in one call, not two."""
         with self._lock:
             if self._end_time is None:
                 self._name = name
                 return
         _sdk_logger.warning("Tried calling %s on an ended span.", "update_name")
+
+    #: ``update_name``: the C twin of :meth:`_update_name_py` where built (an ended span and a held
+    #: lock go to that), else that.
+    update_name = (
+        _update_name_py if _NATIVE is None or not hasattr(_NATIVE, "lean_update_name")
+        else _NATIVE.as_method(_NATIVE.lean_update_name)
+    )  # fmt: skip
 
     def _set_checked_py(self, attributes: dict[str, Any]) -> None:
         """``set_attributes`` for values the fast path made itself (str, int, float, bool): added

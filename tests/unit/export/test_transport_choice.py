@@ -113,15 +113,53 @@ def test_both_transports_post_the_same_request(capture, monkeypatch):
 
 
 @pytest.mark.parametrize("level", [1, 6, 9])
-def test_gzip_body_is_a_gzip_container_on_every_python(level):
+@pytest.mark.parametrize("isal", [True, False])
+def test_gzip_body_is_a_gzip_container_on_every_python(level, isal, monkeypatch):
     """Python 3.10's ``zlib.compress`` has no ``wbits``: the exporter's gzip works there too and gives
-    the bytes ``zlib.compress(body, level, 31)`` gives where that exists."""
+    the bytes ``zlib.compress(body, level, 31)`` gives where that exists.  Level 1 goes through
+    ISA-L where python-isal is installed: a gzip container the stdlib reads back, no bigger than
+    zlib's level 1 by more than 2%."""
     import gzip
     import sys
     import zlib
 
-    body = sdk_encode_spans(django_like_spans(20)).SerializeToString()
+    if isal and exporter._ISAL is None:
+        pytest.skip("python-isal is not installed here")
+    if not isal:
+        monkeypatch.setattr(exporter, "_ISAL", None)
+    body = sdk_encode_spans(django_like_spans(200)).SerializeToString()
     packed = exporter.gzip_body(body, level)
     assert gzip.decompress(packed) == body
-    if sys.version_info >= (3, 11):
-        assert packed == zlib.compress(body, level, 31)
+    with_zlib = zlib.compressobj(level, zlib.DEFLATED, 31)
+    zlib_packed = with_zlib.compress(body) + with_zlib.flush()
+    if isal and level == 1:
+        assert packed != zlib_packed and len(packed) <= len(zlib_packed) * 1.02
+    else:
+        assert packed == zlib_packed
+        if sys.version_info >= (3, 11):
+            assert packed == zlib.compress(body, level, 31)
+
+
+def test_isal_is_a_dependency_where_it_has_wheels():
+    """pyproject.toml asks for python-isal on CPython for x86_64 and aarch64, so there the default
+    gzip is ISA-L's: it must have imported (the machines CI runs on are x86_64)."""
+    import platform
+
+    if platform.python_implementation() == "CPython" and platform.machine() in ("x86_64", "AMD64", "aarch64"):
+        assert exporter._ISAL is not None, "python-isal missing or broken: pip install isal"
+
+
+def test_a_failing_isal_falls_back_to_zlib(monkeypatch):
+    """ISA-L raising (never seen) costs nothing but the speed: the body goes out through zlib."""
+    import gzip
+
+    class Broken:
+        DEFLATED = 8
+
+        @staticmethod
+        def compressobj(*args: object) -> object:
+            raise RuntimeError("no ISA-L today")
+
+    monkeypatch.setattr(exporter, "_ISAL", Broken)
+    body = b"span" * 100
+    assert gzip.decompress(exporter.gzip_body(body, 1)) == body

@@ -47,6 +47,7 @@ class Twin:
     start_py: int = 0  # calls of LeanTracer._start_py
     end_py: int = 0  # calls of LeanSpan._end_py
     checked_py: int = 0  # calls of LeanSpan._set_checked_py
+    renamed_py: int = 0  # calls of LeanSpan._update_name_py
 
 
 @pytest.fixture(autouse=True, params=VARIANTS)
@@ -56,6 +57,7 @@ def twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Twi
     code hands them (its fallbacks), so a test can tell which one did the work."""
     twin = Twin(request.param)
     start_py, end_py, checked_py = LeanTracer._start_py, LeanSpan._end_py, LeanSpan._set_checked_py
+    renamed_py = LeanSpan._update_name_py
     use(twin.name, monkeypatch)
     if twin.name == "python":
         return twin
@@ -74,7 +76,12 @@ def twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Twi
 
     monkeypatch.setattr(LeanTracer, "_start_py", counted_start)
     monkeypatch.setattr(LeanSpan, "_end_py", counted_end)
+    def counted_renamed(self: LeanSpan, *args: Any, **kwargs: Any) -> Any:
+        twin.renamed_py += 1
+        return renamed_py(self, *args, **kwargs)
+
     monkeypatch.setattr(LeanSpan, "_set_checked_py", counted_checked)
+    monkeypatch.setattr(LeanSpan, "_update_name_py", counted_renamed)
     return twin
 
 
@@ -184,7 +191,7 @@ def test_the_exported_spans_are_the_same(parent):
         assert lean_span.context.trace_id == sdk_span.context.trace_id
 
 
-def test_an_ended_lean_span_changes_no_more_and_is_exported_once(caplog):
+def test_an_ended_lean_span_changes_no_more_and_is_exported_once(caplog, twin):
     _, lean, exporter = pipeline()
     span = lean.start_span("GET", None, SpanKind.SERVER, attributes=dict(ATTRIBUTES))
     span.end()
@@ -197,6 +204,7 @@ def test_an_ended_lean_span_changes_no_more_and_is_exported_once(caplog):
     assert finished.name == "GET" and "late" not in finished.attributes
     assert finished.status.status_code is StatusCode.UNSET
     assert "ended span" in caplog.text
+    assert twin.name == "python" or twin.renamed_py == 1  # the ended span's rename: the twin warns
 
 
 def test_the_callers_attributes_are_copied_not_kept():
@@ -315,20 +323,25 @@ def test_checked_attributes_on_an_ended_span_are_ignored(caplog, twin):
     assert twin.name == "python" or twin.checked_py == 1
 
 
-def test_checked_attributes_wait_for_a_lock_another_thread_holds(twin):
-    """The C twin does not add to a span whose lock is held: the Python twin waits for it."""
+@pytest.mark.parametrize(
+    ("method", "argument", "twin_name"),
+    [("set_checked_attributes", {"late": 1}, "_set_checked_py"), ("update_name", "renamed", "_update_name_py")],
+)
+def test_a_change_waits_for_a_lock_another_thread_holds(twin, method, argument, twin_name):
+    """The C twins do not change a span whose lock is held: the Python twin waits for it."""
     _, lean, exporter = pipeline()
     span = lean.start_span("a", context.Context(), SpanKind.SERVER)
-    adder = threading.Thread(target=span.set_checked_attributes, args=({"late": 1},))
+    changer = threading.Thread(target=getattr(span, method), args=(argument,))
     with span._lock:
-        adder.start()
-        waiting = wait_until(lambda: running_in(adder, "_set_checked_py"), 5)
-        added_meanwhile = "late" in span._attributes
-    adder.join(5)
+        changer.start()
+        waiting = wait_until(lambda: running_in(changer, twin_name), 5)
+        changed_meanwhile = "late" in span._attributes or span._name != "a"
+    changer.join(5)
     span.end()
-    assert waiting and not added_meanwhile and not adder.is_alive()
-    assert exporter.get_finished_spans()[0].attributes["late"] == 1
-    assert twin.name == "python" or twin.checked_py == 1
+    assert waiting and not changed_meanwhile and not changer.is_alive()
+    finished = exporter.get_finished_spans()[0]
+    assert finished.attributes.get("late") == 1 if method == "set_checked_attributes" else finished.name == "renamed"
+    assert twin.name == "python" or twin.checked_py + twin.renamed_py == 1
 
 
 def test_events_and_links_beyond_the_limits_are_dropped_as_by_the_sdk():

@@ -1,4 +1,4 @@
-"""The C twins of otel_uwsgi/native/_lifecycle.c (a lean span's start, end and checked attributes,
+"""The C twins of otel_uwsgi/native/_lifecycle.c (a lean span's start, end, checked attributes and name,
 the journal's on_start and on_end) and their Python twins, swapped for a test: the same cases run through either."""
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ def c_built() -> bool:
 
 
 def use_python_twins(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``start_span``, ``end``, ``set_checked_attributes``, ``on_start`` and ``on_end`` as the Python
-    twins, in place of the C ones."""
+    """``start_span``, ``end``, ``set_checked_attributes``, ``update_name``, ``on_start`` and ``on_end``
+    as the Python twins, in place of the C ones."""
     monkeypatch.setattr(LeanTracer, "start_span", LeanTracer._start_py)
     monkeypatch.setattr(LeanSpan, "end", LeanSpan._end_py)
     monkeypatch.setattr(LeanSpan, "set_checked_attributes", LeanSpan._set_checked_py)
+    monkeypatch.setattr(LeanSpan, "update_name", LeanSpan._update_name_py)
     monkeypatch.setattr(JournalSpanProcessor, "on_end", JournalSpanProcessor._on_end_py)
     monkeypatch.setattr(JournalSpanProcessor, "on_start", JournalSpanProcessor._on_start_py)
 
