@@ -145,7 +145,9 @@ def main() -> None:
                 for mode in modes:
                     for n in (1, 1 + args.requests):
                         if args.uwsgi:
-                            jobs[mode, path, n] = pool.submit(count_uwsgi, mode, path, n, args.warmup, endpoint, args.env)
+                            jobs[mode, path, n] = pool.submit(
+                                count_uwsgi, mode, path, n, args.warmup, endpoint, args.env
+                            )
                         else:
                             jobs[mode, path, n] = pool.submit(
                                 count, mode, path, n, args.warmup, endpoint, args.sampler, args.env
