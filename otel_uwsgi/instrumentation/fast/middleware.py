@@ -138,12 +138,6 @@ class _Hosts:
                 self.seen.clear()
             self.seen.add(key)
 
-    def check(self, request: Any) -> None:
-        """The whole check, as __call__ does it inline."""
-        key, allowed = _host_key(self.settings, request.META)
-        if key is None or allowed is not self.allowed or key not in self.seen:
-            self.accept(request, key, allowed)
-
 
 def _host_key(cached: dict[str, Any], meta: dict[str, Any]) -> tuple[Any, Any]:
     """(what identifies the request's Host: HTTP_HOST, with X-Forwarded-Host when
