@@ -163,12 +163,14 @@ def test_a_worker_recycled_by_reload_on_rss_loses_nothing(start_uwsgi, receiver,
     marks = tmp_path / "marks"
     marks.mkdir()
     options = {"module": APP, "otel-bsp-schedule-delay": "60000", "reload-on-rss": "200", "min-worker-lifetime": "1"}
-    spawned = time.monotonic()
     server = start_uwsgi("minimal.ini", workers=2, extra=options, env={"OTEL_UWSGI_PROBE_DIR": str(marks)},
                          ready_path="/")
+    spawned = time.monotonic()  # the workers were spawned before they answered: they are at least this old
     server.hammer("/work?n=3", 24, concurrency=4)
     trace_id, parent = secrets.token_hex(16), secrets.token_hex(8)
-    # uWSGI recycles on rss only once the worker has lived min-worker-lifetime (1 s here)
+    # uWSGI recycles on rss only at the end of a request of a worker that has lived min-worker-lifetime
+    # (1 s here; core/utils.c, uwsgi_close_request).  Timed from before the start, the grown request
+    # could come from a worker spawned late under load, younger than that: it was never recycled.
     time.sleep(max(0.0, spawned + 1.5 - time.monotonic()))
     status, _ = server.get("/grow?mb=300&s=0&keep=1", headers={"traceparent": f"00-{trace_id}-{parent}-01"})
     assert status == 200
