@@ -150,11 +150,28 @@ def opened_request(setup: Any) -> tuple[Any, object, dict[str, Any], Any]:
     return span, token, meta, before
 
 
+def not_lean(span: Any, token: object) -> bool:
+    """An SDK whose spans the lean tracer does not make (below its floor, the SDK's own start runs):
+    close_server_span leaves such a span to Python, untouched.  True, having checked that."""
+    from otel_uwsgi.native.sdk_layout import LEAN_SPAN_CLASSES
+
+    if type(span) in LEAN_SPAN_CLASSES:
+        return False
+    meta = {META_KEY: span}
+    assert server_span.close_server_span(span, token, meta, META_KEY, None, 200) is None
+    assert span.end_time is None and meta and trace.get_current_span() is span
+    detach(token)
+    span.end()
+    return True
+
+
 @pytest.mark.parametrize("route", ["items/<int:pk>", "", None])
 def test_a_plain_response_closes_in_c_as_end_would(setup, route):
     """http.route (when there is one) and http.status_code set, the META entry popped, the context
     that was current before restored, the span ended: what _end does for a 200."""
     span, token, meta, before = opened_request(setup)
+    if not_lean(span, token):
+        return
     assert server_span.close_server_span(span, token, meta, META_KEY, route, 200) is True
     assert span.end_time is not None and meta == {"HTTP_HOST": "example"} and context.get_current() is before
     expected = {"http.method": "GET", **({"http.route": route} if route else {}), "http.status_code": 200}
@@ -188,6 +205,8 @@ def test_a_token_of_another_context_is_logged_as_the_api_does(setup, caplog):
     import contextvars
 
     span, token, meta, _ = opened_request(setup)
+    if not_lean(span, token):
+        return
     other = contextvars.copy_context().run(lambda: context.attach(context.get_current()))
     with caplog.at_level(logging.ERROR):
         assert server_span.close_server_span(span, other, meta, META_KEY, None, 204) is True
