@@ -28,6 +28,8 @@ PyObject *slot_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 /* _lifecycle.c */
 PyObject *lean_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 PyObject *lean_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+/* Nobody holds a lean span's lock and it has not ended: 1, 0, -1 on error. */
+int span_changeable(PyObject *span);
 PyObject *lean_update_name(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 PyObject *lean_set_checked(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 PyObject *journal_on_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);

@@ -65,6 +65,19 @@ static int span_lock_free(PyObject *span) {
     return free_;
 }
 
+/* Whether a lean span may be changed here, as its Python twin would under its lock: nobody holds the
+ * lock and the span has not ended.  1, 0 (the twin waits, or warns), -1 on error. */
+int span_changeable(PyObject *span) {
+    int free_ = span_lock_free(span);
+    if (free_ <= 0)
+        return free_;
+    PyObject *ended = PyObject_GetAttr(span, s_end_time);
+    if (ended == NULL)
+        return -1;
+    Py_DECREF(ended); /* None stays alive: only its identity is compared */
+    return ended == Py_None;
+}
+
 /* Whether the processors a Hooks object calls are still the chain's (else hooks.refresh()). */
 static int hooks_current(PyObject *hooks, PyObject *chain) {
     PyObject *now = PyObject_GetAttr(chain, s_span_processors);
@@ -493,16 +506,12 @@ PyObject *lean_set_checked(PyObject *module, PyObject *const *args, Py_ssize_t n
     if (nargs != 2 || kwnames != NULL || !PyDict_CheckExact(args[1]))
         return twin(self, s_set_checked_py, args + 1, nargs - 1, kwnames);
     PyObject *attributes = args[1];
-    int free_ = span_lock_free(self);
-    if (free_ < 0)
+    int changeable = span_changeable(self);
+    if (changeable < 0)
         return NULL;
-    if (!free_)
+    if (!changeable)
         return twin(self, s_set_checked_py, args + 1, nargs - 1, kwnames);
-    PyObject *ended = PyObject_GetAttr(self, s_end_time);
-    if (ended == NULL)
-        return NULL;
-    Py_DECREF(ended); /* None stays alive: only its identity is compared */
-    PyObject *bounded = ended == Py_None ? PyObject_GetAttr(self, s_attributes) : NULL;
+    PyObject *bounded = PyObject_GetAttr(self, s_attributes);
     PyObject *current = bounded ? PyObject_GetAttr(bounded, s_dict) : NULL;
     PyObject *maxlen = current ? PyObject_GetAttr(bounded, s_maxlen) : NULL;
     Py_XDECREF(bounded);
@@ -560,14 +569,10 @@ PyObject *lean_update_name(PyObject *module, PyObject *const *args, Py_ssize_t n
     PyObject *self = args[0];
     if (nargs != 2 || kwnames != NULL)
         return twin(self, s_update_name_py, args + 1, nargs - 1, kwnames);
-    int free_ = span_lock_free(self);
-    if (free_ < 0)
+    int changeable = span_changeable(self);
+    if (changeable < 0)
         return NULL;
-    PyObject *ended = free_ ? PyObject_GetAttr(self, s_end_time) : NULL;
-    if (free_ && ended == NULL)
-        return NULL;
-    Py_XDECREF(ended); /* None stays alive: only its identity is compared */
-    if (ended != Py_None)
+    if (!changeable)
         return twin(self, s_update_name_py, args + 1, nargs - 1, kwnames);
     if (set(self, s_name, args[1]))
         return NULL;

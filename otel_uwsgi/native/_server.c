@@ -19,8 +19,7 @@ static PyObject *Var, *SpanKey, *ContextType, *InvalidSpan, *Propagate, *KnownSp
 /* configure_server()'s too: the lean span classes (a set), context_ops.detach_failed, and the keys
  * of the final attributes. */
 static PyObject *LeanClasses, *DetachFailed;
-static PyObject *s_tracer, *s_propagator, *s_keys, *s_text_format, *s_start_span, *s_lock, *s_end_time,
-    *a_route, *a_status_code;
+static PyObject *s_tracer, *s_propagator, *s_keys, *s_text_format, *s_start_span, *a_route, *a_status_code;
 
 PyObject *configure_server(PyObject *module, PyObject *args) {
     PyObject *v[10];
@@ -42,8 +41,6 @@ PyObject *configure_server(PyObject *module, PyObject *args) {
                      {&s_keys, "keys"},
                      {&s_text_format, "_HTTP_TEXT_FORMAT"},
                      {&s_start_span, "start_span"},
-                     {&s_lock, "_lock"},
-                     {&s_end_time, "_end_time"},
                      {&a_route, "http.route"},
                      {&a_status_code, "http.status_code"}};
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -181,19 +178,10 @@ PyObject *close_server_span(PyObject *module, PyObject *const *args, Py_ssize_t 
         return NULL;
     if (status < 100 || status >= 500 || !lean)
         Py_RETURN_NONE;
-    PyObject *lock = PyObject_GetAttr(span, s_lock);
-    if (lock == NULL)
+    int changeable = span_changeable(span);
+    if (changeable < 0)
         return NULL;
-    PyObject *held = PyObject_CallMethod(lock, "locked", NULL);
-    Py_DECREF(lock);
-    if (held == NULL)
-        return NULL;
-    Py_DECREF(held); /* True and False stay alive: only their identity is compared */
-    PyObject *ended = held == Py_False ? PyObject_GetAttr(span, s_end_time) : NULL;
-    if (held == Py_False && ended == NULL)
-        return NULL;
-    Py_XDECREF(ended);
-    if (ended != Py_None)
+    if (!changeable)
         Py_RETURN_NONE;
     /* from here on, as the Python code would: it does not step back */
     PyObject *final = PyDict_New();
