@@ -14,7 +14,8 @@ if os.environ.get("OTEL_UWSGI_NO_EXTENSIONS", "") in ("", "0"):
     extensions.append(
         Extension(
             "otel_uwsgi.native._accel",
-            ["otel_uwsgi/native/_accel.c", "otel_uwsgi/native/_lifecycle.c", "otel_uwsgi/native/_server.c"],
+            ["otel_uwsgi/native/_accel.c", "otel_uwsgi/native/_lifecycle.c", "otel_uwsgi/native/_server.c",
+             "otel_uwsgi/native/_slots.c"],
             depends=["otel_uwsgi/native/_accel.h"],
             optional=True,
         )

@@ -24,9 +24,8 @@ PyObject *SpanContextType;
 static PyObject *StatusType, *SpanKindType, *BoundedAttributesType, *BoundedListType;
 static PyObject *DefaultTraceState;
 
-static PyObject *s_context, *s_parent, *s_events, *s_links, *s_attributes, *s_status, *s_start_time,
-    *s_end_time, *s_kind, *s_name, *s_dq, *s_dropped, *s_immutable, *s_dict, *s_description, *s_status_code,
-    *s_value;
+static PyObject *s_events, *s_links, *s_status, *s_dq, *s_dropped, *s_immutable, *s_dict, *s_description,
+    *s_status_code, *s_value;
 
 typedef struct {
     unsigned char *data;
@@ -286,17 +285,21 @@ static int encode(Buffer *b, PyObject *span) {
 #define GET(var, attr)                                                                                             \
     if ((var = PyObject_GetAttr(span, attr)) == NULL)                                                              \
         goto out;
-    GET(context, s_context)
-    GET(parent, s_parent)
+#define FIELD(var, field)                                                                                          \
+    if ((var = span_get(span, field)) == NULL)                                                                     \
+        goto out;
+    FIELD(context, SF_CONTEXT)
+    FIELD(parent, SF_PARENT)
     GET(events, s_events)
     GET(links, s_links)
-    GET(attributes, s_attributes)
+    FIELD(attributes, SF_ATTRIBUTES)
     GET(status, s_status)
-    GET(start, s_start_time)
-    GET(end, s_end_time)
-    GET(kind, s_kind)
-    GET(name, s_name)
+    FIELD(start, SF_START_TIME)
+    FIELD(end, SF_END_TIME)
+    FIELD(kind, SF_KIND)
+    FIELD(name, SF_NAME)
 #undef GET
+#undef FIELD
     if ((PyObject *)Py_TYPE(context) != SpanContextType || PyTuple_GET_SIZE(context) != 6)
         goto out;
     if (parent != Py_None && ((PyObject *)Py_TYPE(parent) != SpanContextType || PyTuple_GET_SIZE(parent) != 6))
@@ -832,9 +835,9 @@ PyObject *slot_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
     if (thread == (uint64_t)-1 && PyErr_Occurred())
         return NULL;
     PyObject *span = args[2], *result = Py_None;
-    PyObject *context = PyObject_GetAttr(span, s_context);
-    PyObject *parent = context ? PyObject_GetAttr(span, s_parent) : NULL;
-    PyObject *start_time = parent ? PyObject_GetAttr(span, s_start_time) : NULL;
+    PyObject *context = span_get(span, SF_CONTEXT);
+    PyObject *parent = context ? span_get(span, SF_PARENT) : NULL;
+    PyObject *start_time = parent ? span_get(span, SF_START_TIME) : NULL;
     if (start_time == NULL) {
         PyErr_Clear();
         goto done;
@@ -1098,6 +1101,8 @@ static PyMethodDef methods[] = {
     {"journal_on_end", (PyCFunction)(void (*)(void))journal_on_end, METH_FASTCALL | METH_KEYWORDS,
      "journal_on_end(processor, span): JournalSpanProcessor._on_end_py in C (_lifecycle.c)."},
     {"as_method", as_method, METH_O, "as_method(function): the function, bound like a method as a class attribute"},
+    {"configure_slots", configure_slots, METH_O,
+     "configure_slots(LeanSpan) -> bool: read and write its __slots__ fields at their offsets (_slots.c)."},
     {"configure_lifecycle", configure_lifecycle, METH_O, "configure_lifecycle(noop): the span metrics' no-op"},
     {"configure", configure, METH_VARARGS,
      "configure(SpanContext, Status, SpanKind, BoundedAttributes, BoundedList, DEFAULT_TRACE_STATE)"},
@@ -1113,10 +1118,8 @@ PyMODINIT_FUNC PyInit__accel(void) {
         PyObject **slot;
         const char *text;
     } names[] = {
-        {&s_context, "_context"},         {&s_parent, "_parent"},         {&s_events, "_events"},
-        {&s_links, "_links"},             {&s_attributes, "_attributes"}, {&s_status, "_status"},
-        {&s_start_time, "_start_time"},   {&s_end_time, "_end_time"},     {&s_kind, "_kind"},
-        {&s_name, "_name"},               {&s_dq, "_dq"},                 {&s_dropped, "dropped"},
+        {&s_events, "_events"},           {&s_links, "_links"},           {&s_status, "_status"},
+        {&s_dq, "_dq"},                   {&s_dropped, "dropped"},
         {&s_immutable, "_immutable"},     {&s_dict, "_dict"},             {&s_description, "_description"},
         {&s_status_code, "_status_code"}, {&s_value, "_value_"},
         {&s_upper, "upper"},              {&s_strip, "strip"},            {&s_other, "_OTHER"},
@@ -1136,7 +1139,7 @@ PyMODINIT_FUNC PyInit__accel(void) {
             return NULL;
     }
     crc_init();
-    if (lifecycle_init() < 0)
+    if (lifecycle_init() < 0 || slots_init() < 0)
         return NULL;
     return PyModule_Create(&module_def);
 }

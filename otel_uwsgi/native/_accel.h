@@ -38,6 +38,15 @@ PyObject *as_method(PyObject *module, PyObject *function);
 PyObject *configure_lifecycle(PyObject *module, PyObject *noop);
 int lifecycle_init(void);
 
+/* _slots.c: a lean span's per-span fields, by position in LeanSpan.__slots__ */
+enum { SF_NAME, SF_CONTEXT, SF_KIND, SF_PARENT, SF_LOCK, SF_ATTRIBUTES, SF_START_TIME, SF_END_TIME, SF_COUNT };
+/* span.<field>: a new reference, NULL with Python's AttributeError (any span type). */
+PyObject *span_get(PyObject *span, int field);
+/* span.<field> = value: 0, -1 on error (any span type). */
+int span_set(PyObject *span, int field, PyObject *value);
+PyObject *configure_slots(PyObject *module, PyObject *cls);
+int slots_init(void);
+
 /* _server.c */
 PyObject *configure_server(PyObject *module, PyObject *args);
 PyObject *open_server_span(PyObject *module, PyObject *const *args, Py_ssize_t nargs);

@@ -19,7 +19,7 @@
 #include "_accel.h"
 
 static PyObject *s_native, *s_start_py, *s_end_py, *s_on_end_py, *s_write_py, *s_wake_py, *s_lock, *s_locked,
-    *s_name, *s_context, *s_kind, *s_parent, *s_attributes, *s_start_time, *s_end_time, *s_dict, *s_maxlen,
+    *s_dict, *s_maxlen,
     *s_dropped, *s_max_value_len, *s_immutable, *s_record_end_metrics, *s_hooks, *s_chain, *s_span_processors,
     *s_processors, *s_refresh, *s_on_start, *s_on_ending, *s_on_end, *s_span_processor, *s_p_on_ending,
     *s_p_on_start, *s_p_on_end, *s_scope, *s_appended, *s_handed, *s_head, *kw_parent_context, *Zero, *Empty, *Noop, *s_tracer_config, *s_greenlet, *s_on_start_py,
@@ -57,7 +57,7 @@ static int lock_free(PyObject *lock) {
 
 /* Whether nobody holds a span's own lock (its _lock): 1, 0, -1 on error. */
 static int span_lock_free(PyObject *span) {
-    PyObject *lock = PyObject_GetAttr(span, s_lock);
+    PyObject *lock = span_get(span, SF_LOCK);
     if (lock == NULL)
         return -1;
     int free_ = lock_free(lock);
@@ -71,7 +71,7 @@ int span_changeable(PyObject *span) {
     int free_ = span_lock_free(span);
     if (free_ <= 0)
         return free_;
-    PyObject *ended = PyObject_GetAttr(span, s_end_time);
+    PyObject *ended = span_get(span, SF_END_TIME);
     if (ended == NULL)
         return -1;
     Py_DECREF(ended); /* None stays alive: only its identity is compared */
@@ -265,7 +265,7 @@ PyObject *lean_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs, 
                 goto error;
             goto python_state;
         }
-        parent_context = PyObject_GetAttr(current, s_context);
+        parent_context = span_get(current, SF_CONTEXT);
         if (parent_context == NULL)
             goto error;
         if (Py_TYPE(parent_context) != (PyTypeObject *)SpanContextType || PyTuple_GET_SIZE(parent_context) != 6) {
@@ -349,10 +349,11 @@ PyObject *lean_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs, 
     }
     /* the recording span: the fields LeanTracer._start_py sets, in its order */
     span = PyBaseObject_Type.tp_new((PyTypeObject *)ST(ST_SPAN_CLASS), Empty, NULL);
-    if (span == NULL || set(span, s_name, name) || set(span, s_context, span_context) || set(span, s_kind, kind) ||
-        set(span, s_parent, parent != NULL ? parent : Py_None))
+    if (span == NULL || span_set(span, SF_NAME, name) || span_set(span, SF_CONTEXT, span_context) ||
+        span_set(span, SF_KIND, kind) || span_set(span, SF_PARENT, parent != NULL ? parent : Py_None) ||
+        span_set(span, SF_END_TIME, Py_None))
         goto error;
-    if ((lock = PyObject_CallNoArgs(ST(ST_ALLOCATE_LOCK))) == NULL || set(span, s_lock, lock))
+    if ((lock = PyObject_CallNoArgs(ST(ST_ALLOCATE_LOCK))) == NULL || span_set(span, SF_LOCK, lock))
         goto error;
     Py_CLEAR(lock);
     copy = attributes != Py_None ? PyDict_Copy(attributes) : PyDict_New();
@@ -361,14 +362,14 @@ PyObject *lean_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs, 
         set(bounded, s_dropped, Zero) || set(bounded, s_max_value_len, Py_None))
         goto error;
     if ((lock = PyObject_CallNoArgs(ST(ST_ALLOCATE_LOCK))) == NULL || set(bounded, s_lock, lock) ||
-        set(bounded, s_immutable, Py_False) || set(span, s_attributes, bounded))
+        set(bounded, s_immutable, Py_False) || span_set(span, SF_ATTRIBUTES, bounded))
         goto error;
     if (start_time == Py_None) {
         if ((time = now_ns()) == NULL)
             goto error;
         start_time = time;
     }
-    if (set(span, s_start_time, start_time))
+    if (span_set(span, SF_START_TIME, start_time))
         goto error;
     /* the processors' on_start, as Hooks lists them */
     PyObject *chain = PyObject_GetAttr(hooks, s_chain);
@@ -432,8 +433,8 @@ PyObject *lean_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs, Py
     int free_ = span_lock_free(self);
     if (free_ < 0)
         return NULL;
-    PyObject *start = free_ ? PyObject_GetAttr(self, s_start_time) : NULL;
-    PyObject *ended = start ? PyObject_GetAttr(self, s_end_time) : NULL;
+    PyObject *start = free_ ? span_get(self, SF_START_TIME) : NULL;
+    PyObject *ended = start ? span_get(self, SF_END_TIME) : NULL;
     int lean = start != NULL && start != Py_None && ended == Py_None;
     Py_XDECREF(start);
     Py_XDECREF(ended);
@@ -444,11 +445,11 @@ PyObject *lean_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs, Py
     PyObject *time = end_time != Py_None ? (Py_INCREF(end_time), end_time) : now_ns();
     if (time == NULL)
         return NULL;
-    int failed = set(self, s_end_time, time);
+    int failed = span_set(self, SF_END_TIME, time);
     Py_DECREF(time);
     if (failed)
         return NULL;
-    PyObject *attributes = PyObject_GetAttr(self, s_attributes);
+    PyObject *attributes = span_get(self, SF_ATTRIBUTES);
     if (attributes == NULL || set(attributes, s_immutable, Py_True)) {
         Py_XDECREF(attributes);
         return NULL;
@@ -511,7 +512,7 @@ PyObject *lean_set_checked(PyObject *module, PyObject *const *args, Py_ssize_t n
         return NULL;
     if (!changeable)
         return twin(self, s_set_checked_py, args + 1, nargs - 1, kwnames);
-    PyObject *bounded = PyObject_GetAttr(self, s_attributes);
+    PyObject *bounded = span_get(self, SF_ATTRIBUTES);
     PyObject *current = bounded ? PyObject_GetAttr(bounded, s_dict) : NULL;
     PyObject *maxlen = current ? PyObject_GetAttr(bounded, s_maxlen) : NULL;
     Py_XDECREF(bounded);
@@ -574,7 +575,7 @@ PyObject *lean_update_name(PyObject *module, PyObject *const *args, Py_ssize_t n
         return NULL;
     if (!changeable)
         return twin(self, s_update_name_py, args + 1, nargs - 1, kwnames);
-    if (set(self, s_name, args[1]))
+    if (span_set(self, SF_NAME, args[1]))
         return NULL;
     Py_RETURN_NONE;
 }
@@ -619,7 +620,7 @@ PyObject *journal_on_end(PyObject *module, PyObject *const *args, Py_ssize_t nar
     if (SpanContextType == NULL || !PyTuple_Check(state) || PyTuple_GET_SIZE(state) != JS_SIZE)
         goto python;
 #define JS(i) PyTuple_GET_ITEM(state, i)
-    context = PyObject_GetAttr(span, s_context);
+    context = span_get(span, SF_CONTEXT);
     if (context == NULL)
         goto out;
     if (Py_TYPE(context) != (PyTypeObject *)SpanContextType || PyTuple_GET_SIZE(context) != 6)
@@ -780,7 +781,7 @@ PyObject *journal_on_start(PyObject *module, PyObject *const *args, Py_ssize_t n
     if (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) != JS_SIZE)
         goto python;
 #define JS(i) PyTuple_GET_ITEM(state, i)
-    if ((kind = PyObject_GetAttr(span, s_kind)) == NULL)
+    if ((kind = span_get(span, SF_KIND)) == NULL)
         goto out;
     if (kind != JS(JS_SERVER)) { /* only a server span takes a slot */
         result = Py_None;
@@ -800,7 +801,7 @@ PyObject *journal_on_start(PyObject *module, PyObject *const *args, Py_ssize_t n
         Py_INCREF(result);
         goto out;
     }
-    if ((scope = PyObject_GetAttr(span, s_scope)) == NULL || (name = PyObject_GetAttr(span, s_name)) == NULL)
+    if ((scope = PyObject_GetAttr(span, s_scope)) == NULL || (name = span_get(span, SF_NAME)) == NULL)
         goto out;
     PyObject *id = PyLong_FromVoidPtr(scope);
     key = id ? PyTuple_Pack(2, id, name) : NULL;
@@ -882,13 +883,6 @@ int lifecycle_init(void) {
         {&s_wake_py, "_wake_shipper"},
         {&s_lock, "_lock"},
         {&s_locked, "locked"},
-        {&s_name, "_name"},
-        {&s_context, "_context"},
-        {&s_kind, "_kind"},
-        {&s_parent, "_parent"},
-        {&s_attributes, "_attributes"},
-        {&s_start_time, "_start_time"},
-        {&s_end_time, "_end_time"},
         {&s_dict, "_dict"},
         {&s_maxlen, "maxlen"},
         {&s_dropped, "dropped"},

@@ -60,12 +60,14 @@ class LeanSpan(SdkSpan):
 
     Fields a new span shares with every other span of its tracer (resource, scope, sampler,
     processor, limits) are attributes of the tracer's own subclass, and those that stay at their
-    initial value until user code changes them (status, end time, events, links, options) are
-    class attributes here: a change is an instance attribute, as on any object.  A span is made
-    with the 8 fields that differ per span.
+    initial value until user code changes them (status, events, links, options) are class
+    attributes here: a change is an instance attribute, as on any object.  A span is made with the
+    8 fields that differ per span, kept in ``__slots__``: the C start, end and journal record read
+    and write them at their offsets (otel_uwsgi/native/_slots.c), not through getattr.
     """
 
-    _end_time: Optional[int] = None
+    __slots__ = ("_name", "_context", "_kind", "_parent", "_lock", "_attributes", "_start_time", "_end_time")
+    _end_time: Optional[int]
     _status = _UNSET
     _trace_config = None
     _record_exception = True
@@ -187,6 +189,10 @@ class LeanSpan(SdkSpan):
     #: ``end``: the C twin of :meth:`_end_py` where built (it hands the calls it does not take to
     #: :meth:`_end_py`: a span already ended, or whose lock another thread holds), else that.
     end = _end_py if _NATIVE is None else _NATIVE.as_method(_NATIVE.lean_end)
+
+
+if _NATIVE is not None and hasattr(_NATIVE, "configure_slots"):
+    _NATIVE.configure_slots(LeanSpan)  # False (then getattr, the same values) if its slots are not the expected ones
 
 
 def _does_nothing(method: Any) -> bool:

@@ -196,6 +196,7 @@ class LeanTracer:
         span._context = span_context
         span._kind = kind
         span._parent = parent
+        span._end_time = None
         span._lock = threading.Lock()
         bounded = object.__new__(BoundedAttributes)  # BoundedAttributes(max, None, immutable=False)
         bounded._dict = dict(attributes) if attributes else {}
