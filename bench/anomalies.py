@@ -36,7 +36,7 @@ from pathlib import Path
 
 import run
 from fast_profile import _Sink
-from instructions import _uwsgi_binary
+from instructions import _uwsgi_binary, valgrind_timing
 
 from otel_uwsgi.tools.harness import free_port
 
@@ -160,6 +160,7 @@ def profile(config: str, path: str, long: bool, args: argparse.Namespace, endpoi
     overrides = run.config_overrides(config, dead_port=free_port(), hanging=None)
     if not args.master:
         overrides["master"] = "false"
+    overrides.update(valgrind_timing(overrides))
     overrides.update(kv.split("=", 1) for kv in args.set)
     instance = run.Instance.of_demo(
         endpoint, overrides, config, workers=1, workdir=str(workdir), thunder_lock=False, uwsgi=str(wrapper)
@@ -188,6 +189,7 @@ def profile(config: str, path: str, long: bool, args: argparse.Namespace, endpoi
     finally:
         instance.stop(kill_after=600)
     log = server.log()
+    (out / "uwsgi.log").write_text(log)  # kept beside the profiles: what the process said, exit included
     worker = _WORKER.findall(log)
     if not worker:
         raise SystemExit(f"{config}: no worker pid in the log:\n{log[-3000:]}")

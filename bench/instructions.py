@@ -61,6 +61,15 @@ def _uwsgi_binary() -> str:
     return str(beside) if beside.exists() else (shutil.which("uwsgi") or "uwsgi")
 
 
+def valgrind_timing(overrides: dict[str, str]) -> dict[str, str]:
+    """The ini options that import bench/valgrind_timing.py (otel-uwsgi's timing thresholds scaled by
+    callgrind's slowdown) into a configuration that runs otel-uwsgi; none for plain and the
+    sdk-recipe (their own module, no span journal)."""
+    if "module" in overrides:
+        return {}
+    return {"import": "valgrind_timing", "pythonpath": str(Path(__file__).resolve().parent)}
+
+
 def count_uwsgi(config: str, path: str, requests: int, warmup: int, endpoint: str, extra: list[str]) -> int:
     """Instructions executed by the one worker of a uWSGI (run.py's ``config``) under callgrind."""
     workdir = Path(tempfile.mkdtemp(prefix=f"instructions-{config}-"))
@@ -76,6 +85,7 @@ def count_uwsgi(config: str, path: str, requests: int, warmup: int, endpoint: st
     # Under callgrind everything is ~50x slower: the stock SDK's exit flush (the sdk-recipe) would
     # outlast uWSGI's default 60 s of mercy, and a killed worker leaves no count.
     overrides.setdefault("worker-reload-mercy", "900")
+    overrides.update(valgrind_timing(overrides))
     overrides.update(kv.split("=", 1) for kv in extra)
     # one worker: no herd to serialise, and the counts stay comparable with earlier results
     instance = run.Instance.of_demo(

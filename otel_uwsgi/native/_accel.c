@@ -191,6 +191,45 @@ static long small_int_attr(PyObject *obj, PyObject *name, long lo, long hi) {
     return (n < lo || n > hi) ? -1 : n;
 }
 
+/* Statuses and span kinds seen before, by identity, with what encode() read from them: a span's status
+ * is most often the lean span's shared UNSET one, and its kind one of SpanKind's five members.  Each
+ * remembered object is held (a strong reference), so its address cannot be reused by another while it
+ * is remembered; a Status is never changed after its __init__ (read-only properties). */
+static PyObject *SeenStatus; /* the last status read: code SeenCode, no description */
+static long SeenCode = -1;
+static PyObject *SeenKind[5]; /* SeenKind[v]: the SpanKind whose _value_ is v */
+
+/* The status's code (0-2) when it has no description, else -1 (Python decides). */
+static long status_code_of(PyObject *status) {
+    if (status == SeenStatus)
+        return SeenCode;
+    if (attr_truth(status, s_description) != 0)
+        return -1;
+    PyObject *code_obj = PyObject_GetAttr(status, s_status_code);
+    if (code_obj == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    long code = small_int_attr(code_obj, s_value, 0, 2);
+    Py_DECREF(code_obj);
+    if (code >= 0) {
+        Py_XSETREF(SeenStatus, Py_NewRef(status));
+        SeenCode = code;
+    }
+    return code;
+}
+
+/* The kind's _value_ (0-4), or -1. */
+static long kind_value_of(PyObject *kind) {
+    for (long v = 0; v < 5; v++)
+        if (kind == SeenKind[v])
+            return v;
+    long v = small_int_attr(kind, s_value, 0, 4);
+    if (v >= 0)
+        Py_XSETREF(SeenKind[v], Py_NewRef(kind));
+    return v;
+}
+
 /* One attribute as a KeyValue field with tag 0x4a; -1 when it must go to Python. */
 static int put_attribute(Buffer *b, PyObject *key, PyObject *value) {
     Py_ssize_t key_len, value_len = 0;
@@ -276,7 +315,7 @@ static int put_attribute(Buffer *b, PyObject *key, PyObject *value) {
 /* The body of span_field; 1 when written, 0 when the span goes to Python. */
 static int encode(Buffer *b, PyObject *span) {
     PyObject *context = NULL, *parent = NULL, *events = NULL, *links = NULL, *attributes = NULL, *status = NULL,
-             *start = NULL, *end = NULL, *kind = NULL, *name = NULL, *items = NULL, *status_code = NULL;
+             *start = NULL, *end = NULL, *kind = NULL, *name = NULL, *items = NULL;
     int done = 0;
     uint64_t trace_hi, trace_lo, span_id, parent_id = 0, start_ns, end_ns;
     long code, kind_value;
@@ -312,7 +351,7 @@ static int encode(Buffer *b, PyObject *span) {
     if (!empty_list(events) || !empty_list(links))
         goto out;
     if ((PyObject *)Py_TYPE(attributes) != BoundedAttributesType || attr_truth(attributes, s_immutable) != 1 ||
-        attr_truth(attributes, s_dropped) != 0 || attr_truth(status, s_description) != 0)
+        attr_truth(attributes, s_dropped) != 0)
         goto out;
     if (positive_u64(start, &start_ns) < 0 || positive_u64(end, &end_ns) < 0)
         goto out;
@@ -327,11 +366,7 @@ static int encode(Buffer *b, PyObject *span) {
         if (remote < 0)
             goto out;
     }
-    if ((status_code = PyObject_GetAttr(status, s_status_code)) == NULL)
-        goto out;
-    if ((code = small_int_attr(status_code, s_value, 0, 2)) < 0)
-        goto out;
-    if ((kind_value = small_int_attr(kind, s_value, 0, 4)) < 0)
+    if ((code = status_code_of(status)) < 0 || (kind_value = kind_value_of(kind)) < 0)
         goto out;
     Py_ssize_t name_len = 0;
     const char *name_utf8 = NULL;
@@ -407,7 +442,6 @@ out:
     Py_XDECREF(kind);
     Py_XDECREF(name);
     Py_XDECREF(items);
-    Py_XDECREF(status_code);
     return done;
 }
 

@@ -136,6 +136,25 @@ def test_edge_values_are_encoded_in_c(attributes, lean):
     assert encoder.encode_spans(spans) == sdk_encode_spans(spans).SerializeToString()
 
 
+def test_statuses_and_kinds_read_before_give_the_same_bytes():
+    """The encoder remembers the last status and each kind it read, by identity: the same objects
+    again, other ones in between, and a status with a description (Python's) change nothing."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = LeanTracer(provider.get_tracer("memo"))
+    ok, described = Status(StatusCode.OK), Status(StatusCode.ERROR, "boom")
+    for status in (None, ok, None, described, ok, ok, None):
+        for kind in (SpanKind.SERVER, SpanKind.CLIENT, SpanKind.SERVER, SpanKind.INTERNAL):
+            _finished(tracer, "s", {"k": 1}, status=status, kind=kind)
+    for span in memory.get_finished_spans():
+        ours = native(span)
+        if span.status is described:
+            assert ours is None
+        else:
+            assert ours == encoder._direct_span(span), (span.status, span.kind)
+
+
 def test_what_the_c_encoder_declines():
     """Values outside int64, unencodable text, sequences and bytes, non-str keys and names, a
     trace state, events and unended spans go to Python (None), which then encodes or skips them."""
@@ -187,6 +206,7 @@ def test_no_reference_is_leaked_on_either_path():
     declined = _finished(tracer, "declined", {"k": value, "t": declined_value})
     watched = [common, declined, value, declined_value, common._context, common._attributes, common._attributes._dict,
                common._status, common._name, common._start_time, common._end_time, declined._attributes._dict]
+    native(common), native(declined)  # the encoder remembers the last status it read (one reference, held)
     before = [sys.getrefcount(o) for o in watched]
     for _ in range(2000):
         assert native(common) is not None
