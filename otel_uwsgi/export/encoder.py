@@ -26,7 +26,6 @@ import struct
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanContext, SpanKind
@@ -44,6 +43,7 @@ from otel_uwsgi.export.protobuf import text as _text
 from otel_uwsgi.export.protobuf import uint as _uint
 from otel_uwsgi.export.protobuf import varint as _varint
 from otel_uwsgi.native import accel
+from otel_uwsgi.native.sdk_layout import BOUNDED_ATTRIBUTE_TYPES as _BOUNDED
 from otel_uwsgi.native.sdk_layout import CONTEXT_AS_TUPLE
 from otel_uwsgi.native.sdk_layout import LEAN_SPAN_CLASSES as _LEAN_SPAN_TYPES
 
@@ -107,7 +107,7 @@ def _span(span: ReadableSpan) -> bytes:
     elif end:
         parts.append(b"\x41" + _pack_fixed64(end))
     raw = getattr(span, "_attributes", None)
-    if type(raw) is BoundedAttributes and raw._immutable:  # an ended SDK span: read without a copy
+    if type(raw) in _BOUNDED and raw._immutable:  # an ended SDK span: read without a copy
         _attributes(parts, b"\x4a", raw._dict)
         dropped = raw.dropped
     else:
@@ -186,7 +186,7 @@ def _direct_span(span: ReadableSpan) -> Optional[bytes]:
             return None
     elif links or type(links) is not tuple:
         return None
-    if type(attributes) is not BoundedAttributes or not attributes._immutable or attributes.dropped:
+    if type(attributes) not in _BOUNDED or not attributes._immutable or attributes.dropped:
         return None
     if status._description or not start or not end:  # a 0 time is an absent field
         return None

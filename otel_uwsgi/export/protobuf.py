@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Optional
 
-from opentelemetry.attributes import BoundedAttributes
+from otel_uwsgi.native.sdk_layout import BOUNDED_ATTRIBUTE_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def attributes(out: list[bytes], tag: bytes, values: Optional[Mapping[str, Any]]
     """Append each attribute as a repeated KeyValue field; one the SDK cannot encode is logged and skipped."""
     if not values:
         return out
-    if type(values) is MappingProxyType or type(values) is BoundedAttributes:
+    if type(values) is MappingProxyType or type(values) in BOUNDED_ATTRIBUTE_TYPES:
         values = values.copy()  # a plain dict: iterating the SDK's mapping is 2x slower
     cache = _field_cache.get(tag)
     if cache is None:

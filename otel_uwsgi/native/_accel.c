@@ -24,7 +24,7 @@ PyObject *SpanContextType;
 static PyObject *StatusType, *SpanKindType, *BoundedAttributesType, *BoundedListType;
 static PyObject *DefaultTraceState;
 
-static PyObject *s_events, *s_links, *s_status, *s_dq, *s_dropped, *s_immutable, *s_dict, *s_description,
+static PyObject *s_events, *s_links, *s_status, *s_dq, *s_dropped, *s_description,
     *s_status_code, *s_value;
 
 typedef struct {
@@ -155,6 +155,18 @@ static int truth(PyObject *v) {
 /* The truth of obj.name: 1 or 0, -1 when it cannot be read ("not sure"). */
 static int attr_truth(PyObject *obj, PyObject *name) {
     PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    int t = truth(v);
+    Py_DECREF(v);
+    return t;
+}
+
+/* The truth of a field of a span or its attributes (_slots.c): 1 or 0, -1 when it cannot be read. */
+static int field_truth(PyObject *obj, int field) {
+    PyObject *v = field_get(obj, field);
     if (v == NULL) {
         PyErr_Clear();
         return -1;
@@ -325,7 +337,7 @@ static int encode(Buffer *b, PyObject *span) {
     if ((var = PyObject_GetAttr(span, attr)) == NULL)                                                              \
         goto out;
 #define FIELD(var, field)                                                                                          \
-    if ((var = span_get(span, field)) == NULL)                                                                     \
+    if ((var = field_get(span, field)) == NULL)                                                                     \
         goto out;
     FIELD(context, SF_CONTEXT)
     FIELD(parent, SF_PARENT)
@@ -350,8 +362,8 @@ static int encode(Buffer *b, PyObject *span) {
         goto out;
     if (!empty_list(events) || !empty_list(links))
         goto out;
-    if ((PyObject *)Py_TYPE(attributes) != BoundedAttributesType || attr_truth(attributes, s_immutable) != 1 ||
-        attr_truth(attributes, s_dropped) != 0)
+    if (((PyObject *)Py_TYPE(attributes) != BoundedAttributesType && !is_lean_attributes(attributes)) ||
+        field_truth(attributes, AF_IMMUTABLE) != 1 || field_truth(attributes, AF_DROPPED) != 0)
         goto out;
     if (positive_u64(start, &start_ns) < 0 || positive_u64(end, &end_ns) < 0)
         goto out;
@@ -374,7 +386,7 @@ static int encode(Buffer *b, PyObject *span) {
         goto out;
     if ((name_utf8 = PyUnicode_AsUTF8AndSize(name, &name_len)) == NULL)
         goto out;
-    if ((items = PyObject_GetAttr(attributes, s_dict)) == NULL || !PyDict_CheckExact(items))
+    if ((items = field_get(attributes, AF_DICT)) == NULL || !PyDict_CheckExact(items))
         goto out;
 
     if (buf_reserve(b, 2 + 16 + 2 + 8 + 2 + 8 + 1 + 10 + name_len + 2 + 18) < 0)
@@ -869,9 +881,9 @@ PyObject *slot_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs) 
     if (thread == (uint64_t)-1 && PyErr_Occurred())
         return NULL;
     PyObject *span = args[2], *result = Py_None;
-    PyObject *context = span_get(span, SF_CONTEXT);
-    PyObject *parent = context ? span_get(span, SF_PARENT) : NULL;
-    PyObject *start_time = parent ? span_get(span, SF_START_TIME) : NULL;
+    PyObject *context = field_get(span, SF_CONTEXT);
+    PyObject *parent = context ? field_get(span, SF_PARENT) : NULL;
+    PyObject *start_time = parent ? field_get(span, SF_START_TIME) : NULL;
     if (start_time == NULL) {
         PyErr_Clear();
         goto done;
@@ -1135,8 +1147,9 @@ static PyMethodDef methods[] = {
     {"journal_on_end", (PyCFunction)(void (*)(void))journal_on_end, METH_FASTCALL | METH_KEYWORDS,
      "journal_on_end(processor, span): JournalSpanProcessor._on_end_py in C (_lifecycle.c)."},
     {"as_method", as_method, METH_O, "as_method(function): the function, bound like a method as a class attribute"},
-    {"configure_slots", configure_slots, METH_O,
-     "configure_slots(LeanSpan) -> bool: read and write its __slots__ fields at their offsets (_slots.c)."},
+    {"configure_slots", configure_slots, METH_VARARGS,
+     "configure_slots(LeanSpan, LeanAttributes) -> (bool, bool): read and write their __slots__ fields at their "
+     "offsets (_slots.c)."},
     {"configure_lifecycle", configure_lifecycle, METH_O, "configure_lifecycle(noop): the span metrics' no-op"},
     {"configure", configure, METH_VARARGS,
      "configure(SpanContext, Status, SpanKind, BoundedAttributes, BoundedList, DEFAULT_TRACE_STATE)"},
@@ -1154,7 +1167,7 @@ PyMODINIT_FUNC PyInit__accel(void) {
     } names[] = {
         {&s_events, "_events"},           {&s_links, "_links"},           {&s_status, "_status"},
         {&s_dq, "_dq"},                   {&s_dropped, "dropped"},
-        {&s_immutable, "_immutable"},     {&s_dict, "_dict"},             {&s_description, "_description"},
+        {&s_description, "_description"},
         {&s_status_code, "_status_code"}, {&s_value, "_value_"},
         {&s_upper, "upper"},              {&s_strip, "strip"},            {&s_other, "_OTHER"},
         {&s_http_prefix, "HTTP/"},        {&k_request_method, "REQUEST_METHOD"},

@@ -38,13 +38,19 @@ PyObject *as_method(PyObject *module, PyObject *function);
 PyObject *configure_lifecycle(PyObject *module, PyObject *noop);
 int lifecycle_init(void);
 
-/* _slots.c: a lean span's per-span fields, by position in LeanSpan.__slots__ */
-enum { SF_NAME, SF_CONTEXT, SF_KIND, SF_PARENT, SF_LOCK, SF_ATTRIBUTES, SF_START_TIME, SF_END_TIME, SF_COUNT };
-/* span.<field>: a new reference, NULL with Python's AttributeError (any span type). */
-PyObject *span_get(PyObject *span, int field);
-/* span.<field> = value: 0, -1 on error (any span type). */
-int span_set(PyObject *span, int field, PyObject *value);
-PyObject *configure_slots(PyObject *module, PyObject *cls);
+/* _slots.c: the fields of a lean span (LeanSpan.__slots__) and of its attributes (LeanAttributes.__slots__) */
+enum {
+    SF_NAME, SF_CONTEXT, SF_KIND, SF_PARENT, SF_LOCK, SF_ATTRIBUTES, SF_START_TIME, SF_END_TIME,
+    AF_DICT, AF_MAXLEN, AF_DROPPED, AF_MAX_VALUE_LEN, AF_LOCK, AF_IMMUTABLE,
+    SF_COUNT
+};
+/* obj.<field>: a new reference, NULL with Python's AttributeError (any object). */
+PyObject *field_get(PyObject *obj, int field);
+/* obj.<field> = value: 0, -1 on error (any object). */
+int field_set(PyObject *obj, int field, PyObject *value);
+/* Whether obj is exactly the configured LeanAttributes. */
+int is_lean_attributes(PyObject *obj);
+PyObject *configure_slots(PyObject *module, PyObject *args);
 int slots_init(void);
 
 /* _server.c */

@@ -18,9 +18,8 @@
 
 #include "_accel.h"
 
-static PyObject *s_native, *s_start_py, *s_end_py, *s_on_end_py, *s_write_py, *s_wake_py, *s_lock, *s_locked,
-    *s_dict, *s_maxlen,
-    *s_dropped, *s_max_value_len, *s_immutable, *s_record_end_metrics, *s_hooks, *s_chain, *s_span_processors,
+static PyObject *s_native, *s_start_py, *s_end_py, *s_on_end_py, *s_write_py, *s_wake_py, *s_locked,
+    *s_record_end_metrics, *s_hooks, *s_chain, *s_span_processors,
     *s_processors, *s_refresh, *s_on_start, *s_on_ending, *s_on_end, *s_span_processor, *s_p_on_ending,
     *s_p_on_start, *s_p_on_end, *s_scope, *s_appended, *s_handed, *s_head, *kw_parent_context, *Zero, *Empty, *Noop, *s_tracer_config, *s_greenlet, *s_on_start_py,
     *s_is_enabled, *s_set_checked_py, *s_update_name_py;
@@ -57,7 +56,7 @@ static int lock_free(PyObject *lock) {
 
 /* Whether nobody holds a span's own lock (its _lock): 1, 0, -1 on error. */
 static int span_lock_free(PyObject *span) {
-    PyObject *lock = span_get(span, SF_LOCK);
+    PyObject *lock = field_get(span, SF_LOCK);
     if (lock == NULL)
         return -1;
     int free_ = lock_free(lock);
@@ -71,7 +70,7 @@ int span_changeable(PyObject *span) {
     int free_ = span_lock_free(span);
     if (free_ <= 0)
         return free_;
-    PyObject *ended = span_get(span, SF_END_TIME);
+    PyObject *ended = field_get(span, SF_END_TIME);
     if (ended == NULL)
         return -1;
     Py_DECREF(ended); /* None stays alive: only its identity is compared */
@@ -265,7 +264,7 @@ PyObject *lean_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs, 
                 goto error;
             goto python_state;
         }
-        parent_context = span_get(current, SF_CONTEXT);
+        parent_context = field_get(current, SF_CONTEXT);
         if (parent_context == NULL)
             goto error;
         if (Py_TYPE(parent_context) != (PyTypeObject *)SpanContextType || PyTuple_GET_SIZE(parent_context) != 6) {
@@ -349,27 +348,27 @@ PyObject *lean_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs, 
     }
     /* the recording span: the fields LeanTracer._start_py sets, in its order */
     span = PyBaseObject_Type.tp_new((PyTypeObject *)ST(ST_SPAN_CLASS), Empty, NULL);
-    if (span == NULL || span_set(span, SF_NAME, name) || span_set(span, SF_CONTEXT, span_context) ||
-        span_set(span, SF_KIND, kind) || span_set(span, SF_PARENT, parent != NULL ? parent : Py_None) ||
-        span_set(span, SF_END_TIME, Py_None))
+    if (span == NULL || field_set(span, SF_NAME, name) || field_set(span, SF_CONTEXT, span_context) ||
+        field_set(span, SF_KIND, kind) || field_set(span, SF_PARENT, parent != NULL ? parent : Py_None) ||
+        field_set(span, SF_END_TIME, Py_None))
         goto error;
-    if ((lock = PyObject_CallNoArgs(ST(ST_ALLOCATE_LOCK))) == NULL || span_set(span, SF_LOCK, lock))
+    if ((lock = PyObject_CallNoArgs(ST(ST_ALLOCATE_LOCK))) == NULL || field_set(span, SF_LOCK, lock))
         goto error;
     Py_CLEAR(lock);
     copy = attributes != Py_None ? PyDict_Copy(attributes) : PyDict_New();
     bounded = copy ? PyBaseObject_Type.tp_new((PyTypeObject *)ST(ST_BOUNDED), Empty, NULL) : NULL;
-    if (bounded == NULL || set(bounded, s_dict, copy) || set(bounded, s_maxlen, ST(ST_MAX_ATTRIBUTES)) ||
-        set(bounded, s_dropped, Zero) || set(bounded, s_max_value_len, Py_None))
+    if (bounded == NULL || field_set(bounded, AF_DICT, copy) || field_set(bounded, AF_MAXLEN, ST(ST_MAX_ATTRIBUTES)) ||
+        field_set(bounded, AF_DROPPED, Zero) || field_set(bounded, AF_MAX_VALUE_LEN, Py_None))
         goto error;
-    if ((lock = PyObject_CallNoArgs(ST(ST_ALLOCATE_LOCK))) == NULL || set(bounded, s_lock, lock) ||
-        set(bounded, s_immutable, Py_False) || span_set(span, SF_ATTRIBUTES, bounded))
+    if ((lock = PyObject_CallNoArgs(ST(ST_ALLOCATE_LOCK))) == NULL || field_set(bounded, AF_LOCK, lock) ||
+        field_set(bounded, AF_IMMUTABLE, Py_False) || field_set(span, SF_ATTRIBUTES, bounded))
         goto error;
     if (start_time == Py_None) {
         if ((time = now_ns()) == NULL)
             goto error;
         start_time = time;
     }
-    if (span_set(span, SF_START_TIME, start_time))
+    if (field_set(span, SF_START_TIME, start_time))
         goto error;
     /* the processors' on_start, as Hooks lists them */
     PyObject *chain = PyObject_GetAttr(hooks, s_chain);
@@ -433,8 +432,8 @@ PyObject *lean_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs, Py
     int free_ = span_lock_free(self);
     if (free_ < 0)
         return NULL;
-    PyObject *start = free_ ? span_get(self, SF_START_TIME) : NULL;
-    PyObject *ended = start ? span_get(self, SF_END_TIME) : NULL;
+    PyObject *start = free_ ? field_get(self, SF_START_TIME) : NULL;
+    PyObject *ended = start ? field_get(self, SF_END_TIME) : NULL;
     int lean = start != NULL && start != Py_None && ended == Py_None;
     Py_XDECREF(start);
     Py_XDECREF(ended);
@@ -445,12 +444,12 @@ PyObject *lean_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs, Py
     PyObject *time = end_time != Py_None ? (Py_INCREF(end_time), end_time) : now_ns();
     if (time == NULL)
         return NULL;
-    int failed = span_set(self, SF_END_TIME, time);
+    int failed = field_set(self, SF_END_TIME, time);
     Py_DECREF(time);
     if (failed)
         return NULL;
-    PyObject *attributes = span_get(self, SF_ATTRIBUTES);
-    if (attributes == NULL || set(attributes, s_immutable, Py_True)) {
+    PyObject *attributes = field_get(self, SF_ATTRIBUTES);
+    if (attributes == NULL || field_set(attributes, AF_IMMUTABLE, Py_True)) {
         Py_XDECREF(attributes);
         return NULL;
     }
@@ -512,9 +511,9 @@ PyObject *lean_set_checked(PyObject *module, PyObject *const *args, Py_ssize_t n
         return NULL;
     if (!changeable)
         return twin(self, s_set_checked_py, args + 1, nargs - 1, kwnames);
-    PyObject *bounded = span_get(self, SF_ATTRIBUTES);
-    PyObject *current = bounded ? PyObject_GetAttr(bounded, s_dict) : NULL;
-    PyObject *maxlen = current ? PyObject_GetAttr(bounded, s_maxlen) : NULL;
+    PyObject *bounded = field_get(self, SF_ATTRIBUTES);
+    PyObject *current = bounded ? field_get(bounded, AF_DICT) : NULL;
+    PyObject *maxlen = current ? field_get(bounded, AF_MAXLEN) : NULL;
     Py_XDECREF(bounded);
     if (PyErr_Occurred()) {
         Py_XDECREF(current);
@@ -575,7 +574,7 @@ PyObject *lean_update_name(PyObject *module, PyObject *const *args, Py_ssize_t n
         return NULL;
     if (!changeable)
         return twin(self, s_update_name_py, args + 1, nargs - 1, kwnames);
-    if (span_set(self, SF_NAME, args[1]))
+    if (field_set(self, SF_NAME, args[1]))
         return NULL;
     Py_RETURN_NONE;
 }
@@ -620,7 +619,7 @@ PyObject *journal_on_end(PyObject *module, PyObject *const *args, Py_ssize_t nar
     if (SpanContextType == NULL || !PyTuple_Check(state) || PyTuple_GET_SIZE(state) != JS_SIZE)
         goto python;
 #define JS(i) PyTuple_GET_ITEM(state, i)
-    context = span_get(span, SF_CONTEXT);
+    context = field_get(span, SF_CONTEXT);
     if (context == NULL)
         goto out;
     if (Py_TYPE(context) != (PyTypeObject *)SpanContextType || PyTuple_GET_SIZE(context) != 6)
@@ -781,7 +780,7 @@ PyObject *journal_on_start(PyObject *module, PyObject *const *args, Py_ssize_t n
     if (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) != JS_SIZE)
         goto python;
 #define JS(i) PyTuple_GET_ITEM(state, i)
-    if ((kind = span_get(span, SF_KIND)) == NULL)
+    if ((kind = field_get(span, SF_KIND)) == NULL)
         goto out;
     if (kind != JS(JS_SERVER)) { /* only a server span takes a slot */
         result = Py_None;
@@ -801,7 +800,7 @@ PyObject *journal_on_start(PyObject *module, PyObject *const *args, Py_ssize_t n
         Py_INCREF(result);
         goto out;
     }
-    if ((scope = PyObject_GetAttr(span, s_scope)) == NULL || (name = span_get(span, SF_NAME)) == NULL)
+    if ((scope = PyObject_GetAttr(span, s_scope)) == NULL || (name = field_get(span, SF_NAME)) == NULL)
         goto out;
     PyObject *id = PyLong_FromVoidPtr(scope);
     key = id ? PyTuple_Pack(2, id, name) : NULL;
@@ -881,13 +880,7 @@ int lifecycle_init(void) {
         {&s_on_end_py, "_on_end_py"},
         {&s_write_py, "_write"},
         {&s_wake_py, "_wake_shipper"},
-        {&s_lock, "_lock"},
         {&s_locked, "locked"},
-        {&s_dict, "_dict"},
-        {&s_maxlen, "maxlen"},
-        {&s_dropped, "dropped"},
-        {&s_max_value_len, "max_value_len"},
-        {&s_immutable, "_immutable"},
         {&s_record_end_metrics, "_record_end_metrics"},
         {&s_hooks, "_hooks"},
         {&s_chain, "chain"},

@@ -1,15 +1,14 @@
-/* A lean span's per-span fields (otel_uwsgi.traces.lean.span.LeanSpan.__slots__), read and written
- * at their places in the object.
+/* A lean span's per-span fields (otel_uwsgi.traces.lean.span.LeanSpan.__slots__) and those of its
+ * attributes (LeanAttributes.__slots__), read and written at their places in the object.
  *
- * PyObject_GetAttr and PyObject_SetAttr on a span cost ~200-280 instructions each (a type lookup,
- * then the descriptor or the instance dict), and a traced request's span start, end and journal
- * record read or write its fields ~40 times.  LeanSpan keeps the fields every lean span has from its
- * start in __slots__, so each sits at the same offset in every lean span.  configure_slots(LeanSpan)
- * takes the offsets from the member descriptors Python made for them, each checked to be a writable
- * object slot of LeanSpan itself; span_get and span_set then use them for an instance of LeanSpan
- * whose slot is set.  Anything else (another span type, an unset slot, a LeanSpan whose descriptors
- * are not what this file expects, no configure_slots call) goes through PyObject_GetAttr /
- * PyObject_SetAttr, which give the same result the longer way. */
+ * PyObject_GetAttr and PyObject_SetAttr cost ~200-280 instructions each (a type lookup, then the
+ * descriptor or the instance dict), and a traced request's span start, end and journal record read
+ * or write these fields ~50 times.  Kept in __slots__, each field sits at the same offset in every
+ * instance.  configure_slots(LeanSpan, LeanAttributes) takes the offsets from the member descriptors
+ * Python made for them, each checked to be a writable object slot of that very class; field_get and
+ * field_set then use them for an instance of the class whose slot is set.  Anything else (another
+ * type, an unset slot, a class whose descriptors are not what this file expects, no configure_slots
+ * call) goes through PyObject_GetAttr / PyObject_SetAttr, which give the same result the longer way. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
@@ -24,32 +23,39 @@
 #define SLOT_READONLY READONLY
 #endif
 
-static const char *const FieldText[SF_COUNT] = {"_name",       "_context",    "_kind",     "_parent",
-                                               "_lock",       "_attributes", "_start_time", "_end_time"};
+static const char *const FieldText[SF_COUNT] = {
+    "_name", "_context", "_kind", "_parent", "_lock", "_attributes", "_start_time", "_end_time", /* LeanSpan */
+    "_dict", "maxlen", "dropped", "max_value_len", "_lock", "_immutable",                      /* LeanAttributes */
+};
 static PyObject *FieldName[SF_COUNT];
-static PyTypeObject *LeanBase; /* LeanSpan, once its slots passed the checks */
+static PyTypeObject *Owner[2]; /* LeanSpan, LeanAttributes: each once its slots passed the checks */
 static Py_ssize_t SlotAt[SF_COUNT];
 
-static inline PyObject **slot_of(PyObject *span, int field) {
-    if (LeanBase == NULL || !PyObject_TypeCheck(span, LeanBase))
+static inline int owner_of(int field) { return field >= AF_DICT; }
+
+static inline PyObject **slot_of(PyObject *obj, int field) {
+    PyTypeObject *owner = Owner[owner_of(field)];
+    if (owner == NULL || !PyObject_TypeCheck(obj, owner))
         return NULL;
-    return (PyObject **)((char *)span + SlotAt[field]);
+    return (PyObject **)((char *)obj + SlotAt[field]);
 }
 
-PyObject *span_get(PyObject *span, int field) {
-    PyObject **slot = slot_of(span, field);
+PyObject *field_get(PyObject *obj, int field) {
+    PyObject **slot = slot_of(obj, field);
     if (slot != NULL && *slot != NULL)
         return Py_NewRef(*slot);
-    return PyObject_GetAttr(span, FieldName[field]); /* an unset slot raises Python's AttributeError */
+    return PyObject_GetAttr(obj, FieldName[field]); /* an unset slot raises Python's AttributeError */
 }
 
-int span_set(PyObject *span, int field, PyObject *value) {
-    PyObject **slot = slot_of(span, field);
+int field_set(PyObject *obj, int field, PyObject *value) {
+    PyObject **slot = slot_of(obj, field);
     if (slot == NULL)
-        return PyObject_SetAttr(span, FieldName[field], value);
+        return PyObject_SetAttr(obj, FieldName[field], value);
     Py_XSETREF(*slot, Py_NewRef(value));
     return 0;
 }
+
+int is_lean_attributes(PyObject *obj) { return Owner[1] != NULL && Py_IS_TYPE(obj, Owner[1]); }
 
 int slots_init(void) {
     for (int i = 0; i < SF_COUNT; i++)
@@ -58,38 +64,53 @@ int slots_init(void) {
     return 0;
 }
 
-/* configure_slots(LeanSpan) -> True when the slots are read at their offsets from now on, False when
- * LeanSpan's fields are not the slots this file expects (then every access is PyObject_GetAttr's). */
-PyObject *configure_slots(PyObject *module, PyObject *cls) {
-    if (!PyType_Check(cls)) {
-        PyErr_SetString(PyExc_TypeError, "configure_slots(LeanSpan)");
-        return NULL;
-    }
-    Py_ssize_t at[SF_COUNT];
-    int fits = 1;
-    for (int i = 0; i < SF_COUNT && fits; i++) {
+/* Whether every field of `cls` (owner 0 or 1) is a writable object slot of cls itself: 1, 0, -1 on error;
+ * the offsets in at[]. */
+static int slots_fit(PyObject *cls, int owner, Py_ssize_t *at) {
+    if (!PyType_Check(cls))
+        return 0;
+    for (int i = 0; i < SF_COUNT; i++) {
+        if (owner_of(i) != owner)
+            continue;
         PyObject *descr = PyObject_GetAttr(cls, FieldName[i]);
         if (descr == NULL) {
             if (!PyErr_ExceptionMatches(PyExc_AttributeError))
-                return NULL;
+                return -1;
             PyErr_Clear();
-            fits = 0;
-            break;
+            return 0;
         }
-        fits = Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
-               ((PyDescrObject *)descr)->d_type == (PyTypeObject *)cls;
+        int fits = Py_IS_TYPE(descr, &PyMemberDescr_Type) && ((PyDescrObject *)descr)->d_type == (PyTypeObject *)cls;
         if (fits) {
             PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
             fits = member->type == SLOT_OBJECT && !(member->flags & SLOT_READONLY) && member->offset > 0;
             at[i] = member->offset;
         }
         Py_DECREF(descr);
+        if (!fits)
+            return 0;
     }
-    if (!fits) {
-        Py_CLEAR(LeanBase);
-        Py_RETURN_FALSE;
+    return 1;
+}
+
+/* configure_slots(LeanSpan, LeanAttributes) -> (span slots used, attribute slots used): a class whose
+ * fields are not the slots this file expects is refused (False), and its fields read through getattr. */
+PyObject *configure_slots(PyObject *module, PyObject *args) {
+    PyObject *classes[2];
+    if (!PyArg_ParseTuple(args, "OO:configure_slots", &classes[0], &classes[1]))
+        return NULL;
+    Py_ssize_t at[SF_COUNT];
+    int fits[2];
+    for (int owner = 0; owner < 2; owner++)
+        if ((fits[owner] = slots_fit(classes[owner], owner, at)) < 0)
+            return NULL;
+    for (int i = 0; i < SF_COUNT; i++)
+        if (fits[owner_of(i)])
+            SlotAt[i] = at[i];
+    for (int owner = 0; owner < 2; owner++) {
+        if (fits[owner])
+            Py_XSETREF(Owner[owner], (PyTypeObject *)Py_NewRef(classes[owner]));
+        else
+            Py_CLEAR(Owner[owner]);
     }
-    memcpy(SlotAt, at, sizeof(at));
-    Py_XSETREF(LeanBase, (PyTypeObject *)Py_NewRef(cls));
-    Py_RETURN_TRUE;
+    return Py_BuildValue("(OO)", fits[0] ? Py_True : Py_False, fits[1] ? Py_True : Py_False);
 }

@@ -3,6 +3,7 @@ import, which the lean span start and the direct encoder read instead of the pub
 
 from __future__ import annotations
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.trace import SpanContext, TraceFlags
 from opentelemetry.trace.span import TraceState
 
@@ -21,3 +22,8 @@ del _probe
 #: Every lean span class (one per tracer), whose instance fields were checked to be exactly the SDK
 #: span's: the encoder reads these spans' fields directly, as it does the SDK's own ``_Span``.
 LEAN_SPAN_CLASSES: set[type] = set()
+
+#: The attribute mappings the encoders read through their ``_dict``, ``_immutable`` and ``dropped``
+#: fields: the API's BoundedAttributes and the lean span's subclass of it (added by
+#: otel_uwsgi.traces.lean.span), whose fields are the same.
+BOUNDED_ATTRIBUTE_TYPES: set[type] = {BoundedAttributes}

@@ -9,12 +9,14 @@ from collections.abc import Callable
 from time import time_ns
 from typing import Any, Optional
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace.status import Status, StatusCode
 
 from otel_uwsgi.native import accel
+from otel_uwsgi.native.sdk_layout import BOUNDED_ATTRIBUTE_TYPES
 
 try:
     from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
@@ -53,6 +55,17 @@ def _load_plain() -> Callable[[Any], bool]:
 
 #: Whether a span's attributes need none of the SDK's checks (str keys, str/int/float/bool values).
 plain_attributes = _load_plain()
+
+
+class LeanAttributes(BoundedAttributes):
+    """A lean span's attributes: the SDK's BoundedAttributes with its 6 fields in ``__slots__``,
+    which the C start, end and encoder read and write at their offsets (otel_uwsgi/native/_slots.c).
+    Built without ``__init__`` by the lean start, as ``BoundedAttributes(max, None, immutable=False)``."""
+
+    __slots__ = ("_dict", "maxlen", "dropped", "max_value_len", "_lock", "_immutable")
+
+
+BOUNDED_ATTRIBUTE_TYPES.add(LeanAttributes)
 
 
 class LeanSpan(SdkSpan):
@@ -192,7 +205,7 @@ class LeanSpan(SdkSpan):
 
 
 if _NATIVE is not None and hasattr(_NATIVE, "configure_slots"):
-    _NATIVE.configure_slots(LeanSpan)  # False (then getattr, the same values) if its slots are not the expected ones
+    _NATIVE.configure_slots(LeanSpan, LeanAttributes)  # refused slots: getattr, the same values
 
 
 def _does_nothing(method: Any) -> bool:

@@ -12,7 +12,6 @@ from time import time_ns
 from typing import Any, Optional
 
 from opentelemetry import trace as trace_api
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import Span as SdkSpan
@@ -25,7 +24,7 @@ from otel_uwsgi.native import accel
 from otel_uwsgi.native.sdk_layout import CONTEXT_AS_TUPLE, LEAN_SPAN_CLASSES
 from otel_uwsgi.traces import context_ops
 from otel_uwsgi.traces.lean.sampling import DROP, SAMPLE, decider, parent_decisions, root_decision
-from otel_uwsgi.traces.lean.span import Hooks, LeanSpan, NoOpTracerMetrics, plain_attributes
+from otel_uwsgi.traces.lean.span import Hooks, LeanAttributes, LeanSpan, NoOpTracerMetrics, plain_attributes
 
 _logger = logging.getLogger(__name__)
 # A new span's TraceFlags: sampled or not, with or without a random trace id
@@ -130,7 +129,7 @@ class LeanTracer:
             tracer, self._span_class, self._max_attributes, self._root_decision, parent_decisions(tracer.sampler),
             self._decide, SAMPLE, DROP, self._random_ids,
             (_SAMPLED, _SAMPLED_RANDOM, _UNSAMPLED, _UNSAMPLED_RANDOM), random.getrandbits, threading.Lock,
-            trace_api.NonRecordingSpan, context_ops.SPAN_KEY, KNOWN_SPANS, self._hooks, BoundedAttributes,
+            trace_api.NonRecordingSpan, context_ops.SPAN_KEY, KNOWN_SPANS, self._hooks, LeanAttributes,
             DEFAULT_TRACE_STATE,
             None if _reads_config_flag(type(tracer)._is_enabled) else tracer._is_enabled, context_ops.get_current,
         )  # fmt: skip
@@ -198,7 +197,7 @@ class LeanTracer:
         span._parent = parent
         span._end_time = None
         span._lock = threading.Lock()
-        bounded = object.__new__(BoundedAttributes)  # BoundedAttributes(max, None, immutable=False)
+        bounded = object.__new__(LeanAttributes)  # BoundedAttributes(max, None, immutable=False)
         bounded._dict = dict(attributes) if attributes else {}
         bounded.maxlen = self._max_attributes
         bounded.dropped = 0
