@@ -152,9 +152,9 @@ static int truth(PyObject *v) {
     return t;
 }
 
-/* The truth of obj.name: 1 or 0, -1 when it cannot be read ("not sure"). */
-static int attr_truth(PyObject *obj, PyObject *name) {
-    PyObject *v = PyObject_GetAttr(obj, name);
+/* The truth of a value just read (a new reference, released here; NULL: the read failed): 1 or 0,
+ * -1 when it cannot be read ("not sure"). */
+static int read_truth(PyObject *v) {
     if (v == NULL) {
         PyErr_Clear();
         return -1;
@@ -164,17 +164,10 @@ static int attr_truth(PyObject *obj, PyObject *name) {
     return t;
 }
 
-/* The truth of a field of a span or its attributes (_slots.c): 1 or 0, -1 when it cannot be read. */
-static int field_truth(PyObject *obj, int field) {
-    PyObject *v = field_get(obj, field);
-    if (v == NULL) {
-        PyErr_Clear();
-        return -1;
-    }
-    int t = truth(v);
-    Py_DECREF(v);
-    return t;
-}
+/* The truth of obj.name, and of a field of a span or its attributes (_slots.c). */
+static int attr_truth(PyObject *obj, PyObject *name) { return read_truth(PyObject_GetAttr(obj, name)); }
+static int field_truth(PyObject *obj, int field) { return read_truth(field_get(obj, field)); }
+
 
 /* The _direct_span test for events and links: an empty tuple, or a BoundedList with an empty
  * deque and nothing dropped.  1 when empty, 0 otherwise (or when unsure). */
