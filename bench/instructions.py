@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -70,6 +71,38 @@ def valgrind_timing(overrides: dict[str, str]) -> dict[str, str]:
     return {"import": "valgrind_timing", "pythonpath": str(Path(__file__).resolve().parent)}
 
 
+class _TimedSink(_Sink):
+    """The no-op sink, noting when each export arrived (``server.posts``: monotonic times)."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.server.posts.append(time.monotonic())  # type: ignore[attr-defined]
+        super().do_POST()
+
+
+class _RecipeStop:
+    """The stock SDK recipe under callgrind.  At SIGINT its worker runs Python's atexit, where the
+    SDK's shutdown never finishes under callgrind (no count is printed), so it stops with
+    ``skip-atexit``; to keep its last batch in the count, the stop waits first for an export that
+    began after the last response (the BatchSpanProcessor's 5 s timer), which holds every span
+    of the run.  Its own sink tells the two apart from the other counts running beside it."""
+
+    def __init__(self) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _TimedSink)
+        self.server.posts = []  # type: ignore[attr-defined]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def drained(self, after: float, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(t > after for t in self.server.posts):  # type: ignore[attr-defined]
+            if time.monotonic() > deadline:
+                raise SystemExit(f"sdk-recipe: no export within {timeout:.0f} s of the last response")
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
 def count_uwsgi(config: str, path: str, requests: int, warmup: int, endpoint: str, extra: list[str]) -> int:
     """Instructions executed by the one worker of a uWSGI (run.py's ``config``) under callgrind."""
     workdir = Path(tempfile.mkdtemp(prefix=f"instructions-{config}-"))
@@ -80,8 +113,12 @@ def count_uwsgi(config: str, path: str, requests: int, warmup: int, endpoint: st
     )
     wrapper.chmod(0o755)
     hanging = run.hanging_receiver() if config == "hanging" else None
+    recipe = _RecipeStop() if config == "sdk-recipe" else None
     options, env = run.path_overrides(path)
     overrides = {**options, **run.config_overrides(config, dead_port=free_port(), hanging=hanging)}
+    if recipe is not None:
+        endpoint = recipe.endpoint
+        overrides["skip-atexit"] = "true"
     # Under callgrind everything is ~50x slower: the stock SDK's exit flush (the sdk-recipe) would
     # outlast uWSGI's default 60 s of mercy, and a killed worker leaves no count.
     overrides.setdefault("worker-reload-mercy", "900")
@@ -98,12 +135,16 @@ def count_uwsgi(config: str, path: str, requests: int, warmup: int, endpoint: st
         instance.start(url_path, timeout=600)
         for _ in range(warmup + requests):
             instance.get(url_path, timeout=120)
+        if recipe is not None:
+            recipe.drained(after=time.monotonic())
     finally:
         try:
             instance.stop(kill_after=600)  # the worker flushes its spans at exit: counted
         finally:
             if hanging is not None:
                 hanging.stop()
+            if recipe is not None:
+                recipe.close()
     log = server.log()
     worker = re.findall(r"spawned uWSGI worker 1 \(pid: (\d+)", log)
     counts = dict(re.findall(r"==(\d+)== Collected : (\d+)", log))
