@@ -119,8 +119,8 @@ def count_uwsgi(config: str, path: str, requests: int, warmup: int, endpoint: st
     if recipe is not None:
         endpoint = recipe.endpoint
         overrides["skip-atexit"] = "true"
-    # Under callgrind everything is ~50x slower: the stock SDK's exit flush (the sdk-recipe) would
-    # outlast uWSGI's default 60 s of mercy, and a killed worker leaves no count.
+    # Under callgrind everything is ~50x slower: otel-uwsgi's exit flush could outlast uWSGI's default
+    # 60 s of mercy, and a killed worker leaves no count (the sdk-recipe skips its atexit: _RecipeStop).
     overrides.setdefault("worker-reload-mercy", "900")
     overrides.update(valgrind_timing(overrides))
     overrides.update(kv.split("=", 1) for kv in extra)
@@ -139,7 +139,7 @@ def count_uwsgi(config: str, path: str, requests: int, warmup: int, endpoint: st
             recipe.drained(after=time.monotonic())
     finally:
         try:
-            instance.stop(kill_after=600)  # the worker flushes its spans at exit: counted
+            instance.stop(kill_after=600)  # otel-uwsgi's worker flushes its spans at exit: counted
         finally:
             if hanging is not None:
                 hanging.stop()

@@ -6,7 +6,7 @@ leaves that stack behind.  Under callgrind a process runs ~50 times slower: a 5 
 a quarter of a second there, and some requests of a counted run cross the threshold while no real
 one would.  The first such refresh formats a stack and fills ``linecache`` with the source files
 in it (~3.7M instructions), which falls in the counted run in some runs and not in others:
-±12k instructions per request on ``/`` (bench/README.md, "Reading the instruction counts").
+±12k instructions per request on ``/`` (bench/README.md, "The third round").
 Here the threshold is scaled by the slowdown, so a counted request is refreshed only when it
 would be one without callgrind.
 """

@@ -429,14 +429,12 @@ PyObject *lean_end(PyObject *module, PyObject *const *args, Py_ssize_t nargs, Py
         return twin(self, s_end_py, args + 1, nargs - 1, kwnames);
     if (kwnames != NULL)
         end_time = args[1];
-    int free_ = span_lock_free(self);
-    if (free_ < 0)
+    int changeable = span_changeable(self);
+    if (changeable < 0)
         return NULL;
-    PyObject *start = free_ ? field_get(self, SF_START_TIME) : NULL;
-    PyObject *ended = start ? field_get(self, SF_END_TIME) : NULL;
-    int lean = start != NULL && start != Py_None && ended == Py_None;
+    PyObject *start = changeable ? field_get(self, SF_START_TIME) : NULL;
+    int lean = start != NULL && start != Py_None;
     Py_XDECREF(start);
-    Py_XDECREF(ended);
     if (PyErr_Occurred())
         return NULL;
     if (!lean) /* held by another thread, not started, or ended already: the twin waits, raises or warns */
