@@ -47,9 +47,10 @@ from otel_uwsgi.tools.receiver import Receiver
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 CONFIGS = (
-    "plain", "sdk-recipe", "stock-export", "stock-instr", "defaults", "twin", "fast", "metrics", "dead", "hanging"
+    "plain", "sdk-recipe", "stock-export", "stock-instr", "defaults", "twin", "fast", "isal", "metrics", "dead",
+    "hanging",
 )
-TRACED_HEALTHY = ("stock-export", "stock-instr", "defaults", "fast")
+TRACED_HEALTHY = ("stock-export", "stock-instr", "defaults", "fast", "isal")
 PATHS = ("/", "/db", "/db10", "/pg", "/stack")
 MYSQL = ("127.0.0.1", 3306)
 
@@ -72,6 +73,8 @@ def config_overrides(config: str, *, dead_port: int, hanging: Optional[Receiver]
         return {}
     if config == "fast":  # the default since the fast path became it; kept to compare with older runs
         return {"otel-fast-instrumentation": "true"}
+    if config == "isal":  # the defaults with ISA-L's gzip instead of zlib's (the defaults until 2026-12-07)
+        return {"module": "isal_wsgi:application", "pythonpath": str(BENCH)}
     if config == "stock-instr":  # the stock Django and DB instrumentations (the defaults before 2026-12-06)
         return {"otel-fast-instrumentation": "false"}
     if config == "metrics":  # defaults plus per-worker metrics and uWSGI server metrics, exported every 5 s

@@ -186,7 +186,7 @@ OPTIONS: tuple[Option, ...] = (
            env="OTEL_UWSGI_FAST_EXPORT", group=_OURS),
     Option("otel-gzip-level", in_range(1, 9), 1,
            "gzip level of export requests with `otel-fast-export` (1: a third of level 9's CPU, ~6% "
-           "bigger; level 1 goes through ISA-L where python-isal is installed, a seventh of zlib's CPU).",
+           "bigger).",
            env="OTEL_UWSGI_GZIP_LEVEL", group=_OURS),
     Option("otel-lean-spans", boolean, True,
            "Start and end spans (the stock instrumentations' too) with otel-uwsgi's lean code instead of "

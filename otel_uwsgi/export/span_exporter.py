@@ -4,7 +4,7 @@ A subclass of the SDK's ``OTLPSpanExporter``: endpoint, headers, TLS, session, t
 with backoff, ``Retry-After`` and shutdown stay the SDK's (its HTTP client sends the body).  Only
 two steps of ``export`` change: the body is encoded by the direct encoder (same bytes, ~5x less
 CPU) and, with gzip, compressed at ``gzip_level`` (1 by default: a third of level 9's CPU for a
-body ~8% bigger; through ISA-L where python-isal is installed: a seventh of zlib's level 1).  The
+body ~8% bigger; the stdlib's zlib, not ISA-L: see :func:`gzip_body`).  The
 SDK client is built without compression and the exporter sends ``Content-Encoding: gzip`` itself,
 so the client never compresses a second time.
 
@@ -167,36 +167,14 @@ class FastOTLPSpanExporter(OTLPSpanExporter):
         return SpanExportResult.SUCCESS if getattr(response, "ok", False) else SpanExportResult.FAILURE
 
 
-def _isal_zlib() -> Optional[Any]:
-    """python-isal's ``isal_zlib`` (Intel ISA-L's deflate, a dependency where it has wheels) when it
-    imports and its gzip round-trips through the stdlib's; else None."""
-    try:
-        from isal import isal_zlib
-
-        probe = b"otel-uwsgi " * 8
-        compressor = isal_zlib.compressobj(1, isal_zlib.DEFLATED, 31)
-        if zlib.decompress(compressor.compress(probe) + compressor.flush(), 31) != probe:
-            return None
-    except Exception:  # noqa: BLE001 - absent or broken: the stdlib's zlib
-        return None
-    return isal_zlib
-
-
-#: ISA-L's deflate for level 1, the default: on span batches the same size as zlib's level 1 at
-#: about a seventh of its CPU (0.18 against 1.26 us per span here; bench/README.md).
-_ISAL = _isal_zlib()
-
-
 def gzip_body(body: bytes, level: int) -> bytes:
-    """``body`` in a gzip container at ``level``.  Level 1 goes through ISA-L where python-isal is
-    installed; otherwise, and for levels 2-9, ``zlib.compress(body, level, wbits=31)``, whose
-    ``wbits`` argument Python 3.10 lacks (a compressor object gives the same bytes everywhere)."""
-    if level == 1 and _ISAL is not None:
-        try:
-            compressor = _ISAL.compressobj(1, _ISAL.DEFLATED, 31)
-            return compressor.compress(body) + compressor.flush()
-        except Exception:  # noqa: BLE001 - never expected; the stdlib's zlib then
-            logger.debug("otel-uwsgi: ISA-L's gzip failed; using zlib", exc_info=True)
+    """``body`` in a gzip container at ``level``: ``zlib.compress(body, level, wbits=31)``, whose
+    ``wbits`` argument Python 3.10 lacks (a compressor object gives the same bytes everywhere).
+
+    Not Intel ISA-L (python-isal), although its level 1 makes the same size at a seventh of zlib's
+    instructions: under load, ISA-L's vector code in the shipping thread made the request threads of
+    the same worker slower (bench/README.md, "ISA-L's gzip, measured under load"), by more CPU per
+    request than its whole saving."""
     compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
     return compressor.compress(body) + compressor.flush()
 
