@@ -15,7 +15,7 @@ if os.environ.get("OTEL_UWSGI_NO_EXTENSIONS", "") in ("", "0"):
         Extension(
             "otel_uwsgi.native._accel",
             ["otel_uwsgi/native/_accel.c", "otel_uwsgi/native/_lifecycle.c", "otel_uwsgi/native/_server.c",
-             "otel_uwsgi/native/_slots.c"],
+             "otel_uwsgi/native/_slots.c", "otel_uwsgi/native/_django.c"],
             depends=["otel_uwsgi/native/_accel.h"],
             optional=True,
         )

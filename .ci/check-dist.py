@@ -25,7 +25,7 @@ with tarfile.open(sdist) as tar:
     names = [n.split("/", 1)[1] for n in tar.getnames() if "/" in n]
 for needed in ("LICENSE", "README.md", "pyproject.toml", "setup.py", "otel_uwsgi/py.typed",
                "otel_uwsgi/native/_accel.c", "otel_uwsgi/native/_accel.h", "otel_uwsgi/native/_lifecycle.c",
-               "otel_uwsgi/native/_server.c", "otel_uwsgi/native/_slots.c", "otel_uwsgi/runtime/_exit.c",
+               "otel_uwsgi/native/_server.c", "otel_uwsgi/native/_slots.c", "otel_uwsgi/native/_django.c", "otel_uwsgi/runtime/_exit.c",
                "otel_uwsgi/demo/demo.ini",
                *(f"otel_uwsgi/samples/{name}" for name in SAMPLES)):
     if needed not in names:

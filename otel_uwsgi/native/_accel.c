@@ -557,7 +557,7 @@ static int plain_upper(PyObject *s) {
     return 1;
 }
 
-static PyObject *server_attributes(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+PyObject *server_attributes(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "server_attributes(environ, capture_all_methods)");
         return NULL;
@@ -1129,6 +1129,8 @@ static PyMethodDef methods[] = {
      "detach_failed) (_server.c)."},
     {"close_server_span", (PyCFunction)(void (*)(void))close_server_span, METH_FASTCALL,
      "close_server_span(span, token, meta, meta_key, route, status_code) -> True | None (_server.c)."},
+    {"configure_django", configure_django, METH_VARARGS,
+     "configure_django(globals, derive, KNOWN_METHODS, propagators' globals, warn_once, meta_key) (_django.c)."},
     {"open_server_span", (PyCFunction)(void (*)(void))open_server_span, METH_FASTCALL,
      "open_server_span(lazy_tracer, extractor, environ, name, attributes) -> (span, token, server) | None (_server.c)."},
     {"lean_update_name", (PyCFunction)(void (*)(void))lean_update_name, METH_FASTCALL | METH_KEYWORDS,
@@ -1181,5 +1183,8 @@ PyMODINIT_FUNC PyInit__accel(void) {
     crc_init();
     if (lifecycle_init() < 0 || slots_init() < 0)
         return NULL;
-    return PyModule_Create(&module_def);
+    PyObject *module = PyModule_Create(&module_def);
+    if (module != NULL && django_add(module) < 0)
+        Py_CLEAR(module);
+    return module;
 }

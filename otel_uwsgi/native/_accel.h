@@ -53,9 +53,19 @@ int is_lean_attributes(PyObject *obj);
 PyObject *configure_slots(PyObject *module, PyObject *args);
 int slots_init(void);
 
+/* server_attributes(module, [environ, capture_all_methods]): the request attributes, or None (_accel.c). */
+PyObject *server_attributes(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+
 /* _server.c */
 PyObject *configure_server(PyObject *module, PyObject *args);
 PyObject *open_server_span(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *close_server_span(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+/* The lean span classes configure_server() was given (a borrowed set), or NULL before. */
+PyObject *lean_classes(void);
+
+/* _django.c */
+PyObject *configure_django(PyObject *module, PyObject *args);
+/* DjangoMiddleware and RequestState added to the module: 0, -1 on error. */
+int django_add(PyObject *module);
 
 #endif

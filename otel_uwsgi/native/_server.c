@@ -56,6 +56,8 @@ PyObject *configure_server(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+PyObject *lean_classes(void) { return LeanClasses; }
+
 /* Whether none of the extractor's environ keys is in environ, and the global propagator is the one
  * it has read them from: 1, 0 (Python extracts, or refreshes the extractor), -1 on error. */
 static int nothing_to_extract(PyObject *extractor, PyObject *environ) {

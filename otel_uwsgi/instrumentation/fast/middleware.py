@@ -27,6 +27,7 @@ from otel_uwsgi.instrumentation.fast.server_span import (
     start_server_span,
     warn_once,
 )
+from otel_uwsgi.native import accel
 from otel_uwsgi.native.sdk_layout import LEAN_SPAN_CLASSES
 from otel_uwsgi.traces.context_ops import attach, detach_failed, reset, with_span
 
@@ -61,7 +62,7 @@ def configure(setup: Setup) -> None:
     _setup = setup
 
 
-class _Request:
+class _PyRequest:
     """What one traced request carries from its start to its end (``request._otel_uwsgi_span``):
     its span, the context token, whether the span is SERVER, whether it has its final name, the
     ``http.method`` as the stock helpers normalise it, the exception Django handled, and
@@ -76,6 +77,13 @@ class _Request:
     method: str
     exception: Optional[BaseException]
     route: Optional[str]
+
+
+_native = accel.load()
+#: otel_uwsgi.native._accel.RequestState (the same fields, in C) where built.
+_Request: Any = getattr(_native, "RequestState", None) or _PyRequest
+#: The C base of ServerSpanMiddleware: __call__ and process_view for the common request (_django.c).
+_Base: Any = getattr(_native, "DjangoMiddleware", None) or object
 
 
 def _name(request: Any, method: str, match: Any) -> str:
@@ -154,8 +162,12 @@ def _host_key(cached: dict[str, Any], meta: dict[str, Any]) -> tuple[Any, Any]:
     return key, allowed
 
 
-class ServerSpanMiddleware:
-    """Django middleware (first in ``MIDDLEWARE``) opening and closing the request's server span."""
+class ServerSpanMiddleware(_Base):
+    """Django middleware (first in ``MIDDLEWARE``) opening and closing the request's server span.
+
+    Where the C extension is built, Django calls its C base (otel_uwsgi/native/_django.c), which runs
+    :meth:`_call` and :meth:`_process_view` for any request that is not the common one; without it
+    they are ``__call__`` and ``process_view`` themselves."""
 
     sync_capable = True
     async_capable = False
@@ -164,10 +176,9 @@ class ServerSpanMiddleware:
         self.get_response = get_response
         self._hosts = _Hosts()
 
-    # __call__ opens the span itself (no _start/_open helpers): each Python call it saves is ~1k
-    # instructions on every request.  Its steps: skip excluded URLs (or check the Host as the stock
-    # middleware's get_host() does), name, attributes, start, make current, keep the state.
-    def __call__(self, request: Any) -> Any:
+    # _call's steps: skip excluded URLs (or check the Host as the stock middleware's get_host()
+    # does), name, attributes, start, make current, keep the state; the span's end.
+    def _call(self, request: Any) -> Any:
         setup = _setup
         state = None
         if setup is not None:
@@ -250,8 +261,8 @@ class ServerSpanMiddleware:
                 span.set_attributes(extra)
         return state
 
-    def process_view(self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any) -> None:
-        state: Optional[_Request] = getattr(request, _STATE, None)
+    def _process_view(self, request: Any, view_func: Any, view_args: Any, view_kwargs: Any) -> None:
+        state: Any = getattr(request, _STATE, None)
         if state is None:
             return None
         try:
@@ -274,6 +285,10 @@ class ServerSpanMiddleware:
         except Exception:  # noqa: BLE001
             warn_once("naming a request span")
         return None
+
+    if _Base is object:  # no C base: the Python steps are Django's hooks themselves
+        __call__ = _call
+        process_view = _process_view
 
     def process_exception(self, request: Any, exception: Exception) -> None:
         state: Optional[_Request] = getattr(request, _STATE, None)
@@ -334,3 +349,22 @@ class ServerSpanMiddleware:
             except Exception:  # noqa: BLE001 - logged as the API does
                 detach_failed()
             span.end()
+
+
+def _derive(setup: Setup) -> tuple[bool, bool, Any, Any]:
+    """What the C base reads of a Setup once: whether its steps may run (nothing excluded, captured
+    or added, the default semantic conventions, the C attributes, start and end), whether every
+    method is captured, the lazy tracer and the extractor."""
+    fast = bool(
+        setup.http.excluded is None
+        and setup.plain_end
+        and setup.native_attributes
+        and not setup.request_extras
+        and open_server_span is not None
+        and _close_span is not None
+    )
+    return fast, bool(setup.capture_all), setup.tracer, setup.extract
+
+
+if _Base is not object:
+    _native.configure_django(globals(), _derive, KNOWN_METHODS, vars(propagators), warn_once, SPAN_KEY)

@@ -185,9 +185,11 @@ def run_site(mode: str, db: str) -> dict[str, Any]:
     from django.core.wsgi import get_wsgi_application
 
     app = get_wsgi_application()
+    python_steps = _count_python_steps()
     out: dict[str, Any] = {}
     for case, environ in CASES.items():
         exporter.clear()
+        python_steps.clear()
         started: list[str] = []
 
         def start_response(status: str, headers: list, exc_info: Any = None, started: list = started) -> None:
@@ -209,8 +211,27 @@ def run_site(mode: str, db: str) -> dict[str, Any]:
             "length": len(body),
             "spans": [describe(s, ids) for s in spans],
             "fast_path": fast_path,
+            "python_steps": sorted(python_steps),
         }
     return out
+
+
+def _count_python_steps() -> set[str]:
+    """The Python twins of the C middleware (``_call``, ``_process_view``) that run, recorded by
+    name: with the C extension, the common request runs neither."""
+    from otel_uwsgi.instrumentation.fast import middleware
+
+    ran: set[str] = set()
+    cls = middleware.ServerSpanMiddleware
+    for name in ("_call", "_process_view"):
+        original = getattr(cls, name)
+
+        def counted(self: Any, *args: Any, _name: str = name, _original: Any = original) -> Any:
+            ran.add(_name)
+            return _original(self, *args)
+
+        setattr(cls, name, counted)
+    return ran
 
 
 # --------------------------------------------------------------------------- the tests (pytest)
@@ -236,7 +257,23 @@ def spans_of(mode: str, db: str, env: Optional[dict[str, str]] = None) -> dict[s
     expected = {"fast": ["django", driver], "hooked": [driver]}.get(mode, [])
     for case in cases.values():
         assert sorted(case.pop("fast_path")) == sorted(expected), (mode, db, done.stderr[-2000:])
+    if mode == "fast" and not env and _extension_built():
+        # default settings: the C middleware served the common requests (a Host seen before, a known
+        # method, a view); with captures, exclusions or extra attributes the twins serve all
+        for case in ("route", "include", "regex", "queries", "error", "head", "post", "user-agent"):
+            assert cases[case]["python_steps"] == [], (case, cases[case]["python_steps"])
+        # and left the rest to the twins: a Host not seen yet, another URLconf, an unknown method
+        for case in ("trivial", "urlconf", "other-method"):
+            assert cases[case]["python_steps"], case
+    for case in cases.values():
+        case.pop("python_steps")
     return cases
+
+
+def _extension_built() -> bool:
+    from otel_uwsgi.instrumentation.fast import middleware
+
+    return middleware._Base is not object
 
 
 @pytest.fixture(scope="module")
@@ -249,6 +286,13 @@ def test_same_spans_in_the_default_mode(default_mode):
     short-circuiting middleware, another URLconf, mounted app, odd methods) gives identical spans."""
     stock, fast = default_mode
     assert_same_spans(stock, fast)
+
+
+def test_same_spans_through_the_python_twins_of_the_c_middleware(default_mode):
+    """Without the C extension (``OTEL_UWSGI_NO_EXTENSIONS=1``) the middleware's Python steps serve
+    every request: the same spans again."""
+    stock, _ = default_mode
+    assert_same_spans(stock, spans_of("fast", "sqlite", {"OTEL_UWSGI_NO_EXTENSIONS": "1"}))
 
 
 def test_the_cases_exercise_what_they_claim(default_mode):
