@@ -248,8 +248,13 @@ static PyObject *open_request(PyObject *self, PyObject *request) {
     state->route = state->meta = NULL;
     PyObject_GC_Track(state);
     /* named later from Django's own resolution (process_view), as the stock middleware's span */
-    PyObject *open_args[5] = {LazyTracer, Extractor, meta, method, attributes};
-    if ((opened = open_server_span(Accel, open_args, 5)) == NULL)
+    /* held across the call: another thread may replace them (a new Setup) while Python code runs */
+    PyObject *tracer = Py_NewRef(LazyTracer), *extractor = Py_NewRef(Extractor);
+    PyObject *open_args[5] = {tracer, extractor, meta, method, attributes};
+    opened = open_server_span(Accel, open_args, 5);
+    Py_DECREF(tracer);
+    Py_DECREF(extractor);
+    if (opened == NULL)
         goto out;
     if (opened == Py_None)
         goto python;
@@ -392,7 +397,7 @@ static PyObject *middleware_process_view(PyObject *self, PyObject *const *args, 
         PyErr_Clear(); /* an untraced request */
         Py_RETURN_NONE;
     }
-    if (Py_TYPE(state) != &RequestStateType)
+    if (Py_TYPE(state) != &RequestStateType || ((RequestState *)state)->span == NULL)
         goto python;
     RequestState *st = (RequestState *)state;
     if ((match = PyObject_GetAttr(request, s_resolver_match)) == NULL)
