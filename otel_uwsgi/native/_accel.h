@@ -60,8 +60,10 @@ PyObject *server_attributes(PyObject *module, PyObject *const *args, Py_ssize_t 
 PyObject *configure_server(PyObject *module, PyObject *args);
 PyObject *open_server_span(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *close_server_span(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
-/* The lean span classes configure_server() was given (a borrowed set), or NULL before. */
-PyObject *lean_classes(void);
+/* callable(arg), or callable() when arg is NULL, with the raised exception as the one being handled
+ * (what logger.exception() reports in an except block); the exception is consumed, and so is any
+ * failure of the call. */
+void call_handling(PyObject *callable, PyObject *arg);
 
 /* _django.c */
 PyObject *configure_django(PyObject *module, PyObject *args);

@@ -36,6 +36,8 @@ static int FastOk, CaptureAll;
 static PyObject *s_setup, *s_call, *s_process_view_py, *s_end, *s_meta, *s_method, *s_path, *s_path_info,
     *s_settings, *s_allowed, *s_seen, *s_state, *k_host, *k_forwarded, *k_allowed_hosts, *s_status_code,
     *s_resolver_match, *s_route, *s_url_name, *s_urlconf, *s_update_name, *s_response_propagator;
+/* what warn_once() is told failed */
+static PyObject *w_starting, *w_naming;
 
 /* ------------------------------------------------------------------ RequestState */
 
@@ -154,19 +156,10 @@ static int fast_setup(void) {
 
 /* The failed step logged as the Python code's `except Exception: warn_once(what)` does (the exception
  * is the one being handled); a BaseException that is not an Exception stays raised: 0 then, else -1. */
-static int warn_failed(const char *what) {
+static int warn_failed(PyObject *what) {
     if (!PyErr_ExceptionMatches(PyExc_Exception))
         return -1;
-    PyObject *type, *value, *tb, *old_type, *old_value, *old_tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    PyErr_GetExcInfo(&old_type, &old_value, &old_tb);
-    PyErr_SetExcInfo(type, value, tb);
-    PyObject *done = PyObject_CallFunction(WarnOnce, "s", what);
-    if (done == NULL)
-        PyErr_Clear();
-    Py_XDECREF(done);
-    PyErr_SetExcInfo(old_type, old_value, old_tb);
+    call_handling(WarnOnce, what);
     return 0;
 }
 
@@ -324,7 +317,7 @@ static PyObject *middleware_call(PyObject *self, PyObject *args, PyObject *kwarg
     Middleware *mw = (Middleware *)self;
     int fast = (kwargs == NULL || PyDict_GET_SIZE(kwargs) == 0) && PyTuple_GET_SIZE(args) == 1 && mw->get_response;
     if (fast && (fast = fast_setup()) < 0) {
-        if (warn_failed("starting a request span") < 0)
+        if (warn_failed(w_starting) < 0)
             return NULL;
         fast = 0;
     }
@@ -339,7 +332,7 @@ static PyObject *middleware_call(PyObject *self, PyObject *args, PyObject *kwarg
     PyObject *request = PyTuple_GET_ITEM(args, 0);
     PyObject *state = open_request(self, request);
     if (state == NULL) { /* the Python code's `except Exception: warn_once(...)`: served untraced */
-        if (warn_failed("starting a request span") < 0)
+        if (warn_failed(w_starting) < 0)
             return NULL;
         return PyObject_CallOneArg(mw->get_response, request);
     }
@@ -433,15 +426,9 @@ static PyObject *middleware_process_view(PyObject *self, PyObject *const *args, 
     if (named)
         Py_XSETREF(st->named, Py_NewRef(Py_True));
     if (name != NULL) { /* "METHOD x" differs from request.method, which has no space */
-        PyObject *renamed, *lean = lean_classes();
-        if (lean != NULL && PySet_Contains(lean, (PyObject *)Py_TYPE(st->span)) == 1) {
-            PyObject *call[2] = {st->span, name};
-            renamed = lean_update_name(Accel, call, 2, NULL);
-        } else {
-            PyErr_Clear();
-            renamed = PyObject_CallMethodOneArg(st->span, s_update_name, name);
-        }
-        if (renamed == NULL && warn_failed("naming a request span") < 0)
+        /* a lean span's update_name is lean_update_name (_lifecycle.c), bound as its method */
+        PyObject *renamed = PyObject_CallMethodOneArg(st->span, s_update_name, name);
+        if (renamed == NULL && warn_failed(w_naming) < 0)
             goto fail;
         Py_XDECREF(renamed);
     }
@@ -539,7 +526,9 @@ int django_add(PyObject *module) {
                  {&s_url_name, "url_name"},
                  {&s_urlconf, "urlconf"},
                  {&s_update_name, "update_name"},
-                 {&s_response_propagator, "_RESPONSE_PROPAGATOR"}};
+                 {&s_response_propagator, "_RESPONSE_PROPAGATOR"},
+                 {&w_starting, "starting a request span"},
+                 {&w_naming, "naming a request span"}};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)
             return -1;

@@ -56,8 +56,6 @@ PyObject *configure_server(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-PyObject *lean_classes(void) { return LeanClasses; }
-
 /* Whether none of the extractor's environ keys is in environ, and the global propagator is the one
  * it has read them from: 1, 0 (Python extracts, or refreshes the extractor), -1 on error. */
 static int nothing_to_extract(PyObject *extractor, PyObject *environ) {
@@ -141,19 +139,21 @@ out:
     return result;
 }
 
-/* context_ops.detach's failure, as the API reports it: logged with the exception, never raised. */
-static void detach_failed(void) {
+void call_handling(PyObject *callable, PyObject *arg) {
     PyObject *type, *value, *tb, *old_type, *old_value, *old_tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
     PyErr_GetExcInfo(&old_type, &old_value, &old_tb);
     PyErr_SetExcInfo(type, value, tb); /* the handled exception logger.exception() reports */
-    PyObject *done = PyObject_CallNoArgs(DetachFailed);
+    PyObject *done = arg == NULL ? PyObject_CallNoArgs(callable) : PyObject_CallOneArg(callable, arg);
     if (done == NULL)
         PyErr_Clear();
     Py_XDECREF(done);
     PyErr_SetExcInfo(old_type, old_value, old_tb);
 }
+
+/* context_ops.detach's failure, as the API reports it: logged with the exception, never raised. */
+static void detach_failed(void) { call_handling(DetachFailed, NULL); }
 
 /* close_server_span(span, token, meta, meta_key, route, status_code) -> True, or None with nothing done.
  *

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.http import HttpResponse
+from django.urls import path as route
 
 from tests.unit.instrumentation.fast.spans import run_script, wsgi_environ
 
@@ -94,19 +96,11 @@ def _instances(cls: type) -> list[Any]:
     return [o for o in gc.get_objects() if type(o) is cls]
 
 
-urlpatterns: list[Any] = []
-
-
 def _home(request: Any) -> Any:
-    from django.http import HttpResponse
-
     return HttpResponse("home")
 
 
-def _urls() -> None:
-    from django.urls import path
-
-    urlpatterns.append(path("", _home, name="home"))
+urlpatterns = [route("", _home, name="home")]
 
 
 HERE = Path(__file__).resolve()
@@ -129,5 +123,4 @@ def test_what_escapes_the_view_chain_ends_the_span_and_goes_up(path):
 
 
 if __name__ == "__main__":
-    _urls()
     print(json.dumps(run(sys.argv[1])))
