@@ -33,6 +33,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import Optional
 
 import run
 from fast_profile import MODES, _Sink, child_command, child_env
@@ -103,8 +104,10 @@ class _RecipeStop:
         self.server.shutdown()
 
 
-def count_uwsgi(config: str, path: str, requests: int, warmup: int, endpoint: str, extra: list[str]) -> int:
-    """Instructions executed by the one worker of a uWSGI (run.py's ``config``) under callgrind."""
+def count_uwsgi(
+    config: str, path: str, requests: int, warmup: int, endpoint: str, extra: list[str], app: str = "django"
+) -> int:
+    """Instructions executed by the one worker of a uWSGI (run.py's ``config`` of ``app``) under callgrind."""
     workdir = Path(tempfile.mkdtemp(prefix=f"instructions-{config}-"))
     wrapper = workdir / "uwsgi-under-callgrind"
     wrapper.write_text(
@@ -114,7 +117,7 @@ def count_uwsgi(config: str, path: str, requests: int, warmup: int, endpoint: st
     wrapper.chmod(0o755)
     hanging = run.hanging_receiver() if config == "hanging" else None
     recipe = _RecipeStop() if config == "sdk-recipe" else None
-    options, env = run.path_overrides(path)
+    options, env = run.path_overrides(path, app)
     overrides = {**options, **run.config_overrides(config, dead_port=free_port(), hanging=hanging)}
     if recipe is not None:
         endpoint = recipe.endpoint
@@ -127,7 +130,7 @@ def count_uwsgi(config: str, path: str, requests: int, warmup: int, endpoint: st
     # one worker: no herd to serialise, and the counts stay comparable with earlier results
     instance = run.Instance.of_demo(
         endpoint, overrides, config, workers=1, workdir=str(workdir), thunder_lock=False, uwsgi=str(wrapper),
-        env_extra=env,
+        env_extra=env, app=app,
     )
     server = instance.server
     url_path = run.served_path(str(workdir), path)  # /stack: the demo's /trace, calling the peer uWSGI
@@ -154,6 +157,52 @@ def count_uwsgi(config: str, path: str, requests: int, warmup: int, endpoint: st
     return int(counts[worker[-1]])
 
 
+class Sink:
+    """The no-op OTLP/HTTP sink every count exports to (the sdk-recipe has its own)."""
+
+    def __enter__(self) -> str:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        run.Peer.stop()
+
+
+def per_request_uwsgi(
+    configs: list[str],
+    paths: list[str],
+    requests: int,
+    *,
+    warmup: int = 100,
+    extra: Optional[list[str]] = None,
+    jobs: int = 2,
+    app: str = "django",
+) -> dict[tuple[str, str], float]:
+    """Instructions per request of each run.py configuration on each path, in one uWSGI worker: the
+    count of 1 + ``requests`` requests less that of 1, after the same warm-up.  A count that failed
+    is said on stderr and left out."""
+    os.environ.setdefault("PYTHONHASHSEED", "0")  # see main()
+    found: dict[tuple[str, str], float] = {}
+    with Sink() as endpoint, ThreadPoolExecutor(jobs) as pool:
+        pending = {
+            (config, path, n): pool.submit(count_uwsgi, config, path, n, warmup, endpoint, extra or [], app)
+            for path in paths
+            for config in configs
+            for n in (1, 1 + requests)
+        }
+        for path in paths:
+            for config in configs:
+                try:
+                    many, one = pending[config, path, 1 + requests].result(), pending[config, path, 1].result()
+                except (SystemExit, RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                    print(f"  instructions {config} {path}: FAILED: {str(exc)[:2000]}", file=sys.stderr, flush=True)
+                    continue
+                found[config, path] = (many - one) / requests
+    return found
+
+
 def main() -> None:
     # One hash seed for every child and uWSGI: with Python's random seed, set and dict layouts (and
     # so the instructions of the same code) differ by ~1% between runs; with a fixed one the
@@ -166,6 +215,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--sampler", default="parentbased_always_on")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--app", choices=sorted(run.APPS), default="django", help="with --uwsgi: the demo app")
     parser.add_argument(
         "--uwsgi",
         action="store_true",
@@ -186,32 +236,25 @@ def main() -> None:
     if args.uwsgi and args.modes == ",".join(MODES):
         args.modes = "plain,stock-export,defaults,fast"
     modes = [m for m in args.modes.split(",") if m]
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-    jobs = {}
-    try:
-        with ThreadPoolExecutor(args.jobs) as pool:
+    if args.uwsgi:
+        per_request = per_request_uwsgi(
+            modes, args.paths, args.requests, warmup=args.warmup, extra=args.env, jobs=args.jobs, app=args.app
+        )
+    else:
+        jobs = {}
+        with Sink() as endpoint, ThreadPoolExecutor(args.jobs) as pool:
             for path in args.paths:
                 for mode in modes:
                     for n in (1, 1 + args.requests):
-                        if args.uwsgi:
-                            jobs[mode, path, n] = pool.submit(
-                                count_uwsgi, mode, path, n, args.warmup, endpoint, args.env
-                            )
-                        else:
-                            jobs[mode, path, n] = pool.submit(
-                                count, mode, path, n, args.warmup, endpoint, args.sampler, args.env
-                            )
+                        jobs[mode, path, n] = pool.submit(
+                            count, mode, path, n, args.warmup, endpoint, args.sampler, args.env
+                        )
             per_request = {
                 (mode, path): (jobs[mode, path, 1 + args.requests].result() - jobs[mode, path, 1].result())
                 / args.requests
                 for path in args.paths
                 for mode in modes
             }
-    finally:
-        server.shutdown()
-        run.Peer.stop()
     extra = f", {' '.join(args.env)}" if args.env else ""
     where = "one uWSGI worker, uWSGI's own code included" if args.uwsgi else "in-process"
     print(f"\nthousand instructions per request ({where}; callgrind, {args.requests} requests{extra})\n")
@@ -220,7 +263,10 @@ def main() -> None:
     for path in args.paths:
         plain = per_request.get(("plain", path))
         for mode in modes:
-            total = per_request[mode, path]
+            total = per_request.get((mode, path))
+            if total is None:
+                print(f"| {path} | {mode} | failed | - | - |")
+                continue
             added = f"{(total - plain) / 1000:.0f}" if plain else "-"
             ratio = f"{plain / total:.2f}" if plain else "-"
             print(f"| {path} | {mode} | {total / 1000:.0f} | {added} | {ratio} |")

@@ -1,6 +1,8 @@
-"""The demo Django site traced the way the copied recipe does it (``sdk-recipe`` in ``bench/run.py``):
-the stock SDK and contrib instrumentations, a TracerProvider built in each worker at
-``@postfork``, OTLP/HTTP with gzip through a BatchSpanProcessor. No otel-uwsgi code runs.
+"""The demo app traced the way the copied recipe does it (``sdk-recipe`` in ``bench/run.py``): the
+stock SDK and contrib instrumentations, a TracerProvider built in each worker at ``@postfork``,
+OTLP/HTTP with gzip through a BatchSpanProcessor. No otel-uwsgi code runs: the Django site
+(default), or the demo Flask app (``OTEL_UWSGI_DEMO_APP=flask``) with its ``import otel_uwsgi.auto``
+made a no-op and FlaskInstrumentor instead.
 
 Beyond the recipe's Django + MySQL, the instrumentations the whole-stack view needs (psycopg,
 Redis, requests) are added the same stock way, so every configuration traces the same calls.
@@ -8,13 +10,13 @@ Redis, requests) are added the same stock way, so every configuration traces the
 
 import os
 import socket
+import sys
+import types
 
 import uwsgi
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.dbapi import trace_integration
-from opentelemetry.instrumentation.django import DjangoInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -43,10 +45,6 @@ def instrument() -> None:
     trace.set_tracer_provider(provider)
 
 
-import MySQLdb  # noqa: E402
-
-DjangoInstrumentor().instrument()
-trace_integration(MySQLdb, "connect", "mysql")
 for module, name in (
     ("opentelemetry.instrumentation.psycopg", "PsycopgInstrumentor"),
     ("opentelemetry.instrumentation.redis", "RedisInstrumentor"),
@@ -58,6 +56,18 @@ for module, name in (
         continue
     instrumentor().instrument()
 
-from django.core.wsgi import get_wsgi_application  # noqa: E402
+if os.environ.get("OTEL_UWSGI_DEMO_APP") == "flask":
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
-application = get_wsgi_application()
+    FlaskInstrumentor().instrument()  # before the app's `from flask import Flask`, as its docs say
+    sys.modules["otel_uwsgi.auto"] = types.ModuleType("otel_uwsgi.auto")  # the app's `import otel_uwsgi.auto`
+    from otel_uwsgi.demo.flask_app import application
+else:
+    import MySQLdb
+    from django.core.wsgi import get_wsgi_application
+    from opentelemetry.instrumentation.dbapi import trace_integration
+    from opentelemetry.instrumentation.django import DjangoInstrumentor
+
+    DjangoInstrumentor().instrument()
+    trace_integration(MySQLdb, "connect", "mysql")
+    application = get_wsgi_application()

@@ -20,6 +20,11 @@ CAPACITY_TARGETS = {
     ("defaults", "/db"): 0.75,
     ("defaults", "/stack"): 0.70,
 }
+# The same for instructions per request (one worker under callgrind, ``run.py --instructions``).
+INSTRUCTION_TARGETS = {
+    ("defaults", "/"): 0.85,
+    ("defaults", "/db"): 0.80,
+}
 SICK_P99_FACTOR = 1.05  # dead / hanging collector: p99 at most this times the healthy (defaults) p99
 INIT_MS_TARGET = 50.0
 FLUSH_MS_TARGET = 1000.0
@@ -75,6 +80,35 @@ def summarize(runs: list[Run], configs: Sequence[str], paths: Sequence[str]) -> 
                 }
             )
     return rows
+
+
+def add_instructions(rows: list[dict[str, Any]], counts: dict[tuple[str, str], float]) -> None:
+    """Instructions per request (``run.py --instructions``) and their capacity ratio against
+    ``plain`` on each row; None where not counted."""
+    for row in rows:
+        own, plain = counts.get((row["config"], row["path"])), counts.get(("plain", row["path"]))
+        row["instructions_per_request"] = own
+        row["instructions_capacity"] = plain / own if own and plain else None
+
+
+def both_table(rows: list[dict[str, Any]]) -> str:
+    """Per path and configuration: CPU per request under load and instructions per request, each
+    with its capacity against plain."""
+    lines = [
+        "| path | config | uWSGI CPU µs/req (load) | capacity, CPU | k instructions/req (callgrind) "
+        "| capacity, instructions |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        plain = row["config"] == "plain"
+        instructions = row.get("instructions_per_request")
+        lines.append(
+            f"| `{row['path']}` | {row['config']} | {_fmt(row['cpu_us_per_request'])} "
+            f"| {'1' if plain else _fmt(row['capacity_ratio'], 2)} "
+            f"| {_fmt(instructions / 1000 if instructions else None)} "
+            f"| {'1' if plain else _fmt(row.get('instructions_capacity'), 2)} |"
+        )
+    return "\n".join(lines)
 
 
 def progress(run: Run) -> str:
@@ -198,6 +232,16 @@ def targets(rows: list[dict[str, Any]], phases: list[dict[str, Any]]) -> list[di
             _fmt(ratio, 2),
             None if ratio is None else ratio >= minimum,
         )
+    for (config, path), minimum in INSTRUCTION_TARGETS.items():
+        row = _find(rows, config, path)
+        if row is None or "instructions_per_request" not in row:  # not selected, or no --instructions
+            continue
+        ratio = row["instructions_capacity"]
+        add(
+            f"{config} instructions capacity on {path} ≥ {minimum:.2f}",
+            _fmt(ratio, 2),
+            None if ratio is None else ratio >= minimum,
+        )
     for config in ("dead", "hanging", "twin"):
         for row in (r for r in rows if r["config"] == config):
             add(*_p99_target(row, _find(rows, "defaults", row["path"])))
@@ -250,8 +294,11 @@ def _p99_target(row: dict[str, Any], healthy: Optional[dict[str, Any]]) -> tuple
     )
 
 
-def targets_table(found: list[dict[str, Any]]) -> str:
-    lines = ["| target (issue 29) | measured | met |", "|---|---|---|"]
+def targets_table(found: list[dict[str, Any]], app: str = "django") -> str:
+    """The targets beside the measurements; issue 29 set them for the Django site, and another
+    app (``run.py --app flask``) is held to the same ones."""
+    head = "target (issue 29)" if app == "django" else f"target (issue 29's, set for Django; here {app})"
+    lines = [f"| {head} | measured | met |", "|---|---|---|"]
     for t in found:
         met = {True: "yes", False: "**no**", None: "–"}[t["met"]]
         lines.append(f"| {t['target']} | {t['measured']} | {met} |")

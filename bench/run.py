@@ -1,11 +1,13 @@
 #!/usr/bin/env python
-"""What tracing costs under uWSGI: the demo Django site on MariaDB, with and without otel-uwsgi.
+"""What tracing costs under uWSGI: the demo Django site on MariaDB (or the demo Flask app), with
+and without otel-uwsgi.
 
 Usage (from the repository root; MariaDB on 127.0.0.1:3306, ``wrk`` on PATH)::
 
     python bench/run.py --quick                 # smoke run: 1 round, short windows, / and /db
     python bench/run.py --rounds 3 --json out.json
     python bench/run.py --configs plain,defaults,fast --paths /db
+    python bench/run.py --app flask --instructions 300   # the Flask demo; callgrind counts too
 
 Each round starts one uWSGI (4 workers, ``http-socket`` on a free 127.0.0.1 port) per path and
 configuration, alternating configurations (A B C … then … C B A), loads it with wrk (warm-up,
@@ -13,7 +15,9 @@ then a measure window), samples the CPU of uWSGI's process group right before an
 window, stops it with SIGINT so the workers flush, and counts the spans that reached an
 OTLP/HTTP receiver.  A last
 phase per traced configuration reads worker start-up and exit-flush times from otel-uwsgi's
-debug log.  Prints markdown tables on stdout (progress on stderr) and writes ``--json``.
+debug log.  With ``--instructions N`` the same configurations and paths are also counted under
+callgrind (``instructions.py --uwsgi``: one worker, N requests), so one run gives both figures.
+Prints markdown tables on stdout (progress on stderr) and writes ``--json``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import threading
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -51,8 +56,29 @@ CONFIGS = (
     "hanging",
 )
 TRACED_HEALTHY = ("stock-export", "stock-instr", "defaults", "fast", "isal")
-PATHS = ("/", "/db", "/db10", "/pg", "/stack")
 MYSQL = ("127.0.0.1", 3306)
+
+
+@dataclass(frozen=True)
+class App:
+    """One of the demo apps the bench drives: its base ini, what it instruments, its views."""
+
+    ini: Path
+    instrumentations: str  # otel-instrumentations: the same in every configuration of a run
+    paths: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()  # also read by plain_wsgi.py and recipe_wsgi.py
+
+
+#: ``/item/7`` is a route with a converter (span name ``GET /item/<int:item_id>``); ``/stack`` is the
+#: whole-stack view on either app (the demo's /trace, on PostgreSQL).
+APPS = {
+    # /pg's driver too (instrumented at import: no cost to the other paths' requests)
+    "django": App(
+        ROOT / "ini" / "django-mysql.ini", "django,mysqlclient,psycopg", ("/", "/db", "/db10", "/pg", "/stack")
+    ),
+    "flask": App(ROOT / "ini" / "flask.ini", "flask", ("/", "/item/7", "/stack"), (("OTEL_UWSGI_DEMO_APP", "flask"),)),
+}
+PATHS = APPS["django"].paths
 
 _running: list[UwsgiServer] = []  # stopped by pid on the way out, whatever happens
 
@@ -62,7 +88,7 @@ def say(message: str) -> None:
 
 
 def config_overrides(config: str, *, dead_port: int, hanging: Optional[Receiver]) -> dict[str, str]:
-    """The ini keys that make ``config`` out of the base ini (django-mysql.ini)."""
+    """The ini keys that make ``config`` out of the app's base ini (django-mysql.ini, flask.ini)."""
     if config == "plain":  # same app, no `import otel_uwsgi.auto`
         return {"module": "plain_wsgi:application", "pythonpath": str(BENCH)}
     if config == "sdk-recipe":  # the copied recipe: stock SDK + contrib instrumentations, no otel-uwsgi
@@ -90,7 +116,7 @@ def config_overrides(config: str, *, dead_port: int, hanging: Optional[Receiver]
 #: The whole-stack view: the demo's /trace (a query, the cache, an outgoing call) on PostgreSQL and
 #: Redis, calling a peer uWSGI (bench/peer_wsgi.py) over HTTP with requests.
 STACK = "/stack"
-STACK_INSTRUMENTATIONS = "django,psycopg,redis,requests,urllib3"
+STACK_INSTRUMENTATIONS = "psycopg,redis,requests,urllib3"  # beside the app's framework
 
 
 class Peer:
@@ -136,11 +162,14 @@ def served_path(workdir: str, path: str) -> str:
     return path
 
 
-def path_overrides(path: str) -> tuple[dict[str, str], dict[str, str]]:
-    """Ini options and environment a bench path needs beyond its configuration's."""
+def path_overrides(path: str, app: str = "django") -> tuple[dict[str, str], dict[str, str]]:
+    """Ini options and environment a bench path of ``app`` needs beyond its configuration's."""
+    env = dict(APPS[app].env)
     if path == STACK:
-        return {"otel-instrumentations": STACK_INSTRUMENTATIONS}, {"OTEL_UWSGI_DEMO_DB": "postgres"}
-    return {}, {}
+        framework = APPS[app].instrumentations.split(",")[0]
+        env["OTEL_UWSGI_DEMO_DB"] = "postgres"
+        return {"otel-instrumentations": f"{framework},{STACK_INSTRUMENTATIONS}"}, env
+    return {}, env
 
 
 def get(port: int, path: str, timeout: float = 10.0) -> int:
@@ -183,8 +212,7 @@ class Instance:
                 "processes": str(args.workers),
                 "stats": f"127.0.0.1:{self.stats_port}",
                 "disable-logging": "true",  # no request log: a constant cost we need not measure
-                # /pg's driver too (instrumented at import: no cost to the other paths' requests)
-                "otel-instrumentations": "django,mysqlclient,psycopg",
+                "otel-instrumentations": APPS[args.app].instrumentations,
                 # Serialise accept(): without it every connection wakes every idle worker (the
                 # thundering herd), kernel time that idle workers pay and busy ones do not, so
                 # the fastest configuration (plain) paid most and tracing looked cheaper than it is.
@@ -193,6 +221,7 @@ class Instance:
             }
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        env.update(APPS[args.app].env)
         env.update(env_extra or {})
         workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=args.workdir))
         self.server = UwsgiServer(
@@ -212,10 +241,11 @@ class Instance:
         thunder_lock: bool,
         uwsgi: str = "uwsgi",
         env_extra: Optional[dict[str, str]] = None,
+        app: str = "django",
     ) -> Instance:
         """An Instance of the demo ini for the other bench tools (no run.py arguments to hand)."""
         settings = argparse.Namespace(
-            workers=workers, ini=ROOT / "ini" / "django-mysql.ini", workdir=workdir, thunder_lock=thunder_lock
+            workers=workers, ini=APPS[app].ini, workdir=workdir, thunder_lock=thunder_lock, app=app
         )
         return cls(settings, endpoint, extra, name, uwsgi=uwsgi, env_extra=env_extra)
 
@@ -279,12 +309,12 @@ class Subject:
         self.instance: Optional[Instance] = None
         try:
             extra = config_overrides(config, dead_port=free_port(), hanging=self.hanging)
-            options, env = path_overrides(path)
+            options, env = path_overrides(path, args.app)
             self.instance = Instance(
                 args,
                 self.receiver.endpoint,
                 {**options, **extra},
-                f"{config}-{path.strip('/') or 'root'}-{label}",
+                f"{config}-{path.strip('/').replace('/', '-') or 'root'}-{label}",
                 env_extra=env,
             )
         except BaseException:  # no Subject to close: stop the receivers here
@@ -432,6 +462,16 @@ def measure_interleaved(args: argparse.Namespace, path: str) -> list[dict[str, A
     return runs
 
 
+def instruction_counts(args: argparse.Namespace) -> dict[tuple[str, str], float]:
+    """Instructions per request of every configuration (but ``twin``, which is ``defaults``) on
+    every path, counted by ``instructions.py`` in one uWSGI worker under callgrind."""
+    import instructions  # imports this module: imported here, not at the top
+
+    configs = [c for c in args.configs if c != "twin"]
+    say(f"  instructions: {', '.join(configs)} on {', '.join(args.paths)}, {args.instructions} requests each")
+    return instructions.per_request_uwsgi(configs, args.paths, args.instructions, app=args.app)
+
+
 def fill_queues(instance: Instance, queue: int, deadline_s: float) -> dict[int, int]:
     """Send ``/`` requests (one span each) until every worker holds nearly ``queue`` spans.
 
@@ -504,7 +544,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         "--rounds", type=int, default=3, help="rounds; configurations alternate within each (default 3)"
     )
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {','.join(CONFIGS)}")
-    parser.add_argument("--paths", default=None, help="comma-separated paths (default /,/db,/db10,/pg; --quick: /,/db)")
+    parser.add_argument(
+        "--paths", default=None, help="comma-separated paths (default: the app's, /,/db,/db10,/pg,/stack for Django; "
+        "--quick: the first two)"
+    )
     parser.add_argument("--warmup", type=float, default=None, help="seconds of wrk before measuring (default 3)")
     parser.add_argument("--duration", type=float, default=None, help="seconds of the measure window (default 10)")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections (default 8)")
@@ -527,7 +570,16 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 1 s warm-up, 3 s window, / and /db")
     parser.add_argument("--json", type=Path, help="write every run, the summary and the targets here")
-    parser.add_argument("--ini", type=Path, default=ROOT / "ini" / "django-mysql.ini", help="base ini")
+    parser.add_argument("--app", choices=sorted(APPS), default="django", help="the demo app to drive (default django)")
+    parser.add_argument("--ini", type=Path, default=None, help="base ini (default: the app's, ini/django-mysql.ini)")
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also count instructions per request under callgrind (one worker, N requests; every configuration "
+        "but twin, every path): both figures from one run",
+    )
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk", help="wrk binary")
     parser.add_argument("--workdir", default=None, help="where uWSGI logs go (default: a new temporary directory)")
     args = parser.parse_args(argv)
@@ -536,7 +588,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 3.0)
     args.duration = args.duration if args.duration is not None else (3.0 if args.quick else 10.0)
     args.configs = _csv(args.configs, CONFIGS)
-    args.paths = _csv(args.paths or ("/,/db" if args.quick else ",".join(PATHS)))
+    default_paths = APPS[args.app].paths[:2] if args.quick else APPS[args.app].paths
+    args.paths = _csv(args.paths or ",".join(default_paths))
+    args.ini = args.ini or APPS[args.app].ini
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="otel-uwsgi-bench-")
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     return args
@@ -547,6 +601,10 @@ def preflight(args: argparse.Namespace) -> None:
         raise SystemExit(f"bench: wrk not found at {args.wrk}; install it (apt-get install wrk) or pass --wrk")
     if shutil.which("uwsgi") is None:
         raise SystemExit("bench: no `uwsgi` on PATH; `pip install -e .` installs it")
+    if args.instructions and subprocess.run(["valgrind", "--version"], capture_output=True).returncode != 0:
+        raise SystemExit("bench: --instructions needs valgrind (apt-get install valgrind)")
+    if args.app != "django":  # the Flask demo's views use PostgreSQL (/stack) only
+        return
     try:
         socket.create_connection(MYSQL, timeout=2).close()
     except OSError:
@@ -580,6 +638,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     meta = _meta(args)
     runs: list[dict[str, Any]] = []
     phases: list[dict[str, Any]] = []
+    counts: dict[tuple[str, str], float] = {}
     say(
         f"bench: {args.rounds} round(s) of {', '.join(args.configs)} on {', '.join(args.paths)}; logs in {args.workdir}"
     )
@@ -596,6 +655,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     runs.append(run)
                     if not run.get("error"):
                         say(report.progress(run))
+        if args.instructions:
+            counts = instruction_counts(args)
         if not args.no_lifecycle:
             for config in (c for c in args.configs if c in TRACED_HEALTHY):
                 say(f"  lifecycle phase: {config}")
@@ -607,18 +668,26 @@ def main(argv: Optional[list[str]] = None) -> int:
             server.stop(signal.SIGINT, kill_after=15)
     report.add_ratios(runs)
     rows = report.summarize(runs, args.configs, args.paths)
+    if counts:
+        report.add_instructions(rows, counts)
     found = report.targets(rows, phases)
     meta["loadavg_end"] = os.getloadavg()
+    app = "Django + MariaDB" if args.app == "django" else args.app.capitalize()
     print(
-        f"## uWSGI + Django + MariaDB, {args.workers} workers, wrk -t{args.threads} -c{args.connections}, "
+        f"## uWSGI + {app}, {args.workers} workers, wrk -t{args.threads} -c{args.connections}, "
         f"{args.rounds} round(s) × {args.duration:g} s (medians over rounds)\n"
     )
     print(report.table(rows))
+    if counts:
+        print(
+            f"\n## Both figures: CPU under load, instructions (callgrind, one worker, {args.instructions} requests)\n"
+        )
+        print(report.both_table(rows))
     if phases:
         print("\n## Worker start-up and exit flush (otel-log-level = debug)\n")
         print(report.lifecycle_table(phases))
     print("\n## Targets (printed, not asserted)\n")
-    print(report.targets_table(found))
+    print(report.targets_table(found, args.app))
     print(
         f"\nload average {meta['loadavg_start'][0]:.2f} at start, {meta['loadavg_end'][0]:.2f} at end; "
         f"commit {meta['commit'][:12]}{' (dirty tree)' if meta['dirty'] else ''}"
@@ -626,7 +695,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"meta": meta, "runs": runs, "summary": rows, "lifecycle": phases, "targets": found},
+                {
+                    "meta": meta,
+                    "runs": runs,
+                    "summary": rows,
+                    "lifecycle": phases,
+                    "targets": found,
+                    "instructions": [
+                        {"config": c, "path": p, "per_request": n} for (c, p), n in sorted(counts.items())
+                    ],
+                },
                 indent=2,
                 default=str,
             )

@@ -62,3 +62,26 @@ def test_twin_is_the_noise_floor_and_never_a_verdict():
 def test_fault_p99_without_a_defaults_round_is_not_measured():
     found = _targets({"plain": [5], "dead": [6.0]})
     assert (found["dead"]["measured"], found["dead"]["met"]) == ("–", None)
+
+
+def test_instruction_counts_become_a_capacity_beside_the_cpu_one_and_meet_their_targets():
+    runs = _runs({"plain": [1.0], "defaults": [1.0], "fast": [1.0]})
+    report.add_ratios(runs)
+    rows = report.summarize(runs, ["plain", "defaults", "fast"], ["/"])
+    report.add_instructions(rows, {("plain", "/"): 400_000.0, ("defaults", "/"): 500_000.0})
+    by_config = {row["config"]: row for row in rows}
+    assert by_config["defaults"]["instructions_capacity"] == 0.8
+    assert by_config["fast"]["instructions_per_request"] is None  # not counted: no ratio, no crash
+    table = report.both_table(rows)
+    assert "| `/` | defaults | 200 | 0.50 | 500 | 0.80 |" in table
+    assert "| `/` | fast | 200 | 0.50 | – | – |" in table
+    found = {t["target"]: t for t in report.targets(rows, [])}
+    assert found["defaults instructions capacity on / ≥ 0.85"]["met"] is False
+    assert found["defaults capacity ratio on / ≥ 0.80"]["met"] is False  # 100 / 200 µs
+
+
+def test_no_instruction_targets_without_instruction_counts():
+    runs = _runs({"plain": [1.0], "defaults": [1.0]})
+    report.add_ratios(runs)
+    rows = report.summarize(runs, ["plain", "defaults"], ["/"])
+    assert not [t for t in report.targets(rows, []) if "instructions" in t["target"]]
