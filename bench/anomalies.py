@@ -142,6 +142,14 @@ def print_calls(calls: dict[str, dict[str, int]], configs: list[str]) -> None:
         print(f"| {c} | {sum(calls[c].values()) / 100:.0f} | {len(calls[c])} | {len(fewer)}: {shown} |")
 
 
+def config_overrides(config: str) -> dict[str, str]:
+    """run.py's configurations, and ``plain-lazy``: plain with the URLconf and views imported at the
+    worker's first request, as a usual wsgi.py does (``plain_wsgi.py`` imports them in the master)."""
+    if config == "plain-lazy":
+        return {**run.config_overrides("plain", dead_port=0, hanging=None), "env": "BENCH_PLAIN_URLCONF=lazy"}
+    return run.config_overrides(config, dead_port=free_port(), hanging=None)
+
+
 def profile(config: str, path: str, long: bool, args: argparse.Namespace, endpoint: str, keep: Path) -> dict:
     """One uWSGI (one worker) under callgrind: warm-up, 1 request (+ ``--requests`` and ``--linger``
     seconds idle in the ``long`` run), SIGINT; per-thread counts."""
@@ -157,7 +165,7 @@ def profile(config: str, path: str, long: bool, args: argparse.Namespace, endpoi
         f'{flags} --callgrind-out-file={out}/cg.%p {_uwsgi_binary()} "$@"\n'
     )
     wrapper.chmod(0o755)
-    overrides = run.config_overrides(config, dead_port=free_port(), hanging=None)
+    overrides = config_overrides(config)
     if not args.master:
         overrides["master"] = "false"
     overrides.update(valgrind_timing(overrides))
@@ -201,7 +209,7 @@ def profile(config: str, path: str, long: bool, args: argparse.Namespace, endpoi
 def main() -> None:
     os.environ.setdefault("PYTHONHASHSEED", "0")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", default="plain,defaults,fast")
+    parser.add_argument("--configs", default="plain,defaults,fast", help="run.py's, and plain-lazy")
     parser.add_argument("--path", default="/")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
@@ -223,6 +231,11 @@ def main() -> None:
         "--calls",
         action="store_true",
         help="instead: count the Python calls of a request per config (cProfile, no callgrind)",
+    )
+    parser.add_argument(
+        "--whole",
+        action="store_true",
+        help="also print the whole worker's count divided by the requests it served (no baseline run subtracted)",
     )
     parser.add_argument(
         "--functions",
@@ -266,6 +279,19 @@ def main() -> None:
         diff = {t: (long.get(t, 0) - short.get(t, 0)) / per for t in set(short) | set(long)}
         others = ", ".join(f"#{t}: {v / 1000:.1f}" for t, v in sorted(diff.items()) if t != 1) or "-"
         print(f"| {c} | {sum(diff.values()) / 1000:.1f} | {diff.get(1, 0) / 1000:.1f} | {others} |")
+    if args.whole:
+        served = args.warmup + 1 + args.requests
+        print(
+            f"\nthe whole worker (start-up, warm-up and exit included) ÷ the {served} requests it served, as a "
+            "count without a baseline run gives it; and the one-time part (short run less its requests)\n"
+        )
+        print("| config | whole worker ÷ requests, k | one-time (start-up, first request, exit), k |")
+        print("|---|---|---|")
+        for c in configs:
+            short, long = results[c, False]["threads"], results[c, True]["threads"]
+            per_request = (sum(long.values()) - sum(short.values())) / args.requests if args.requests else 0.0
+            once = sum(short.values()) - (args.warmup + 1) * per_request
+            print(f"| {c} | {sum(long.values()) / served / 1000:.1f} | {once / 1000:.0f} |")
     if args.functions and args.requests:
         print_function_diff(results, configs, args.requests, args.functions)
     sys.stdout.flush()

@@ -104,6 +104,21 @@ class _RecipeStop:
         self.server.shutdown()
 
 
+def wait_idle(instance: run.Instance, served: int, timeout: float = 300.0) -> None:
+    """Until uWSGI's stats say the worker finished its last request and went idle.  uWSGI runs the
+    Python exit (``uwsgi.atexit``, the interpreter's teardown: ~50M instructions for the Flask
+    demo) only in a worker that is not busy, and under callgrind the stop's SIGINT can arrive
+    while the worker still closes the last request: the same run then counted 635M or 688M."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = instance.stats()
+        workers = stats.get("workers", [])
+        if run.procstat.served(stats) >= served and all(w.get("status") == "idle" for w in workers):
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"the worker did not go idle within {timeout:.0f} s of its last request")
+
+
 def count_uwsgi(
     config: str, path: str, requests: int, warmup: int, endpoint: str, extra: list[str], app: str = "django"
 ) -> int:
@@ -140,6 +155,7 @@ def count_uwsgi(
             instance.get(url_path, timeout=120)
         if recipe is not None:
             recipe.drained(after=time.monotonic())
+        wait_idle(instance, served=1 + warmup + requests)
     finally:
         try:
             instance.stop(kill_after=600)  # otel-uwsgi's worker flushes its spans at exit: counted

@@ -20,7 +20,8 @@ else:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "otel_uwsgi.demo.settings")
     application = get_wsgi_application()
-    get_resolver().url_patterns  # noqa: B018 - load the URLconf (and views) now, to check them too
+    if os.environ.get("BENCH_PLAIN_URLCONF") != "lazy":  # lazy: as a usual wsgi.py, at the first request
+        get_resolver().url_patterns  # noqa: B018 - load the URLconf (and views) now, to check them too
 
 _traced = sorted(m for m in sys.modules if m.split(".")[0] == "opentelemetry" or m == "otel_uwsgi.runtime.install")
 if _traced:

@@ -20,7 +20,7 @@ LABELS = {
     "sdk-recipe": "stock SDK recipe",
     "stock-instr": "otel-uwsgi, stock instrumentations",
     "defaults": "otel-uwsgi defaults (fast path)",
-    "fast": "otel-uwsgi fast",
+    "fast": "otel-fast-instrumentation = true (= defaults)",
 }
 
 

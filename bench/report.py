@@ -222,26 +222,18 @@ def targets(rows: list[dict[str, Any]], phases: list[dict[str, Any]]) -> list[di
     def add(name: str, measured: str, met: Optional[bool]) -> None:
         found.append({"target": name, "measured": measured, "met": met})
 
-    for (config, path), minimum in CAPACITY_TARGETS.items():
-        row = _find(rows, config, path)
-        if row is None:  # not selected (--configs / --paths)
-            continue
-        ratio = row["capacity_ratio"]
-        add(
-            f"{config} capacity ratio on {path} ≥ {minimum:.2f}",
-            _fmt(ratio, 2),
-            None if ratio is None else ratio >= minimum,
-        )
-    for (config, path), minimum in INSTRUCTION_TARGETS.items():
-        row = _find(rows, config, path)
-        if row is None or "instructions_per_request" not in row:  # not selected, or no --instructions
-            continue
-        ratio = row["instructions_capacity"]
-        add(
-            f"{config} instructions capacity on {path} ≥ {minimum:.2f}",
-            _fmt(ratio, 2),
-            None if ratio is None else ratio >= minimum,
-        )
+    capacities = (
+        (CAPACITY_TARGETS, "capacity ratio", "capacity_ratio"),
+        (INSTRUCTION_TARGETS, "instructions capacity", "instructions_capacity"),
+    )
+    for minimums, label, key in capacities:
+        for (config, path), minimum in minimums.items():
+            row = _find(rows, config, path)
+            if row is None or key not in row:  # not selected (--configs / --paths), or no --instructions
+                continue
+            ratio = row[key]
+            met = None if ratio is None else ratio >= minimum
+            add(f"{config} {label} on {path} ≥ {minimum:.2f}", _fmt(ratio, 2), met)
     for config in ("dead", "hanging", "twin"):
         for row in (r for r in rows if r["config"] == config):
             add(*_p99_target(row, _find(rows, "defaults", row["path"])))
