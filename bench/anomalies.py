@@ -171,7 +171,8 @@ def profile(config: str, path: str, long: bool, args: argparse.Namespace, endpoi
     overrides.update(valgrind_timing(overrides))
     overrides.update(kv.split("=", 1) for kv in args.set)
     instance = run.Instance.of_demo(
-        endpoint, overrides, config, workers=1, workdir=str(workdir), thunder_lock=False, uwsgi=str(wrapper)
+        endpoint, overrides, config, workers=1, workdir=str(workdir), thunder_lock=False, uwsgi=str(wrapper),
+        app=args.app,
     )
     server = instance.server
     url = path + ("?q=1" if args.query else "")
@@ -211,6 +212,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="plain,defaults,fast", help="run.py's, and plain-lazy")
     parser.add_argument("--path", default="/")
+    parser.add_argument("--app", choices=sorted(run.APPS), default="django", help="the demo app (run.py --app)")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--pace", type=float, default=0.0, help="seconds the client sleeps between requests")

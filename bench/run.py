@@ -577,8 +577,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         type=int,
         default=0,
         metavar="N",
-        help="also count instructions per request under callgrind (one worker, N requests; every configuration "
-        "but twin, every path): both figures from one run",
+        help="also count instructions per request under callgrind (one worker, N requests after 1000 of warm-up; "
+        "every configuration but twin, every path): both figures from one run",
     )
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk", help="wrk binary")
     parser.add_argument("--workdir", default=None, help="where uWSGI logs go (default: a new temporary directory)")

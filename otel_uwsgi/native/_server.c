@@ -75,10 +75,13 @@ static int nothing_to_extract(PyObject *extractor, PyObject *environ) {
     return nothing;
 }
 
-/* open_server_span(lazy_tracer, extractor, environ, name, attributes) -> (span, token, is SERVER), or None. */
+/* open_server_span(lazy_tracer, extractor, environ, name, attributes[, key, value, start_time]) -> (span, token,
+ * is SERVER), or None.  Flask's form: the context made current also holds value under key (its sqlcommenter tags:
+ * context.set_value(key, value, with_span(span, ctx)) in the same copy), and the span starts at start_time. */
 PyObject *open_server_span(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "open_server_span(lazy_tracer, extractor, environ, name, attributes)");
+    if (nargs != 5 && nargs != 8) {
+        PyErr_SetString(PyExc_TypeError,
+                        "open_server_span(lazy_tracer, extractor, environ, name, attributes[, key, value, start_time])");
         return NULL;
     }
     if (Var == NULL || !PyDict_CheckExact(args[2]))
@@ -114,12 +117,12 @@ PyObject *open_server_span(PyObject *module, PyObject *const *args, Py_ssize_t n
         goto out;
     if (tracer == Py_None)
         goto none;
-    PyObject *call[5] = {tracer, args[3], ctx, server ? ServerKind : InternalKind, args[4]};
-    if ((span = PyObject_VectorcallMethod(s_start_span, call, 5, NULL)) == NULL)
+    PyObject *call[6] = {tracer, args[3], ctx, server ? ServerKind : InternalKind, args[4], nargs == 8 ? args[7] : NULL};
+    if ((span = PyObject_VectorcallMethod(s_start_span, call, nargs == 8 ? 6 : 5, NULL)) == NULL)
         goto out;
     /* with_span(): a copy of ctx with the span current (Context refuses item assignment: dict's own) */
     if ((made = PyObject_CallOneArg(ContextType, ctx)) == NULL || !PyDict_Check(made) ||
-        PyDict_SetItem(made, SpanKey, span) < 0)
+        PyDict_SetItem(made, SpanKey, span) < 0 || (nargs == 8 && PyDict_SetItem(made, args[5], args[6]) < 0))
         goto out;
     if ((token = PyContextVar_Set(Var, made)) == NULL)
         goto out;

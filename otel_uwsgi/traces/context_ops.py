@@ -68,10 +68,14 @@ else:
     reset = _api.detach  # logs a bad token itself
 
 
-def with_span(span: Any, ctx: Context) -> Context:
-    """``trace.set_span_in_context(span, ctx)``: a copy of ``ctx`` with ``span`` current."""
+def with_span(span: Any, ctx: Context, value: Optional[tuple[str, Any]] = None) -> Context:
+    """``trace.set_span_in_context(span, ctx)``: a copy of ``ctx`` with ``span`` current; with
+    ``value`` = ``(key, v)`` also ``context.set_value(key, v, ...)`` on it, in the same copy."""
     if SPAN_KEY is None:
-        return trace.set_span_in_context(span, ctx)
+        made = trace.set_span_in_context(span, ctx)
+        return made if value is None else _api.set_value(value[0], value[1], made)
     made = Context(ctx)
     dict.__setitem__(made, SPAN_KEY, span)  # Context refuses item assignment; the API copies the same way
+    if value is not None:
+        dict.__setitem__(made, value[0], value[1])
     return made

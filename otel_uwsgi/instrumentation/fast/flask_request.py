@@ -26,7 +26,6 @@ from typing import Any, NamedTuple, Optional
 
 from flask import Flask
 from flask.globals import request_ctx
-from opentelemetry import context, trace
 from opentelemetry.instrumentation.propagators import get_global_response_propagator
 from opentelemetry.instrumentation.wsgi import add_response_attributes, default_response_propagation_setter
 
@@ -35,11 +34,13 @@ from otel_uwsgi.instrumentation.fast.server_metrics import ServerMetrics
 from otel_uwsgi.instrumentation.fast.server_span import (
     ServerSetup,
     attributes_of,
+    open_server_span,
     record_error,
     set_status_code,
     start_server_span,
     warn_once,
 )
+from otel_uwsgi.traces import context_ops
 
 #: The stock instrumentation's scope: a backend grouping spans by scope sees no change.
 SCOPE = "opentelemetry.instrumentation.flask"
@@ -47,6 +48,18 @@ _KEY = "otel-uwsgi.flask"  # environ key of the request's _Request
 _APP = "_otel_uwsgi_fast"  # app attribute: True traced here, False left to another instrumentation
 _SQLCOMMENTER = "SQLCOMMENTER_ORM_TAGS_AND_VALUES"  # the context value the stock one sets for sqlcommenter
 _TAGS = "_otel_uwsgi_sqlcommenter"  # url rule attribute: its sqlcommenter tags
+
+
+def _request_context_getter() -> Callable[[], Any]:
+    """The current request context: the ``ContextVar`` behind ``flask.request_ctx`` read directly
+    (Flask 3.0 and 3.1 keep it as ``flask.globals._cv_request``), else through the proxy."""
+    import flask.globals
+
+    var = getattr(flask.globals, "_cv_request", None)
+    return var.get if var is not None and hasattr(var, "get") else request_ctx._get_current_object
+
+
+_current_request_context = _request_context_getter()
 
 
 class Versions(NamedTuple):
@@ -169,7 +182,7 @@ def _before_request() -> None:
     setup = _setup
     if setup is None:
         return
-    ctx = request_ctx._get_current_object()
+    ctx = _current_request_context()
     request = ctx.request
     environ = request.environ
     state = environ.get(_KEY)
@@ -199,7 +212,6 @@ def _open(setup: FlaskSetup, state: _Request, ctx: Any, request: Any, environ: d
     attributes = attributes_of(setup, environ) if attributes is None else dict(attributes)
     if rule is not None:
         attributes["http.route"] = rule.rule
-    span, parent, server = start_server_span(setup, environ, name, attributes, state.start)
     tags = setup.no_rule_tags if rule is None else getattr(rule, _TAGS, None)
     if tags is None:  # the url rule's, made at its first request (werkzeug rules are not hashable)
         tags = {"framework": setup.framework}
@@ -208,7 +220,16 @@ def _open(setup: FlaskSetup, state: _Request, ctx: Any, request: Any, environ: d
         if rule.rule:
             tags["route"] = rule.rule
         setattr(rule, _TAGS, tags)
-    state.token = context.attach(context.set_value(_SQLCOMMENTER, tags, trace.set_span_in_context(span, parent)))
+    opened = None
+    if open_server_span is not None:  # C: start, with_span and attach in one call (None: not the common request)
+        opened = open_server_span(
+            setup.tracer, setup.extract, environ, name, attributes, _SQLCOMMENTER, tags, state.start
+        )
+    if opened is not None:
+        span, state.token, server = opened
+    else:
+        span, parent, server = start_server_span(setup, environ, name, attributes, state.start)
+        state.token = context_ops.attach(context_ops.with_span(span, parent, (_SQLCOMMENTER, tags)))
     state.span, state.ctx, state.server = span, ctx, server
     if server and setup.request_headers and span.is_recording():
         captured = setup.request_headers.from_environ(environ)
@@ -256,7 +277,7 @@ def _status_code(status: str) -> Optional[int]:
 
 def _teardown_request(exc: Optional[BaseException]) -> None:
     try:
-        ctx = request_ctx._get_current_object()
+        ctx = _current_request_context()
         request = ctx.request
         state = request.environ.get(_KEY)
         if state is None or state.ctx is not ctx:  # no span, ended, or a copied request context
@@ -269,7 +290,7 @@ def _teardown_request(exc: Optional[BaseException]) -> None:
         warn_once("ending a Flask request span")
         return
     try:
-        context.detach(state.token)
+        context_ops.detach(state.token)
         if isinstance(exc, Exception) and span.is_recording():
             record_error(span, exc)
     finally:

@@ -185,9 +185,10 @@ def start_server_span(
 def _native_open() -> Optional[Any]:
     """The C extension configured for ``open_server_span`` and ``close_server_span``, or None: without
     it, or where the API does not keep the names they read (its context var, span key and global
-    propagator).  ``open_server_span(setup.tracer, setup.extract, environ, name, attributes)`` is
-    :func:`start_server_span` and ``attach(with_span(span, ctx))`` in one call for the common
-    request, ``(span, token, is SERVER)``; None when the request is not the common one (then those run)."""
+    propagator).  ``open_server_span(setup.tracer, setup.extract, environ, name, attributes[, key,
+    value, start_time])`` is :func:`start_server_span` and ``attach(with_span(span, ctx[, (key,
+    value)]))`` in one call for the common request, ``(span, token, is SERVER)``; None when the
+    request is not the common one (then those run)."""
     native = accel.load()
     var = getattr(context_ops, "_VAR", None)
     if native is None or not hasattr(native, "open_server_span") or var is None or SPAN_KEY is None:

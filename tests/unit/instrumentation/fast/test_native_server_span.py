@@ -94,6 +94,41 @@ def test_the_common_request_opens_as_the_python_twins_do(setup, inside):
     assert seen[0]["parent"] == ("outer" if inside else None)
 
 
+def test_flasks_form_adds_its_context_value_and_start_time_as_the_python_twins_do(setup):
+    """``open_server_span(..., key, value, start_time)`` (the Flask fast path's call) against
+    ``start_server_span(..., start_time)`` then ``attach(with_span(span, ctx, (key, value)))``: the
+    value is in the context made current beside the span, and the span starts at start_time."""
+    tags = {"framework": "flask:3.1.0", "route": "/"}
+    seen = []
+    for native in (True, False):
+        before = context.get_current()
+        if native:
+            opened = server_span.open_server_span(
+                setup.tracer, setup.extract, environ(), "GET", {"http.method": "GET"}, "SQLCOMMENTER", tags, 1234
+            )
+        else:
+            span, ctx, server = server_span.start_server_span(setup, environ(), "GET", {"http.method": "GET"}, 1234)
+            opened = span, attach(with_span(span, ctx, ("SQLCOMMENTER", tags))), server
+        assert opened is not None
+        span, token, server = opened
+        seen.append({**shape(span, server, None), "value": context.get_value("SQLCOMMENTER"), "start": span.start_time})
+        detach(token)
+        assert context.get_current() is before
+        span.end()
+    assert seen[0] == seen[1]
+    assert seen[0]["value"] is tags and seen[0]["start"] == 1234 and "SQLCOMMENTER" in seen[0]["context keys"]
+
+
+def test_with_a_value_with_span_is_set_value_on_set_span_in_context():
+    """``with_span(span, ctx, (key, value))``: the API's set_value(key, value, set_span_in_context(...)),
+    in one copy, leaving ``ctx`` untouched."""
+    span = NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
+    ctx = context.set_value("a", 1)
+    made = with_span(span, ctx, ("b", 2))
+    assert made == context.set_value("b", 2, trace.set_span_in_context(span, ctx))
+    assert dict(ctx) == {"a": 1} and trace.get_current_span(made) is span
+
+
 def test_a_request_with_a_traceparent_is_left_to_python(setup):
     """Extraction is Python's: C answers None, and the twins join the remote trace."""
     env = environ(HTTP_TRACEPARENT=TRACEPARENT)
