@@ -1132,7 +1132,8 @@ static PyMethodDef methods[] = {
     {"configure_django", configure_django, METH_VARARGS,
      "configure_django(globals, derive, KNOWN_METHODS, propagators' globals, warn_once, meta_key) (_django.c)."},
     {"open_server_span", (PyCFunction)(void (*)(void))open_server_span, METH_FASTCALL,
-     "open_server_span(lazy_tracer, extractor, environ, name, attributes) -> (span, token, server) | None (_server.c)."},
+     "open_server_span(lazy_tracer, extractor, environ, name, attributes[, key, value, start_time]) -> "
+     "(span, token, server) | None (_server.c)."},
     {"lean_update_name", (PyCFunction)(void (*)(void))lean_update_name, METH_FASTCALL | METH_KEYWORDS,
      "lean_update_name(span, name): LeanSpan._update_name_py in C (_lifecycle.c)."},
     {"lean_set_checked", (PyCFunction)(void (*)(void))lean_set_checked, METH_FASTCALL | METH_KEYWORDS,
@@ -1155,11 +1156,15 @@ static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "otel_uwsgi.nativ
                                         "otel_uwsgi's common span encoding and attribute check, in C.", -1, methods,
                                         NULL, NULL, NULL, NULL};
 
+int intern_names(const InternedName *names, size_t count) {
+    for (size_t i = 0; i < count; i++)
+        if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)
+            return -1;
+    return 0;
+}
+
 PyMODINIT_FUNC PyInit__accel(void) {
-    struct {
-        PyObject **slot;
-        const char *text;
-    } names[] = {
+    InternedName names[] = {
         {&s_events, "_events"},           {&s_links, "_links"},           {&s_status, "_status"},
         {&s_dq, "_dq"},                   {&s_dropped, "dropped"},
         {&s_description, "_description"},
@@ -1176,10 +1181,8 @@ PyMODINIT_FUNC PyInit__accel(void) {
         {&a_peer_name, "net.peer.name"},  {&a_user_agent, "http.user_agent"},
         {&a_synthetic, "user_agent.synthetic.type"}, {&a_flavor, "http.flavor"},
     };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)
-            return NULL;
-    }
+    if (intern_names(names, sizeof(names) / sizeof(names[0])) < 0)
+        return NULL;
     crc_init();
     if (lifecycle_init() < 0 || slots_init() < 0)
         return NULL;

@@ -53,6 +53,14 @@ int is_lean_attributes(PyObject *obj);
 PyObject *configure_slots(PyObject *module, PyObject *args);
 int slots_init(void);
 
+/* A name each C file interns once: its text, and the static it is kept in. */
+typedef struct {
+    PyObject **slot;
+    const char *text;
+} InternedName;
+/* Each name's text interned into its slot where the slot is still NULL: 0, -1 on error (_accel.c). */
+int intern_names(const InternedName *names, size_t count);
+
 /* server_attributes(module, [environ, capture_all_methods]): the request attributes, or None (_accel.c). */
 PyObject *server_attributes(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 

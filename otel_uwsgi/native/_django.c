@@ -502,10 +502,7 @@ static PyTypeObject MiddlewareType = {
 };
 
 int django_add(PyObject *module) {
-    struct {
-        PyObject **slot;
-        const char *text;
-    } names[] = {{&s_setup, "_setup"},
+    InternedName names[] = {{&s_setup, "_setup"},
                  {&s_call, "_call"},
                  {&s_process_view_py, "_process_view"},
                  {&s_end, "_end"},
@@ -529,9 +526,8 @@ int django_add(PyObject *module) {
                  {&s_response_propagator, "_RESPONSE_PROPAGATOR"},
                  {&w_starting, "starting a request span"},
                  {&w_naming, "naming a request span"}};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)
-            return -1;
+    if (intern_names(names, sizeof(names) / sizeof(names[0])) < 0)
+        return -1;
     if (PyType_Ready(&RequestStateType) < 0 || PyType_Ready(&MiddlewareType) < 0)
         return -1;
     Py_INCREF(&RequestStateType);

@@ -868,10 +868,7 @@ PyObject *configure_lifecycle(PyObject *module, PyObject *noop) {
 PyObject *as_method(PyObject *module, PyObject *function) { return PyInstanceMethod_New(function); }
 
 int lifecycle_init(void) {
-    struct {
-        PyObject **slot;
-        const char *text;
-    } names[] = {
+    InternedName names[] = {
         {&s_native, "_native"},
         {&s_start_py, "_start_py"},
         {&s_end_py, "_end_py"},
@@ -903,10 +900,8 @@ int lifecycle_init(void) {
         {&s_set_checked_py, "_set_checked_py"},
         {&s_update_name_py, "_update_name_py"},
     };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)
-            return -1;
-    }
+    if (intern_names(names, sizeof(names) / sizeof(names[0])) < 0)
+        return -1;
     if (kw_parent_context == NULL && (kw_parent_context = Py_BuildValue("(s)", "parent_context")) == NULL)
         return -1;
     if (Zero == NULL && (Zero = PyLong_FromLong(0)) == NULL)

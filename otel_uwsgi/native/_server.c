@@ -32,21 +32,12 @@ PyObject *configure_server(PyObject *module, PyObject *args) {
                         "configure_server(ContextVar, str, type, span, module, dict, kind, kind, set, callable)");
         return NULL;
     }
-    if (s_tracer == NULL) {
-        struct {
-            PyObject **slot;
-            const char *text;
-        } names[] = {{&s_tracer, "tracer"},
-                     {&s_propagator, "propagator"},
-                     {&s_keys, "keys"},
-                     {&s_text_format, "_HTTP_TEXT_FORMAT"},
-                     {&s_start_span, "start_span"},
-                     {&a_route, "http.route"},
-                     {&a_status_code, "http.status_code"}};
-        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-            if ((*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)
-                return NULL;
-    }
+    InternedName names[] = {{&s_tracer, "tracer"},         {&s_propagator, "propagator"},
+                            {&s_keys, "keys"},             {&s_text_format, "_HTTP_TEXT_FORMAT"},
+                            {&s_start_span, "start_span"}, {&a_route, "http.route"},
+                            {&a_status_code, "http.status_code"}};
+    if (intern_names(names, sizeof(names) / sizeof(names[0])) < 0)
+        return NULL;
     PyObject **slots[] = {&Var,        &SpanKey,      &ContextType, &InvalidSpan, &Propagate,
                           &KnownSpans, &ServerKind,   &InternalKind, &LeanClasses, &DetachFailed};
     for (int i = 0; i < 10; i++) {
