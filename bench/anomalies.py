@@ -28,15 +28,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import run
-from fast_profile import _Sink
-from instructions import _uwsgi_binary, valgrind_timing
+from instructions import Sink, _uwsgi_binary, valgrind_timing
 
 from otel_uwsgi.tools.harness import free_port
 
@@ -248,26 +245,18 @@ def main() -> None:
     )
     args = parser.parse_args()
     keep = Path(args.keep or tempfile.mkdtemp(prefix="anomalies-"))
-    sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
-    threading.Thread(target=sink.serve_forever, daemon=True).start()
-    endpoint = f"http://127.0.0.1:{sink.server_address[1]}"
     configs = [c for c in args.configs.split(",") if c]
     if args.calls:
-        try:
+        with Sink() as endpoint:
             print_calls({c: python_calls(c, args, endpoint, keep) for c in configs}, configs)
-        finally:
-            sink.shutdown()
         return
-    try:
-        with ThreadPoolExecutor(args.jobs) as pool:
-            jobs = {
-                (c, long): pool.submit(profile, c, args.path, long, args, endpoint, keep)
-                for c in configs
-                for long in (False, True)
-            }
-            results = {key: job.result() for key, job in jobs.items()}
-    finally:
-        sink.shutdown()
+    with Sink() as endpoint, ThreadPoolExecutor(args.jobs) as pool:
+        jobs = {
+            (c, long): pool.submit(profile, c, args.path, long, args, endpoint, keep)
+            for c in configs
+            for long in (False, True)
+        }
+        results = {key: job.result() for key, job in jobs.items()}
     label = f"{args.path}{'?q=1' if args.query else ''}, pace {args.pace} s, master {'on' if args.master else 'off'}"
     per, unit = (args.requests, "request") if args.requests else (args.linger, "second idle")
     print(

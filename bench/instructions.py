@@ -35,6 +35,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional
 
+import procstat
 import run
 from fast_profile import MODES, _Sink, child_command, child_env
 
@@ -113,7 +114,7 @@ def wait_idle(instance: run.Instance, served: int, timeout: float = 300.0) -> No
     while time.monotonic() < deadline:
         stats = instance.stats()
         workers = stats.get("workers", [])
-        if run.procstat.served(stats) >= served and all(w.get("status") == "idle" for w in workers):
+        if procstat.served(stats) >= served and all(w.get("status") == "idle" for w in workers):
             return
         time.sleep(0.1)
     raise SystemExit(f"the worker did not go idle within {timeout:.0f} s of its last request")

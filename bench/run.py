@@ -78,7 +78,6 @@ APPS = {
     ),
     "flask": App(ROOT / "ini" / "flask.ini", "flask", ("/", "/item/7", "/stack"), (("OTEL_UWSGI_DEMO_APP", "flask"),)),
 }
-PATHS = APPS["django"].paths
 
 _running: list[UwsgiServer] = []  # stopped by pid on the way out, whatever happens
 
@@ -163,13 +162,12 @@ def served_path(workdir: str, path: str) -> str:
 
 
 def path_overrides(path: str, app: str = "django") -> tuple[dict[str, str], dict[str, str]]:
-    """Ini options and environment a bench path of ``app`` needs beyond its configuration's."""
-    env = dict(APPS[app].env)
+    """Ini options and environment a bench path of ``app`` needs beyond its configuration's and the
+    app's own (``App.env``, which :class:`Instance` sets)."""
     if path == STACK:
         framework = APPS[app].instrumentations.split(",")[0]
-        env["OTEL_UWSGI_DEMO_DB"] = "postgres"
-        return {"otel-instrumentations": f"{framework},{STACK_INSTRUMENTATIONS}"}, env
-    return {}, env
+        return {"otel-instrumentations": f"{framework},{STACK_INSTRUMENTATIONS}"}, {"OTEL_UWSGI_DEMO_DB": "postgres"}
+    return {}, {}
 
 
 def get(port: int, path: str, timeout: float = 10.0) -> int:
