@@ -142,13 +142,15 @@ class Server:
         with ThreadPoolExecutor(concurrency) as pool:
             return list(pool.map(lambda _: self.get(path), range(count)))
 
-    def until_every_worker_served(self, path: str, timeout: float = 30) -> None:
-        """Send concurrent batches until uWSGI's log shows every worker id served a request."""
+    def until_every_worker_served(self, path: str, timeout: float = 30, at_least: int = 1) -> None:
+        """Send concurrent batches until uWSGI's log shows every worker id served ``at_least`` requests."""
 
         def every_worker_served() -> bool:
             self.hammer(path, self.workers * 4, concurrency=self.workers * 2)
             served = self.uwsgi.served()
-            return len({served.spawned.get(pid) for pid, n in served.requests.items() if n}) >= self.workers
+            return (
+                len({served.spawned.get(pid) for pid, n in served.requests.items() if n >= at_least}) >= self.workers
+            )
 
         if not wait_until(every_worker_served, timeout, interval=0):
             raise AssertionError(f"not every worker served a request in {timeout}s:\n{self.uwsgi.log()[-3000:]}")

@@ -85,16 +85,8 @@ def test_a_dead_workers_request_and_spans_arrive(start_uwsgi, receiver, outcome,
     server = start_uwsgi("minimal.ini", workers=2, extra=options, env={"OTEL_UWSGI_PROBE_DIR": str(marks), **env},
                          ready_path="/")
     server.hammer("/work?n=3", 24, concurrency=4)
-
-    def each_worker_worked() -> bool:
-        """Both workers served /work (uWSGI may hand a batch to one; the ready check's "/" is one request)."""
-        counts = server.uwsgi.served().requests
-        if len(counts) >= 2 and min(counts.values()) >= 3:
-            return True
-        server.hammer("/work?n=3", 8, concurrency=4)
-        return False
-
-    assert wait_until(each_worker_worked, 30, interval=0), server.uwsgi.log()[-3000:]
+    # both workers served /work (uWSGI may hand a batch to one; the ready check's "/" is one request)
+    server.until_every_worker_served("/work?n=3", at_least=3)
     # Under load, but for gevent: there the load's requests (greenlets of the same worker) kept the
     # hung request's worker from being harakiri'd within 20 s here (uWSGI's business, not ours).
     load = None if "gevent" in extra else SteadyLoad(server.port, "/work?n=3", rate=30, threads=2, sample_path=None)
