@@ -115,7 +115,7 @@ def python_calls(config: str, args: argparse.Namespace, endpoint: str, keep: Pat
     overrides.update(kv.split("=", 1) for kv in args.set)
     overrides.update({"module": "profiled_wsgi:application", "pythonpath": str(BENCH)})
     instance = run.Instance.of_demo(
-        endpoint, overrides, f"{config}-calls", workers=1, workdir=str(keep), thunder_lock=False
+        endpoint, overrides, f"{config}-calls", workers=1, workdir=str(keep), thunder_lock=False, app=args.app
     )
     url = args.path + ("?q=1" if args.query else "")
     try:

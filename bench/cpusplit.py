@@ -74,7 +74,7 @@ def machine_busy() -> tuple[int, int]:
 def window(subject: dict, args: argparse.Namespace) -> dict[str, float]:
     """wrk warm-up, then a measured window: per-request figures of one configuration."""
     instance, receiver = subject["instance"], subject["receiver"]
-    url = instance.url(args.path)
+    url = instance.url(args.served)
     load.run(url, args.warmup, connections=args.connections, threads=args.threads)
     master = instance.server.pid
     before, served0, busy0 = snapshot(master), procstat.served(instance.stats()), machine_busy()
@@ -103,11 +103,19 @@ def window(subject: dict, args: argparse.Namespace) -> dict[str, float]:
 def start(config: str, args: argparse.Namespace) -> dict:
     receiver = StoringReceiver().start()
     extra = run.config_overrides(config, dead_port=free_port(), hanging=None)
+    options, env = run.path_overrides(args.path)
+    extra.update(options)
     extra.update(kv.split("=", 1) for kv in args.set)
     instance = run.Instance.of_demo(
-        receiver.endpoint, extra, f"{config}-split", workers=args.workers, workdir=args.workdir, thunder_lock=True
+        receiver.endpoint,
+        extra,
+        f"{config}-split",
+        workers=args.workers,
+        workdir=args.workdir,
+        thunder_lock=True,
+        env_extra=env,
     )
-    instance.start(args.path)
+    instance.start(args.served)
     return {"instance": instance, "receiver": receiver}
 
 
@@ -161,6 +169,7 @@ def main() -> None:
     parser.add_argument("--workdir", default=tempfile.mkdtemp(prefix="cpusplit-"))
     args = parser.parse_args()
     configs = [c for c in args.configs.split(",") if c]
+    args.served = run.served_path(args.workdir, args.path)  # /stack: the demo's /trace calling a peer
     subjects: dict[str, dict] = {}
     results: dict[str, list[dict[str, float]]] = defaultdict(list)
     try:
@@ -180,6 +189,7 @@ def main() -> None:
         for subject in subjects.values():
             subject["instance"].stop()
             subject["receiver"].stop()
+        run.Peer.stop()
     report(results, configs, args)
 
 

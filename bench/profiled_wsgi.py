@@ -1,4 +1,5 @@
-"""The demo site (traced) or ``plain_wsgi`` (``BENCH_PROFILE_APP=plain``) with requests 51-150 under cProfile.
+"""The demo site (traced; Flask with ``OTEL_UWSGI_DEMO_APP=flask``) or ``plain_wsgi``
+(``BENCH_PROFILE_APP=plain``) with requests 51-150 under cProfile.
 
 For ``anomalies.py --calls``: the Python functions one request calls, and how often, in a real
 uWSGI worker.  The profile (every request's response read and closed inside it, as uWSGI does)
@@ -10,6 +11,8 @@ import os
 
 if os.environ.get("BENCH_PROFILE_APP") == "plain":
     from plain_wsgi import application as _app
+elif os.environ.get("OTEL_UWSGI_DEMO_APP") == "flask":  # run.py --app flask
+    from otel_uwsgi.demo.flask_app import application as _app
 else:
     from otel_uwsgi.demo.wsgi import application as _app
 

@@ -30,7 +30,8 @@ the sampler is not one of the SDK's, a value-length limit is set, or this SDK's 
 have exactly the fields set here (checked once per tracer, see :func:`.tracer._sdk_as_expected`).
 
 Belongs here: the lean span and its processor hooks (:mod:`.span`), the SDK samplers' rules
-(:mod:`.sampling`), and the tracer that starts lean spans or steps aside (:mod:`.tracer`).  Not
+(:mod:`.sampling`), the tracer that starts lean spans or steps aside (:mod:`.tracer`), and its
+``start_as_current_span`` context manager (:mod:`.current`).  Not
 here: what the spans carry (:mod:`otel_uwsgi.instrumentation`) or how they leave
 (:mod:`otel_uwsgi.export`).
 """

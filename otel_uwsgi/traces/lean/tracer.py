@@ -23,6 +23,7 @@ from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from otel_uwsgi.native import accel
 from otel_uwsgi.native.sdk_layout import CONTEXT_AS_TUPLE, LEAN_SPAN_CLASSES
 from otel_uwsgi.traces import context_ops
+from otel_uwsgi.traces.lean import current
 from otel_uwsgi.traces.lean.sampling import DROP, SAMPLE, decider, parent_decisions, root_decision
 from otel_uwsgi.traces.lean.span import Hooks, LeanAttributes, LeanSpan, NoOpTracerMetrics, plain_attributes
 
@@ -331,6 +332,39 @@ class LeanSdkTracer(SdkTracer):
                 **kwargs,
             )
         return self._lean.start_span(name, context, kind, attributes, start_time)
+
+    def start_as_current_span(  # type: ignore[override]
+        self,
+        name: str,
+        context: Optional[Context] = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Any = None,
+        links: Any = (),
+        start_time: Optional[int] = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """The SDK's context manager, as one small object (:mod:`.current`) where it does the same."""
+        if links or args or kwargs or not current.VERIFIED:
+            return SdkTracer.start_as_current_span(
+                self,
+                name,
+                context,
+                kind,
+                attributes,
+                links,
+                start_time,
+                record_exception,
+                set_status_on_exception,
+                end_on_exit,
+                *args,
+                **kwargs,
+            )
+        flags = (record_exception, set_status_on_exception, end_on_exit)
+        return current.CurrentSpan(self, (name, context, kind, attributes, start_time), flags)
 
 
 def make_lean(tracer: Any) -> Any:
