@@ -4,7 +4,8 @@
 #   - every other supported Python that pyenv has here (3.10, 3.12, 3.13): the unit tests and the
 #     real-uWSGI smoke (spans from every worker, gzip on; an SDK whose private parts moved);
 #   - the oldest supported OpenTelemetry line (.ci/constraints-oldest.txt: the floors of
-#     pyproject.toml): the smoke, plus log export, the sample inis, and the fast path stepping aside;
+#     pyproject.toml): the smoke, plus log export, the sample inis, the fast path stepping aside, and
+#     start_as_current_span equal to the SDK's where use_span still records every BaseException;
 #   - the oldest line the fast path runs on (.ci/constraints-fast-floor.txt): its span-equality tests;
 #   - Debian's packaged uWSGI (uwsgi-core + uwsgi-plugin-python3, 2.0.21-debian, Python as a
 #     plugin) with a venv of Debian's python3: `otel-uwsgi check --uwsgi /usr/bin/uwsgi` on the
@@ -58,7 +59,8 @@ done
 
 run_in_venv "opentelemetry-oldest" "$(command -v python3)" .ci/constraints-oldest.txt \
     "${SMOKE[@]}" tests/integration/test_logs.py tests/integration/test_samples.py \
-    tests/unit/instrumentation/fast/test_verified.py::test_the_installed_releases_decide_the_path
+    tests/unit/instrumentation/fast/test_verified.py::test_the_installed_releases_decide_the_path \
+    tests/unit/traces/test_current_span_equals_sdk.py
 
 # The fast path is on by default where its spans are proven equal to the stock ones: prove it on
 # the oldest line it runs on (its floor), with the oldest Django and drivers.
