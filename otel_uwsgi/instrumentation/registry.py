@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 from collections.abc import Iterable
 from typing import Any, Optional
 
@@ -95,12 +96,18 @@ def _fast_scope(name: str, entry_point: Any, options: dict[str, Any]) -> Optiona
 
     dist = getattr(entry_point, "dist", None)
     stock = verified.canonical(dist.name) if dist is not None else verified.DBAPI
-    libraries = {"django": ("django",), "sqlite3": ("django",), "flask": ("flask",)}.get(name, ("django", name))
+    libraries = {"django": ("django",), "sqlite3": ("django",), "flask": ("flask",), "requests": ("requests",)}.get(
+        name, ("django", name)
+    )
     try:
         if name in dbapi.DRIVERS and verified.sqlcommenter(_options.get("django", {})):
             reason = "instrumentation_options('django', ...) turns sqlcommenter on (stock only)"
         elif name == "django" and _metrics:  # Flask's fast path records them; Django's does not (yet)
             reason = "otel-metrics-exporter is on, and only the stock one records Django's HTTP server metrics"
+        elif name == "requests" and _metrics:
+            reason = "otel-metrics-exporter is on, and only the stock one records the HTTP client duration metrics"
+        elif name == "requests" and verified.client_headers_problem(os.environ):
+            reason = verified.client_headers_problem(os.environ)
         else:
             reason = verified.why_stock(stock, libraries, options, name)
         if reason is None:  # what the fast path imports from the instrumentation packages: now, not at first use
@@ -135,6 +142,13 @@ def _instrument_one(name: str, installed: dict[str, Any], explicit: bool, fast: 
             instrument_flask_fast()
             _fast.add(name)
             return True
+    if fast and name == "requests" and entry_point is not None:
+        if _fast_scope(name, entry_point, options) is not None:
+            from otel_uwsgi.instrumentation.fast import requests_client
+
+            if requests_client.install():
+                _fast.add(name)
+                return True
     if fast and name in dbapi.DRIVERS and (entry_point is not None or dbapi.driver_installed(name)):
         # Django's queries through Django's execute_wrapper; the stock instrumentor would trace
         # them a second time.  Without Django, or where the fast path cannot load: the stock one.

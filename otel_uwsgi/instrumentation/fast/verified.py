@@ -28,6 +28,8 @@ VERIFIED: dict[str, tuple[str, str]] = {
     "django": ("4.2", "6.1"),
     "flask": ("3.0", "3.1"),
     "opentelemetry-instrumentation-flask": ("0.66", "0.66"),
+    "opentelemetry-instrumentation-requests": ("0.66", "0.66"),
+    "requests": ("2.34", "2.34"),
     "opentelemetry-instrumentation-django": ("0.63", "0.66"),
     "opentelemetry-instrumentation-dbapi": ("0.63", "0.66"),
     # Older psycopg instrumentations do not trace Django's PostgreSQL connections at all (the fast
@@ -146,6 +148,22 @@ def why_stock(stock: str, modules: tuple[str, ...], options: Mapping[str, Any], 
         problem = check()
         if problem:
             return problem
+    return None
+
+
+def client_headers_problem(environ: Mapping[str, str]) -> Optional[str]:
+    """Why an HTTP client's fast span cannot stand in: header capture asked for (only the stock one does it)."""
+    from opentelemetry.util.http import (
+        OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST,
+        OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE,
+    )
+
+    for name in (
+        OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST,
+        OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE,
+    ):
+        if environ.get(name, "").strip():
+            return f"{name} is set, and only the stock one captures headers"
     return None
 
 

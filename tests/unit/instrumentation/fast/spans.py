@@ -114,6 +114,18 @@ def collect_spans(mode: str) -> Any:
     return exporter
 
 
+def otel_uwsgi_log_lines() -> list[str]:
+    """Every message otel-uwsgi logs from now on (INFO and up), collected in the list returned."""
+    import logging
+
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("otel_uwsgi").addHandler(handler)
+    logging.getLogger("otel_uwsgi").setLevel(logging.INFO)
+    return lines
+
+
 def run_script_process(script: Path, *args: str, env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess:
     """Run ``script args`` in a fresh interpreter (no ``OTEL_*`` variables but ``env``; this
     checkout first on the path, then this run's PYTHONPATH: another library release to test
@@ -152,3 +164,10 @@ def flask_fast_problem() -> Optional[str]:
     from otel_uwsgi.instrumentation.fast.verified import release_problem
 
     return release_problem("opentelemetry-instrumentation-flask") or release_problem("flask")
+
+
+def requests_fast_problem() -> Optional[str]:
+    """Why the requests fast path is off with the installed releases, or None."""
+    from otel_uwsgi.instrumentation.fast.verified import release_problem
+
+    return release_problem("opentelemetry-instrumentation-requests") or release_problem("requests")

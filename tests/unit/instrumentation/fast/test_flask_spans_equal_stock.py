@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import sys
 from importlib.metadata import version
@@ -34,6 +33,7 @@ from tests.unit.instrumentation.fast.spans import (  # noqa: E402
     assert_same_spans,
     collect_spans,
     describe,
+    otel_uwsgi_log_lines,
     run_script,
     wsgi_environ,
 )
@@ -107,11 +107,7 @@ def run_app(mode: str) -> dict[str, Any]:
             span.set_attribute("hooked", True)
 
         registry.set_options("flask", request_hook=request_hook)
-    logs: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: logs.append(record.getMessage())  # type: ignore[method-assign]
-    logging.getLogger("otel_uwsgi").addHandler(handler)
-    logging.getLogger("otel_uwsgi").setLevel(logging.INFO)
+    logs = otel_uwsgi_log_lines()
     registry.instrument(("flask",), fast=mode in ("fast", "early", "declined", "both"))
     if mode == "both":  # the app's own code instruments with the stock instrumentor after all
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
