@@ -28,8 +28,8 @@ VERIFIED: dict[str, tuple[str, str]] = {
     "django": ("4.2", "6.1"),
     "flask": ("3.0", "3.1"),
     "opentelemetry-instrumentation-flask": ("0.66", "0.66"),
-    "opentelemetry-instrumentation-requests": ("0.66", "0.66"),
-    "requests": ("2.34", "2.34"),
+    "opentelemetry-instrumentation-requests": ("0.63", "0.66"),
+    "requests": ("2.28", "2.34"),
     "opentelemetry-instrumentation-django": ("0.63", "0.66"),
     "opentelemetry-instrumentation-dbapi": ("0.63", "0.66"),
     # Older psycopg instrumentations do not trace Django's PostgreSQL connections at all (the fast

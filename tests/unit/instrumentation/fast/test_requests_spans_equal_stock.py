@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -86,7 +87,8 @@ def _dead_port() -> int:
 
 
 def _without_ports(value: Any) -> Any:
-    """``value`` with this run's port numbers written as ``PORT``, so two runs compare."""
+    """``value`` with this run's port numbers written as ``PORT`` and object addresses (an older
+    urllib3 names its connection object in the error message) as ``0x...``, so two runs compare."""
     if isinstance(value, dict):
         return {k: _without_ports(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -96,6 +98,7 @@ def _without_ports(value: Any) -> Any:
     if isinstance(value, str):
         for port in _PORTS:
             value = value.replace(f":{port}", ":PORT").replace(f"port={port}", "port=PORT")
+        value = re.sub(r" at 0x[0-9a-f]+", " at 0x...", value)
     return value
 
 

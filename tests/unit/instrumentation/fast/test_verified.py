@@ -166,3 +166,26 @@ def test_metrics_on_keep_django_on_the_stock_instrumentation(monkeypatch, caplog
         assert registry._fast_scope("django", registry.entry_points.installed()["django"], {}) is None
         assert registry._fast_scope("sqlite3", None, {}) is not None  # the queries stay on the fast path
     assert "django is traced by its stock instrumentation" in caplog.text and "otel-metrics-exporter" in caplog.text
+
+
+def test_metrics_or_header_capture_keep_requests_on_the_stock_instrumentation(monkeypatch, caplog):
+    """The requests fast path records no client duration metrics and captures no headers: with
+    otel-metrics-exporter on, or client header capture set, the stock one traces, and says why."""
+    entry_point = registry.entry_points.installed().get("requests")
+    if entry_point is None:
+        pytest.skip("opentelemetry-instrumentation-requests is not installed")
+    if verified.release_problem("opentelemetry-instrumentation-requests") or verified.release_problem("requests"):
+        pytest.skip("the requests fast path is off here for its releases")
+    assert registry._fast_scope("requests", entry_point, {}) == verified.stock_scope(
+        "opentelemetry-instrumentation-requests"
+    )
+    monkeypatch.setattr(registry, "_metrics", True)
+    with caplog.at_level(logging.INFO, logger="otel_uwsgi.instrumentation"):
+        assert registry._fast_scope("requests", entry_point, {}) is None
+    assert "requests is traced by its stock instrumentation" in caplog.text and "duration metrics" in caplog.text
+    monkeypatch.setattr(registry, "_metrics", False)
+    caplog.clear()
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE", "content-type")
+    with caplog.at_level(logging.INFO, logger="otel_uwsgi.instrumentation"):
+        assert registry._fast_scope("requests", entry_point, {}) is None
+    assert "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE is set" in caplog.text
