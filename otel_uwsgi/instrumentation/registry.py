@@ -7,7 +7,8 @@ instrumentation, as ``opentelemetry-instrument`` finds them (:mod:`.entry_points
 needs it: Django, instrumented when it builds its middleware chain (:mod:`.django`); mysqlclient
 and sqlite3 when no instrumentor for them is installed, so MySQLdb is never wrapped twice
 (:mod:`.dbapi`); on the fast path (``otel-fast-instrumentation``, on by default, where proven
-equal: :mod:`.fast.verified`), Django's server spans and its queries through every driver.
+equal: :mod:`.fast.verified`), Django's server spans and its queries through every driver,
+Flask's server spans and outgoing ``requests`` calls.
 Instrumenting builds no provider and starts no thread: it is safe in the master.
 
 Keyword arguments for an instrumentor (Django's ``request_hook``, sqlcommenter ...) are given in
