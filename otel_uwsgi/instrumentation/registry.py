@@ -107,8 +107,8 @@ def _fast_scope(name: str, entry_point: Any, options: dict[str, Any]) -> Optiona
             reason = "otel-metrics-exporter is on, and only the stock one records Django's HTTP server metrics"
         elif name == "requests" and _metrics:
             reason = "otel-metrics-exporter is on, and only the stock one records the HTTP client duration metrics"
-        elif name == "requests" and verified.client_headers_problem(os.environ):
-            reason = verified.client_headers_problem(os.environ)
+        elif name == "requests":
+            reason = verified.client_headers_problem(os.environ) or verified.why_stock(stock, libraries, options, name)
         else:
             reason = verified.why_stock(stock, libraries, options, name)
         if reason is None:  # what the fast path imports from the instrumentation packages: now, not at first use

@@ -22,9 +22,11 @@ from __future__ import annotations
 import functools
 import http.client
 from typing import Any
+from urllib.parse import urlparse
 
-from opentelemetry import context, trace
+from opentelemetry import context
 from opentelemetry.instrumentation import _semconv as semconv
+from opentelemetry.instrumentation.requests import _set_http_status_code_attribute, get_default_span_name
 from opentelemetry.instrumentation.requests import version as stock_version
 from opentelemetry.instrumentation.utils import _SUPPRESS_HTTP_INSTRUMENTATION_KEY, is_http_instrumentation_enabled
 from opentelemetry.propagate import inject
@@ -40,6 +42,8 @@ from opentelemetry.util.http.httplib import set_ip_on_next_http_connection
 from requests.models import Response
 from requests.sessions import Session
 from requests.structures import CaseInsensitiveDict
+
+from otel_uwsgi.instrumentation.fast.tracer import LazyTracer
 
 #: The stock instrumentation's scope: a backend grouping spans by scope sees no change.
 SCOPE = "opentelemetry.instrumentation.requests"
@@ -59,32 +63,15 @@ def install() -> bool:
     mode = semconv._OpenTelemetrySemanticConventionStability._get_opentelemetry_stability_opt_in_mode(
         semconv._OpenTelemetryStabilitySignalType.HTTP
     )
-    tracer = _RealTracer(semconv._get_schema_url(mode))
+    # the worker's own tracer at the first call, not the API's proxy (instrumenting happens in the
+    # master, before any provider exists): a proxy wraps each start_as_current_span in one more generator
+    tracer = LazyTracer(SCOPE, semconv._get_schema_url(mode), stock_version.__version__)
     # OTEL_PYTHON_REQUESTS_EXCLUDED_URLS / OTEL_PYTHON_EXCLUDED_URLS, read as the stock module reads them
     Session.send = _wrap(Session.send, tracer, mode, get_excluded_urls("REQUESTS"))  # type: ignore[method-assign]
     return True
 
 
-class _RealTracer:
-    """The stock instrumentation's tracer (same scope), taken from the worker's provider at the first
-    span after it is set, not through the API's proxy tracer (instrumenting happens in the master,
-    before any provider exists): a proxy wraps each ``start_as_current_span`` in one more generator."""
-
-    def __init__(self, schema_url: str) -> None:
-        self._schema_url = schema_url
-        self.tracer: Any = None
-
-    def get(self) -> Any:
-        tracer = self.tracer
-        if tracer is None:
-            provider = trace.get_tracer_provider()
-            tracer = provider.get_tracer(SCOPE, stock_version.__version__, schema_url=self._schema_url)
-            if not isinstance(provider, trace.ProxyTracerProvider):
-                self.tracer = tracer
-        return tracer
-
-
-def _wrap(wrapped: Any, real: _RealTracer, mode: Any, excluded: Any) -> Any:
+def _wrap(wrapped: Any, lazy: LazyTracer, mode: Any, excluded: Any) -> Any:
     report_new = semconv._report_new(mode)
 
     @functools.wraps(wrapped)
@@ -110,8 +97,8 @@ def _wrap(wrapped: Any, real: _RealTracer, mode: Any, excluded: Any) -> Any:
             attributes[_USER_AGENT_ORIGINAL] = user_agent
         if report_new:
             _peer_attributes(attributes, url, mode)
-        name = "HTTP" if sanitized == "_OTHER" else sanitized
-        tracer = real.tracer or real.get()
+        tracer = lazy.provider_tracer or lazy.sdk()
+        name = get_default_span_name(sanitized)
         with tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attributes) as span:
             if getattr(http.client.HTTPConnection.send, "__wrapped__", None) is None:
                 result, exception = _send(wrapped, self, request, headers, kwargs)
@@ -144,8 +131,6 @@ def _send(wrapped: Any, session: Session, request: Any, headers: Any, kwargs: di
 
 def _peer_attributes(attributes: dict[str, Any], url: str, mode: Any) -> None:
     """The new conventions' server and peer address and port, as the stock code reads them."""
-    from urllib.parse import urlparse
-
     try:
         parsed = urlparse(url)
         if parsed.hostname:
@@ -160,12 +145,7 @@ def _peer_attributes(attributes: dict[str, Any], url: str, mode: Any) -> None:
 
 def _response_attributes(span: Any, result: Response, mode: Any, report_new: bool) -> None:
     """The status code and span status (the stock helper), and the new conventions' protocol version."""
-    code = result.status_code
-    try:
-        number = int(code)
-    except ValueError:
-        number = -1
-    semconv._set_status(span, {}, number, str(code), server_span=False, sem_conv_opt_in_mode=mode)
+    _set_http_status_code_attribute(span, result.status_code, None, mode)
     if report_new and result.raw is not None:
         version = getattr(result.raw, "version", None)
         if version:

@@ -1,7 +1,8 @@
 """The tracer of this process, looked up once the worker's provider exists.
 
-Middleware and DB hooks are created in the uWSGI master, before fork, when only the API's proxy
-provider exists; the SDK tracer is fetched on first use in each worker and kept (wrapped in a
+Middleware, DB hooks and the requests wrapper are created in the uWSGI master, before fork, when
+only the API's proxy provider exists; the SDK tracer is fetched on first use in each worker and
+kept (and, for the fast path's own spans, wrapped in a
 :class:`~otel_uwsgi.traces.lean.tracer.LeanTracer`), which saves the proxy's indirection on every span.
 """
 
@@ -24,13 +25,25 @@ class LazyTracer:
         self._name, self._schema_url, self._version = name, schema_url, version or __version__
         #: the real tracer once :meth:`get` found it (None before): read first on the hot path
         self.tracer: Any = None
+        #: the provider's own tracer once :meth:`sdk` found it (None before), likewise
+        self.provider_tracer: Any = None
 
-    def get(self) -> Any:
-        tracer = self.tracer
+    def sdk(self) -> Any:
+        """The provider's own tracer for this scope (``start_as_current_span`` and all), kept once a
+        provider is set; the proxy's before."""
+        tracer = self.provider_tracer
         if tracer is None:
             provider = trace.get_tracer_provider()
             tracer = provider.get_tracer(self._name, self._version, schema_url=self._schema_url)
             if not isinstance(provider, trace.ProxyTracerProvider):
+                self.provider_tracer = tracer
+        return tracer
+
+    def get(self) -> Any:
+        tracer = self.tracer
+        if tracer is None:
+            tracer = self.sdk()
+            if self.provider_tracer is not None:
                 lean = getattr(tracer, "_lean", None)  # a LeanSdkTracer (otel-lean-spans) carries one
                 tracer = self.tracer = lean if isinstance(lean, LeanTracer) else LeanTracer(tracer)
         return tracer
