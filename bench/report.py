@@ -7,6 +7,7 @@ figure, and every figure is a median over rounds.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any, Optional
@@ -33,6 +34,21 @@ FLUSH_MS_TARGET = 1000.0
 def median(values: Iterable[Optional[float]]) -> Optional[float]:
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
+
+
+def median_interval(values: Iterable[Optional[float]], level: float = 0.90) -> Optional[tuple[float, float]]:
+    """A distribution-free interval for the median of the rounds: the order statistics x(k) and
+    x(n+1-k), k the largest with P(B(n, 1/2) < k) <= (1 - level) / 2.  Round-to-round noise here
+    (single rounds 0.64-0.95 of one configuration) is larger than a target's margin, so the targets
+    table shows how far the median itself can move; None with fewer than 5 rounds (no such k)."""
+    xs = sorted(v for v in values if v is not None)
+    n, tail, k, below = len(xs), (1 - level) / 2, 0, 0.0
+    while True:
+        below += math.comb(n, k) / 2**n  # P(B <= k), i.e. P(B < k + 1)
+        if below > tail:
+            break
+        k += 1
+    return (xs[k - 1], xs[n - k]) if k >= 1 else None
 
 
 def _fmt(value: Optional[float], digits: int = 0) -> str:
@@ -233,7 +249,11 @@ def targets(rows: list[dict[str, Any]], phases: list[dict[str, Any]]) -> list[di
                 continue
             ratio = row[key]
             met = None if ratio is None else ratio >= minimum
-            add(f"{config} {label} on {path} ≥ {minimum:.2f}", _fmt(ratio, 2), met)
+            measured = _fmt(ratio, 2)
+            interval = median_interval(row.get("capacity_ratios") or []) if key == "capacity_ratio" else None
+            if interval is not None and ratio is not None:
+                measured += f" (median of {row['rounds']} rounds; 90% interval {interval[0]:.2f}–{interval[1]:.2f})"
+            add(f"{config} {label} on {path} ≥ {minimum:.2f}", measured, met)
     for config in ("dead", "hanging", "twin"):
         for row in (r for r in rows if r["config"] == config):
             add(*_p99_target(row, _find(rows, "defaults", row["path"])))

@@ -85,3 +85,27 @@ def test_no_instruction_targets_without_instruction_counts():
     report.add_ratios(runs)
     rows = report.summarize(runs, ["plain", "defaults"], ["/"])
     assert not [t for t in report.targets(rows, []) if "instructions" in t["target"]]
+
+
+def test_median_interval_is_the_order_statistics_a_binomial_tail_allows():
+    # n = 11: P(B(11, 1/2) <= 2) = 0.033 <= 0.05 < P(B <= 3) = 0.113, so x(3) and x(9)
+    assert report.median_interval(list(range(11, 0, -1))) == (3, 9)
+    # n = 7: only P(B <= 0) = 0.008 is under 0.05: the extremes
+    assert report.median_interval([0.83, 0.79, 0.77, 0.93, 0.84, 0.71, 0.74]) == (0.71, 0.93)
+    assert report.median_interval([1.0, 2.0, 3.0, 4.0]) is None  # P(B(4) <= 0) = 0.0625
+    assert report.median_interval([1.0, None, 2.0, 3.0, 4.0, 5.0]) == (1.0, 5.0)
+
+
+def test_a_capacity_target_shows_the_interval_of_its_median_and_is_judged_on_the_median():
+    runs = []
+    for n, traced in enumerate([125.0, 120.0, 130.0, 118.0, 122.0, 140.0, 119.0, 121.0, 123.0, 160.0, 124.0], 1):
+        runs.append({"round": n, "config": "plain", "path": "/", "rps": 1.0, "p50_ms": 1.0, "p99_ms": 1.0,
+                     "cpu_us_per_request": 100.0})
+        runs.append({"round": n, "config": "defaults", "path": "/", "rps": 1.0, "p50_ms": 1.0, "p99_ms": 1.0,
+                     "cpu_us_per_request": traced})
+    report.add_ratios(runs)
+    rows = report.summarize(runs, ["plain", "defaults"], ["/"])
+    found = {t["target"]: t for t in report.targets(rows, [])}
+    target = found["defaults capacity ratio on / ≥ 0.80"]
+    assert target["met"] is True  # median 100/123 = 0.81
+    assert target["measured"] == "0.81 (median of 11 rounds; 90% interval 0.77–0.83)"
