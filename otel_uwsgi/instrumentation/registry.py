@@ -8,7 +8,7 @@ needs it: Django, instrumented when it builds its middleware chain (:mod:`.djang
 and sqlite3 when no instrumentor for them is installed, so MySQLdb is never wrapped twice
 (:mod:`.dbapi`); on the fast path (``otel-fast-instrumentation``, on by default, where proven
 equal: :mod:`.fast.verified`), Django's server spans and its queries through every driver,
-Flask's server spans and outgoing ``requests`` calls.
+Flask's server spans, outgoing ``requests`` calls and Redis commands.
 Instrumenting builds no provider and starts no thread: it is safe in the master.
 
 Keyword arguments for an instrumentor (Django's ``request_hook``, sqlcommenter ...) are given in
@@ -97,7 +97,8 @@ def _fast_scope(name: str, entry_point: Any, options: dict[str, Any]) -> Optiona
 
     dist = getattr(entry_point, "dist", None)
     stock = verified.canonical(dist.name) if dist is not None else verified.DBAPI
-    libraries = {"django": ("django",), "sqlite3": ("django",), "flask": ("flask",), "requests": ("requests",)}.get(
+    libraries = {"django": ("django",), "sqlite3": ("django",), "flask": ("flask",), "requests": ("requests",),
+        "redis": ("redis",)}.get(
         name, ("django", name)
     )
     try:
@@ -163,6 +164,8 @@ def _instrument_one(name: str, installed: dict[str, Any], explicit: bool, fast: 
         except ModuleNotFoundError as error:  # its library is not installed (as opentelemetry-instrument skips it)
             (logger.warning if explicit else logger.debug)("otel-uwsgi: %s is not instrumented: %s", name, error)
             return False
+        if fast and name == "redis" and _fast_scope(name, entry_point, options) is not None:
+            _redis_fast()
         return True
     if name in dbapi.OWN:
         return dbapi.instrument_own(name, explicit)
@@ -175,6 +178,18 @@ def _instrument_one(name: str, installed: dict[str, Any], explicit: bool, fast: 
         package,
     )
     return False
+
+
+def _redis_fast() -> None:
+    """Redis commands on the fast path, over the stock instrumentor just installed (which keeps
+    pipelines, cluster and asyncio clients); where it cannot, the stock one traces them all."""
+    try:
+        from otel_uwsgi.instrumentation.fast import redis_client
+
+        if redis_client.install():
+            _fast.add("redis")
+    except Exception as error:  # noqa: BLE001 - a release it was not built for: the stock path, never none
+        fast_unavailable(error)
 
 
 def _runnable(name: str, installed: dict[str, Any], explicit: bool) -> bool:

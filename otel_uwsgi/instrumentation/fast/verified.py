@@ -30,6 +30,8 @@ VERIFIED: dict[str, tuple[str, str]] = {
     "opentelemetry-instrumentation-flask": ("0.66", "0.66"),
     "opentelemetry-instrumentation-requests": ("0.63", "0.66"),
     "requests": ("2.28", "2.34"),
+    "opentelemetry-instrumentation-redis": ("0.63", "0.66"),
+    "redis": ("4.5", "8.2"),
     "opentelemetry-instrumentation-django": ("0.63", "0.66"),
     "opentelemetry-instrumentation-dbapi": ("0.63", "0.66"),
     # Older psycopg instrumentations do not trace Django's PostgreSQL connections at all (the fast

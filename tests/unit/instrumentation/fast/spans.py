@@ -171,3 +171,10 @@ def requests_fast_problem() -> Optional[str]:
     from otel_uwsgi.instrumentation.fast.verified import release_problem
 
     return release_problem("opentelemetry-instrumentation-requests") or release_problem("requests")
+
+
+def redis_fast_problem() -> Optional[str]:
+    """Why the Redis fast path is off with the installed releases, or None."""
+    from otel_uwsgi.instrumentation.fast.verified import release_problem
+
+    return release_problem("opentelemetry-instrumentation-redis") or release_problem("redis")
