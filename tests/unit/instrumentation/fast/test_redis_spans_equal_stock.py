@@ -147,7 +147,8 @@ def run_commands(mode: str) -> dict[str, Any]:
         ids = {s.context.span_id: i for i, s in enumerate(spans)}
         described = [{**describe(s, ids), "keys": list(s.attributes)} for s in spans]
         out[case] = {"result": result if isinstance(result, str) else repr(result), "spans": described}
-    return {"cases": _without_ports(json.loads(json.dumps(out, default=repr))), "fast": sorted(registry._fast), "logs": logs}
+    cases = _without_ports(json.loads(json.dumps(out, default=repr)))
+    return {"cases": cases, "fast": sorted(registry._fast), "logs": logs}
 
 
 # --------------------------------------------------------------------------- the tests (pytest)
