@@ -97,10 +97,13 @@ def _fast_scope(name: str, entry_point: Any, options: dict[str, Any]) -> Optiona
 
     dist = getattr(entry_point, "dist", None)
     stock = verified.canonical(dist.name) if dist is not None else verified.DBAPI
-    libraries = {"django": ("django",), "sqlite3": ("django",), "flask": ("flask",), "requests": ("requests",),
-        "redis": ("redis",)}.get(
-        name, ("django", name)
-    )
+    libraries = {
+        "django": ("django",),
+        "sqlite3": ("django",),
+        "flask": ("flask",),
+        "requests": ("requests",),
+        "redis": ("redis",),
+    }.get(name, ("django", name))
     try:
         if name in dbapi.DRIVERS and verified.sqlcommenter(_options.get("django", {})):
             reason = "instrumentation_options('django', ...) turns sqlcommenter on (stock only)"

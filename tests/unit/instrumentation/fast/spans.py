@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +145,46 @@ def run_script_process(script: Path, *args: str, env: Optional[dict[str, str]] =
 def run_script(script: Path, *args: str, env: Optional[dict[str, str]] = None) -> Any:
     """:func:`run_script_process`; the JSON of its last output line."""
     return json.loads(run_script_process(script, *args, env=env).stdout.strip().splitlines()[-1])
+
+
+#: Ports of this run (a test server's, a refused call's) that :func:`without_ports` writes as ``PORT``.
+RUN_PORTS: list[int] = []
+
+
+def dead_port() -> int:
+    """A free port on 127.0.0.1 that nothing listens on (a refused connection), noted in RUN_PORTS."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        RUN_PORTS.append(probe.getsockname()[1])
+        return RUN_PORTS[-1]
+
+
+def without_ports(value: Any) -> Any:
+    """``value`` with this run's port numbers written as ``PORT`` and object addresses (an older
+    urllib3 names its connection object in the error message) as ``0x...``, so two runs compare."""
+    if isinstance(value, dict):
+        return {k: without_ports(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_ports(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value in RUN_PORTS:
+        return "PORT"
+    if isinstance(value, str):
+        for port in RUN_PORTS:
+            value = value.replace(f":{port}", ":PORT").replace(f"port={port}", "port=PORT")
+        value = re.sub(r" at 0x[0-9a-f]+", " at 0x...", value)
+    return value
+
+
+def assert_same_cases(stock: dict[str, Any], fast: dict[str, Any]) -> None:
+    """Both runs made the same cases, each with the same outcome and spans (the case named on failure)."""
+    assert stock["cases"].keys() == fast["cases"].keys()
+    for case in stock["cases"]:
+        assert stock["cases"][case] == fast["cases"][case], case
+
+
+def scopes(cases: dict[str, Any]) -> set[tuple[str, str]]:
+    """(name, version) of the instrumentation scope of every span of every case."""
+    return {(s["scope"], s["scope_version"]) for case in cases.values() for s in case["spans"]}
 
 
 def assert_same_spans(stock: dict[str, Any], fast: dict[str, Any]) -> None:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,10 +33,15 @@ pytestmark = pytest.mark.skipif(
 )
 
 from tests.unit.instrumentation.fast.spans import (  # noqa: E402
+    RUN_PORTS,
+    assert_same_cases,
     collect_spans,
+    dead_port,
     describe,
     otel_uwsgi_log_lines,
     run_script,
+    scopes,
+    without_ports,
 )
 
 # --------------------------------------------------------------------------- the run (subprocess)
@@ -76,32 +79,6 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-_PORTS: list[int] = []  # the server's and the refused call's: each run has its own
-
-
-def _dead_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        _PORTS.append(probe.getsockname()[1])
-        return _PORTS[-1]
-
-
-def _without_ports(value: Any) -> Any:
-    """``value`` with this run's port numbers written as ``PORT`` and object addresses (an older
-    urllib3 names its connection object in the error message) as ``0x...``, so two runs compare."""
-    if isinstance(value, dict):
-        return {k: _without_ports(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_without_ports(v) for v in value]
-    if isinstance(value, int) and not isinstance(value, bool) and value in _PORTS:
-        return "PORT"
-    if isinstance(value, str):
-        for port in _PORTS:
-            value = value.replace(f":{port}", ":PORT").replace(f"port={port}", "port=PORT")
-        value = re.sub(r" at 0x[0-9a-f]+", " at 0x...", value)
-    return value
-
-
 def _cases(base: str, tracer: Any) -> dict[str, Any]:
     """Each case: a function making its calls (what it returns or raises is compared too)."""
     import requests
@@ -136,7 +113,7 @@ def _cases(base: str, tracer: Any) -> dict[str, Any]:
         "redirect": lambda: requests.get(f"{base}/redirect", timeout=5).status_code,
         "bot": lambda: requests.get(f"{base}/x", headers={"User-Agent": "Googlebot/2.1"}, timeout=5).status_code,
         "test-agent": lambda: requests.get(f"{base}/x", headers={"User-Agent": "alwayson"}, timeout=5).status_code,
-        "refused": lambda: requests.get(f"http://127.0.0.1:{_dead_port()}/x", timeout=5),
+        "refused": lambda: requests.get(f"http://127.0.0.1:{dead_port()}/x", timeout=5),
         "inside-a-span": inside_a_span,
         "suppressed": suppressed,
         "session": session,
@@ -161,7 +138,7 @@ def run_calls(mode: str) -> dict[str, Any]:
     exporter = collect_spans("stock-lean" if mode != "stock" else "stock")
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    _PORTS.append(server.server_address[1])
+    RUN_PORTS.append(server.server_address[1])
     base = f"http://127.0.0.1:{server.server_address[1]}"
     out: dict[str, Any] = {}
     try:
@@ -179,7 +156,7 @@ def run_calls(mode: str) -> dict[str, Any]:
             out[case] = {"result": result, "spans": [describe(s, ids) for s in spans], "traceparents": carried}
     finally:
         server.shutdown()
-    return {"cases": _without_ports(out), "fast": sorted(registry._fast), "logs": logs}
+    return {"cases": without_ports(out), "fast": sorted(registry._fast), "logs": logs}
 
 
 # --------------------------------------------------------------------------- the tests (pytest)
@@ -198,18 +175,12 @@ def test_same_spans_and_traceparents_as_the_stock_instrumentation(conventions):
     fast = run_script(HERE, "fast", env=MODES[conventions])
     assert stock["fast"] == [] and fast["fast"] == ["requests"]
     assert "otel-uwsgi: instrumented requests, urllib3 (fast path: requests)" in fast["logs"]
-    assert stock["cases"].keys() == fast["cases"].keys()
-    for case in stock["cases"]:
-        assert stock["cases"][case] == fast["cases"][case], case
+    assert_same_cases(stock, fast)
     cases = fast["cases"]
     # What the comparison covers is there to compare
     from opentelemetry.instrumentation.requests.version import __version__
 
-    spans = [s for c in cases.values() for s in c["spans"]]
-    assert {(s["scope"], s["scope_version"]) for s in spans} == {
-        ("opentelemetry.instrumentation.requests", __version__),
-        ("test", ""),
-    }
+    assert scopes(cases) == {("opentelemetry.instrumentation.requests", __version__), ("test", "")}
     assert [s["name"] for s in cases["odd-method"]["spans"]] == ["HTTP"]
     assert cases["not-found"]["spans"][0]["status"][0] == "ERROR"
     assert cases["refused"]["result"] == "raised ConnectionError"
