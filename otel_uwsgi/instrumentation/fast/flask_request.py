@@ -20,27 +20,31 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
+from functools import partial
 from time import time_ns
 from timeit import default_timer
 from typing import Any, NamedTuple, Optional
 
 from flask import Flask
 from flask.globals import request_ctx
-from opentelemetry.instrumentation.propagators import get_global_response_propagator
+from opentelemetry.instrumentation import propagators
 from opentelemetry.instrumentation.wsgi import add_response_attributes, default_response_propagation_setter
 
-from otel_uwsgi.instrumentation.fast.http import HttpConfig
+from otel_uwsgi.instrumentation.fast.http import KNOWN_METHODS, HttpConfig
 from otel_uwsgi.instrumentation.fast.server_metrics import ServerMetrics
 from otel_uwsgi.instrumentation.fast.server_span import (
     ServerSetup,
     attributes_of,
     open_server_span,
     record_error,
+    set_error_status,
     set_status_code,
     start_server_span,
     warn_once,
 )
+from otel_uwsgi.native.sdk_layout import LEAN_SPAN_CLASSES
 from otel_uwsgi.traces import context_ops
+from otel_uwsgi.traces.context_ops import detach_failed, reset
 
 #: The stock instrumentation's scope: a backend grouping spans by scope sees no change.
 SCOPE = "opentelemetry.instrumentation.flask"
@@ -60,6 +64,10 @@ def _request_context_getter() -> Callable[[], Any]:
 
 
 _current_request_context = _request_context_getter()
+
+# get_global_response_propagator(), read where the API keeps it (one Python call less per request)
+_PROPAGATOR_GLOBAL = hasattr(propagators, "_RESPONSE_PROPAGATOR")
+_response_propagator = propagators.get_global_response_propagator
 
 
 class Versions(NamedTuple):
@@ -146,20 +154,16 @@ def _wsgi_app(self: Flask, environ: dict, start_response: Callable[..., Any]) ->
     if not adopted or setup is None:
         return _original(self, environ, start_response)
     state = environ[_KEY] = _Request(time_ns())
-
-    def _start_response(status: str, headers: list[tuple[str, str]], *args: Any, **kwargs: Any) -> Any:
-        _respond(setup, state, status, headers)
-        return start_response(status, headers, *args, **kwargs)
-
+    respond = partial(_start_response, setup, state, start_response)  # one frame, where a closure is two
     instruments = setup.metrics.get()
     if instruments is None:
-        return _original(self, environ, _start_response)
+        return _original(self, environ, respond)
     start = default_timer()
     attributes = state.metric_attributes = attributes_of(setup, environ)
     active = instruments.active_attributes(attributes)
     instruments.active.add(1, active)
     try:
-        result = _original(self, environ, _start_response)
+        result = _original(self, environ, respond)
         if not state.excluded:
             instruments.record_duration(default_timer() - start, attributes, state.rule, state.span)
         return result
@@ -189,7 +193,7 @@ def _before_request() -> None:
     if state is None:  # a request context wsgi_app did not push (test_request_context)
         state = environ[_KEY] = _Request(None)
     state.excluded = True  # until decided: an untrusted Host raises below, as in the stock code
-    if _excluded(setup, request):
+    if (setup.http.excluded is not None or request.trusted_hosts is not None) and _excluded(setup, request):
         return
     state.excluded = False
     try:
@@ -200,7 +204,9 @@ def _before_request() -> None:
 
 def _open(setup: FlaskSetup, state: _Request, ctx: Any, request: Any, environ: dict) -> None:
     rule = state.rule = request.url_rule
-    method = setup.http.method(environ.get("REQUEST_METHOD", "").strip())
+    method = environ.get("REQUEST_METHOD", "").strip().upper()  # HttpConfig.method, inline
+    if method not in KNOWN_METHODS and not setup.http.capture_all_methods:
+        method = "_OTHER"
     if rule is not None:
         name = f"{'HTTP' if method == '_OTHER' else method} {rule.rule}"
     elif method == "_OTHER":
@@ -237,42 +243,52 @@ def _open(setup: FlaskSetup, state: _Request, ctx: Any, request: Any, environ: d
             span.set_attributes(captured)
 
 
-def _respond(setup: FlaskSetup, state: _Request, status: str, headers: list[tuple[str, str]]) -> None:
-    """At ``start_response``: the traceresponse header, the status, the captured response headers."""
+def _start_response(
+    setup: FlaskSetup,
+    state: _Request,
+    start_response: Callable[..., Any],
+    status: str,
+    headers: list[tuple[str, str]],
+    *args: Any,
+    **kwargs: Any,
+) -> Any:
+    """The server's ``start_response``, called with the traceresponse header, the status and the
+    captured response headers added first (bound to the request with ``partial`` in ``_wsgi_app``)."""
     try:
-        if state.excluded is None:  # before_request did not run: decided now, as the stock code does
-            state.excluded = _excluded(setup, request_ctx.request)
-        if state.excluded:
-            return
-        if state.metric_attributes is not None:
-            state.rule = request_ctx.request.url_rule
-        propagator = get_global_response_propagator()
-        if propagator:
-            propagator.inject(headers, setter=default_response_propagation_setter)
-        span = state.span
-        if span is None:
-            return
-        code = _status_code(status) if setup.default_mode and state.metric_attributes is None else None
-        if code is not None:
-            if span.is_recording():
-                set_status_code(span, code, {})
-        else:  # the new conventions, metrics, or an odd status line: the stock helper
-            attributes = {} if state.metric_attributes is None else state.metric_attributes
-            add_response_attributes(span, status, headers, attributes, setup.mode)
-        if state.server and setup.response_headers and span.is_recording():
-            captured = setup.response_headers.from_items(headers)
-            if captured:
-                span.set_attributes(captured)
+        excluded = state.excluded
+        if excluded is None:  # before_request did not run: decided now, as the stock code does
+            excluded = state.excluded = _excluded(setup, request_ctx.request)
+        span = None
+        if not excluded:
+            if state.metric_attributes is not None:
+                state.rule = request_ctx.request.url_rule
+            propagator = propagators._RESPONSE_PROPAGATOR if _PROPAGATOR_GLOBAL else _response_propagator()
+            if propagator:
+                propagator.inject(headers, setter=default_response_propagation_setter)
+            span = state.span
+        if span is not None:
+            code = None
+            if setup.default_mode and state.metric_attributes is None:  # the status line's code: "200 OK" -> 200
+                number, space, _ = status.partition(" ")
+                if space and number.isdigit() and number.isascii():
+                    code = int(number)
+            if code is None:  # the new conventions, metrics, or an odd status line: the stock helper
+                attributes = {} if state.metric_attributes is None else state.metric_attributes
+                add_response_attributes(span, status, headers, attributes, setup.mode)
+            elif type(span) not in LEAN_SPAN_CLASSES:
+                if span.is_recording():
+                    set_status_code(span, code, {})
+            elif span.is_recording():  # set_status_code(span, code, {}), inline
+                span.set_checked_attributes({"http.status_code": code})
+                if not 100 <= code < 500:
+                    set_error_status(span, code)
+            if state.server and setup.response_headers and span.is_recording():
+                captured = setup.response_headers.from_items(headers)
+                if captured:
+                    span.set_attributes(captured)
     except Exception:  # noqa: BLE001
         warn_once("adding a Flask response's attributes")
-
-
-def _status_code(status: str) -> Optional[int]:
-    code, space, _ = status.partition(" ")
-    try:
-        return int(code) if space else None
-    except ValueError:
-        return None
+    return start_response(status, headers, *args, **kwargs)
 
 
 def _teardown_request(exc: Optional[BaseException]) -> None:
@@ -290,8 +306,11 @@ def _teardown_request(exc: Optional[BaseException]) -> None:
         warn_once("ending a Flask request span")
         return
     try:
-        context_ops.detach(state.token)
-        if isinstance(exc, Exception) and span.is_recording():
+        try:  # context_ops.detach(), inline
+            reset(state.token)
+        except Exception:  # noqa: BLE001 - the API's behaviour: logged, never raised
+            detach_failed()
+        if exc is not None and isinstance(exc, Exception) and span.is_recording():
             record_error(span, exc)
     finally:
         span.end()
