@@ -49,13 +49,9 @@ _SUPPRESS_KEYS = tuple(
 )
 
 
-def _instrumentation_enabled() -> bool:
-    """``is_instrumentation_enabled()``: the current context read once, not twice through
-    ``get_value`` (four Python calls per query); the stock function where its keys are not known."""
-    if None in _SUPPRESS_KEYS:
-        return is_instrumentation_enabled()
-    ctx = get_current()
-    return not (ctx.get(_SUPPRESS_KEYS[0]) or ctx.get(_SUPPRESS_KEYS[1]))
+#: Whether ``is_instrumentation_enabled()`` can be read from the current context directly (once,
+#: not twice through ``get_value``: four Python calls per query): where the API keeps both keys.
+_SUPPRESS_INLINE = None not in _SUPPRESS_KEYS
 
 
 def _statement(sql: object) -> str:
@@ -120,13 +116,40 @@ class QuerySpans:
         self._raw, self._static, self._fallback = raw, static, database or self._system
 
     def __call__(self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: dict) -> Any:
-        return self.traced(context["connection"].connection, sql, execute, sql, params, many, context)
+        """Django's ``execute_wrapper`` call: ``execute(sql, params, many, context)`` in its span."""
+        span = self._start(context["connection"].connection, sql)
+        if span is None:
+            return execute(sql, params, many, context)
+        try:
+            return execute(sql, params, many, context)
+        except Exception as exc:
+            _record_error(span, exc)
+            raise
+        finally:
+            span.end()
 
     def traced(self, raw: Any, sql: Any, run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``run(*args, **kwargs)`` (the query ``sql`` on the driver connection ``raw``) inside its
         CLIENT span (arguments passed on, not closed over: no lambda made and called per query)."""
-        if not _instrumentation_enabled():
+        span = self._start(raw, sql)
+        if span is None:
             return run(*args, **kwargs)
+        try:
+            return run(*args, **kwargs)
+        except Exception as exc:
+            _record_error(span, exc)
+            raise
+        finally:
+            span.end()
+
+    def _start(self, raw: Any, sql: Any) -> Any:
+        """The query's CLIENT span, started; None where instrumentation is suppressed."""
+        if _SUPPRESS_INLINE:  # is_instrumentation_enabled(), read here (see _SUPPRESS_INLINE)
+            ctx = get_current()
+            if ctx.get(_SUPPRESS_KEYS[0]) or ctx.get(_SUPPRESS_KEYS[1]):
+                return None
+        elif not is_instrumentation_enabled():
+            return None
         if raw is not self._raw:
             self._connected(raw)
         attributes = dict(self._static)
@@ -137,17 +160,15 @@ class QuerySpans:
         name = OPERATIONS.get(sql) if type(sql) is str else None  # operation_name()'s cache, read here
         if name is None:
             name = operation_name(sql)
-        span = tracer.start_span(name or self._fallback, None, SpanKind.CLIENT, attributes)
-        try:
-            return run(*args, **kwargs)
-        except Exception as exc:
-            if span.is_recording():
-                error = _driver_error(exc)
-                span.record_exception(error)
-                span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-            raise
-        finally:
-            span.end()
+        return tracer.start_span(name or self._fallback, None, SpanKind.CLIENT, attributes)
+
+
+def _record_error(span: Any, exc: Exception) -> None:
+    """The driver's exception and the ERROR status, as the stock proxies record a failed query."""
+    if span.is_recording():
+        error = _driver_error(exc)
+        span.record_exception(error)
+        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
 
 
 def _attach(connection: Any) -> None:
