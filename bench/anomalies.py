@@ -14,8 +14,9 @@ between requests (a paced client, as issue 29's author measured), ``--no-master`
 worker as uWSGI's only process, ``--query`` appends a query string to every URL.  ``--functions N``
 prints the request thread's C functions that differ most from the first config; ``--requests 0
 --settle S --linger L`` counts what an idle worker executes per second; ``--calls`` counts the Python
-calls of a request instead (cProfile, no callgrind: ``profiled_wsgi.py``).  See bench/README.md,
-"Two anomalies explained".
+calls of a request instead (cProfile, no callgrind: ``profiled_wsgi.py``).  ``--path /stack`` is
+run.py's whole-stack view (the demo's /trace on PostgreSQL and Redis, calling a peer uWSGI).  See
+bench/README.md, "Two anomalies explained".
 """
 
 from __future__ import annotations
@@ -166,13 +167,16 @@ def profile(config: str, path: str, long: bool, args: argparse.Namespace, endpoi
     if not args.master:
         overrides["master"] = "false"
     overrides.update(valgrind_timing(overrides))
+    path_ini, path_env = run.path_overrides(path, args.app)  # /stack: its instrumentations and PostgreSQL
+    overrides.update(path_ini)
     overrides.update(kv.split("=", 1) for kv in args.set)
     instance = run.Instance.of_demo(
         endpoint, overrides, config, workers=1, workdir=str(workdir), thunder_lock=False, uwsgi=str(wrapper),
-        app=args.app,
+        env_extra=path_env, app=args.app,
     )
     server = instance.server
-    url = path + ("?q=1" if args.query else "")
+    url = run.served_path(str(workdir), path)  # /stack: the demo's /trace, calling the peer uWSGI
+    url += ("&" if "?" in url else "?") + "q=1" if args.query else ""
     run._running.append(server)
     try:
         server.start()
