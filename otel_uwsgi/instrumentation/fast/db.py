@@ -117,7 +117,10 @@ class QuerySpans:
 
     def __call__(self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: dict) -> Any:
         """Django's ``execute_wrapper`` call: ``execute(sql, params, many, context)`` in its span."""
-        span = self._start(context["connection"].connection, sql)
+        try:
+            span = self._start(context["connection"].connection, sql)
+        except Exception:  # noqa: BLE001 - telemetry never fails a query
+            span = _start_failed()
         if span is None:
             return execute(sql, params, many, context)
         try:
@@ -131,7 +134,10 @@ class QuerySpans:
     def traced(self, raw: Any, sql: Any, run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``run(*args, **kwargs)`` (the query ``sql`` on the driver connection ``raw``) inside its
         CLIENT span (arguments passed on, not closed over: no lambda made and called per query)."""
-        span = self._start(raw, sql)
+        try:
+            span = self._start(raw, sql)
+        except Exception:  # noqa: BLE001 - telemetry never fails a query
+            span = _start_failed()
         if span is None:
             return run(*args, **kwargs)
         try:
@@ -161,6 +167,17 @@ class QuerySpans:
         if name is None:
             name = operation_name(sql)
         return tracer.start_span(name or self._fallback, None, SpanKind.CLIENT, attributes)
+
+
+_failed: list[bool] = []
+
+
+def _start_failed() -> None:
+    """A query span that could not be started (a driver attribute that raises, say): the query runs
+    untraced; logged with its traceback the first time only."""
+    if not _failed:
+        _failed.append(True)
+        logger.exception("otel-uwsgi: could not start a query's span; such queries run untraced")
 
 
 def _record_error(span: Any, exc: Exception) -> None:
