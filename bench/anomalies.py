@@ -176,7 +176,8 @@ def profile(config: str, path: str, long: bool, args: argparse.Namespace, endpoi
     )
     server = instance.server
     url = run.served_path(str(workdir), path)  # /stack: the demo's /trace, calling the peer uWSGI
-    url += ("&" if "?" in url else "?") + "q=1" if args.query else ""
+    if args.query:
+        url += ("&" if "?" in url else "?") + "q=1"
     run._running.append(server)
     try:
         server.start()

@@ -117,10 +117,7 @@ class QuerySpans:
 
     def __call__(self, execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: dict) -> Any:
         """Django's ``execute_wrapper`` call: ``execute(sql, params, many, context)`` in its span."""
-        try:
-            span = self._start(context["connection"].connection, sql)
-        except Exception:  # noqa: BLE001 - telemetry never fails a query
-            span = _start_failed()
+        span = self._start(context["connection"].connection, sql)
         if span is None:
             return execute(sql, params, many, context)
         try:
@@ -134,10 +131,7 @@ class QuerySpans:
     def traced(self, raw: Any, sql: Any, run: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``run(*args, **kwargs)`` (the query ``sql`` on the driver connection ``raw``) inside its
         CLIENT span (arguments passed on, not closed over: no lambda made and called per query)."""
-        try:
-            span = self._start(raw, sql)
-        except Exception:  # noqa: BLE001 - telemetry never fails a query
-            span = _start_failed()
+        span = self._start(raw, sql)
         if span is None:
             return run(*args, **kwargs)
         try:
@@ -149,24 +143,29 @@ class QuerySpans:
             span.end()
 
     def _start(self, raw: Any, sql: Any) -> Any:
-        """The query's CLIENT span, started; None where instrumentation is suppressed."""
-        if _SUPPRESS_INLINE:  # is_instrumentation_enabled(), read here (see _SUPPRESS_INLINE)
-            ctx = get_current()
-            if ctx.get(_SUPPRESS_KEYS[0]) or ctx.get(_SUPPRESS_KEYS[1]):
+        """The query's CLIENT span, started; None where instrumentation is suppressed, or where the
+        span could not be started (logged once: telemetry never fails a query)."""
+        try:
+            if _SUPPRESS_INLINE:  # is_instrumentation_enabled(), read here (see _SUPPRESS_INLINE)
+                ctx = get_current()
+                if ctx.get(_SUPPRESS_KEYS[0]) or ctx.get(_SUPPRESS_KEYS[1]):
+                    return None
+            elif not is_instrumentation_enabled():
                 return None
-        elif not is_instrumentation_enabled():
+            if raw is not self._raw:
+                self._connected(raw)
+            attributes = dict(self._static)
+            statement = sql if type(sql) is str else _statement(sql)  # _statement(), inline for a str
+            for key in self._statement_keys:
+                attributes[key] = statement
+            tracer = self._tracer.tracer or self._tracer.get()
+            name = OPERATIONS.get(sql) if type(sql) is str else None  # operation_name()'s cache, read here
+            if name is None:
+                name = operation_name(sql)
+            return tracer.start_span(name or self._fallback, None, SpanKind.CLIENT, attributes)
+        except Exception:  # noqa: BLE001 - a driver attribute that raises, a failing tracer
+            _start_failed()
             return None
-        if raw is not self._raw:
-            self._connected(raw)
-        attributes = dict(self._static)
-        statement = sql if type(sql) is str else _statement(sql)  # _statement(), inline for a str
-        for key in self._statement_keys:
-            attributes[key] = statement
-        tracer = self._tracer.tracer or self._tracer.get()
-        name = OPERATIONS.get(sql) if type(sql) is str else None  # operation_name()'s cache, read here
-        if name is None:
-            name = operation_name(sql)
-        return tracer.start_span(name or self._fallback, None, SpanKind.CLIENT, attributes)
 
 
 _failed: list[bool] = []
